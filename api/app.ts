@@ -1,0 +1,52 @@
+/**
+ * The HTTP surface of the control plane (hono). Built around injected services so tests can call
+ * `app.request()` in-process and the server can bind it to a socket.
+ *
+ * @example
+ *   const platform = await startPlatform({ dataDir: './.tributary' });
+ *   const res = await platform.app.request('/v1/functions');
+ */
+import { Hono } from 'hono';
+import type { FunctionService } from '../runtime/function-service.ts';
+import type { HostSupervisor } from '../runtime/host-supervisor.ts';
+import { MAX_BODY_BYTES } from '../runtime/limits.ts';
+import type { RuntimeMetrics } from '../runtime/metrics.ts';
+import { requireToken } from './auth.ts';
+import { limitBody } from './body.ts';
+import { errorBody, errorResponse } from './errors.ts';
+import { functionRoutes } from './routes/functions.ts';
+import { invokeRoutes } from './routes/invoke.ts';
+
+export interface AppServices {
+  functions: FunctionService;
+  supervisor: HostSupervisor;
+  metrics: RuntimeMetrics;
+  /** When set, /v1/functions* and /v1/graphs* require `Authorization: Bearer <token>`. */
+  token?: string;
+  maxBodyBytes?: number;
+}
+
+export function createApp(services: AppServices): Hono {
+  const app = new Hono();
+  const auth = requireToken(services.token);
+  const limit = limitBody(services.maxBodyBytes ?? MAX_BODY_BYTES);
+
+  app.onError((error, c) => errorResponse(c, error));
+  app.notFound((c) => c.json(errorBody('ERR_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
+
+  app.get('/healthz', (c) => c.json({ status: 'ok', hosts: services.supervisor.pids() }));
+  app.get('/metrics', async (c) => {
+    const { registry } = services.metrics;
+    return c.body(await registry.metrics(), 200, { 'content-type': registry.contentType });
+  });
+
+  app.use('/v1/functions', auth);
+  app.use('/v1/functions/*', auth);
+  app.use('/v1/graphs', auth);
+  app.use('/v1/graphs/*', auth);
+  app.use('/v1/functions/*', limit);
+  app.use('/v1/invoke/*', limit);
+  app.route('/v1/functions', functionRoutes(services.functions));
+  app.route('/v1/invoke', invokeRoutes(services.functions));
+  return app;
+}

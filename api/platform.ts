@@ -1,0 +1,63 @@
+/**
+ * The composition root of a control-plane process: registry, host supervisor, metrics, services
+ * and the hono app. `startPlatform` resolves once every host process is ready.
+ */
+import { resolve } from 'node:path';
+import type { Hono } from 'hono';
+import { FunctionRegistry } from '../runtime/function-registry.ts';
+import { FunctionService } from '../runtime/function-service.ts';
+import { HostSupervisor } from '../runtime/host-supervisor.ts';
+import { RuntimeMetrics } from '../runtime/metrics.ts';
+import { createApp } from './app.ts';
+
+export interface PlatformOptions {
+  /** Where functions and logs persist (default ./.tributary). */
+  dataDir?: string;
+  /** Isolate host processes (default one per core). */
+  hosts?: number;
+  /** Warm isolate slots per host (default 4). */
+  warmSlots?: number;
+  /** Bearer token for the management API (default: TRIBUTARY_TOKEN, else none). */
+  token?: string;
+}
+
+export interface Platform {
+  app: Hono;
+  functions: FunctionService;
+  supervisor: HostSupervisor;
+  metrics: RuntimeMetrics;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function startPlatform(options: PlatformOptions = {}): Promise<Platform> {
+  const dataDir = resolve(options.dataDir ?? './.tributary');
+  const metrics = new RuntimeMetrics();
+  const supervisor = new HostSupervisor({
+    hosts: options.hosts,
+    warmSlots: options.warmSlots,
+    onRestart: (host, reason) => {
+      metrics.hostRestarts.inc({ host: String(host) });
+      console.error(`tributary: host ${host} died (${reason}); restarting`);
+    },
+    onStats: (host, stats) => {
+      metrics.isolates.set({ host: String(host), state: 'warm' }, stats.warm);
+      metrics.isolates.set({ host: String(host), state: 'loaded' }, stats.instances);
+    },
+  });
+  const registry = new FunctionRegistry(dataDir);
+  await supervisor.start();
+  const functions = new FunctionService(registry, supervisor, metrics);
+  const app = createApp({ functions, supervisor, metrics, token: options.token ?? process.env.TRIBUTARY_TOKEN });
+  return {
+    app,
+    functions,
+    supervisor,
+    metrics,
+    dataDir,
+    async close() {
+      await supervisor.close();
+      registry.close();
+    },
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * Cold start: time from "upload completed" to "first invoke response" for many fresh functions,
+ * in-process (hono app.request, no sockets) and over HTTP, next to a warm invoke of the same
+ * functions measured in the same run as the baseline.
+ *
+ * Targets (issue 2): in-process p50 ≤ 2 ms and p99 ≤ 10 ms; over HTTP p50 ≤ 10 ms.
+ */
+import { rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer } from '../api/server.ts';
+import { printJson, printTable, summarize } from './report.ts';
+
+const FUNCTIONS = Number(process.env.BENCH_FUNCTIONS ?? 250);
+
+function source(i: number): string {
+  // Distinct code per function: no code-cache hit from a sibling.
+  return `const id = ${i};\nexport default { fetch(request) { return new Response('fn ' + id + ' ' + new URL(request.url).pathname); } };`;
+}
+
+type Call = (path: string, init?: RequestInit) => Promise<Response>;
+
+async function measure(call: Call, prefix: string) {
+  const cold: number[] = [];
+  const warm: number[] = [];
+  for (let i = 0; i < FUNCTIONS; i++) {
+    const name = `${prefix}${i}`;
+    const put = await call(`/v1/functions/${name}`, { method: 'PUT', headers: { 'content-type': 'application/javascript' }, body: source(i) });
+    if (put.status !== 201) throw new Error(`upload failed: ${put.status} ${await put.text()}`);
+    let started = performance.now();
+    let res = await call(`/v1/invoke/${name}`);
+    await res.text();
+    cold.push(performance.now() - started);
+    if (res.status !== 200) throw new Error(`invoke failed: ${res.status}`);
+    started = performance.now();
+    res = await call(`/v1/invoke/${name}`);
+    await res.text();
+    warm.push(performance.now() - started);
+  }
+  return { cold: summarize(cold), warm: summarize(warm) };
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), 'tributary-bench-'));
+const server = await startServer({ port: 0, dataDir });
+try {
+  const { app } = server.platform;
+  // Let the warm pools fill before measuring.
+  await new Promise((r) => setTimeout(r, 500));
+  const inProcess = await measure((path, init) => Promise.resolve(app.request(path, init)), 'inproc');
+  const http = await measure((path, init) => fetch(`${server.url}${path}`, init), 'http');
+  const rows = [
+    { path: 'in-process', kind: 'cold (first invoke)', ...inProcess.cold },
+    { path: 'in-process', kind: 'warm (baseline)', ...inProcess.warm },
+    { path: 'HTTP', kind: 'cold (first invoke)', ...http.cold },
+    { path: 'HTTP', kind: 'warm (baseline)', ...http.warm },
+  ];
+  printTable(`Cold start, ${FUNCTIONS} fresh functions per path, latency in ms (targets: in-process p50 ≤ 2, p99 ≤ 10; HTTP p50 ≤ 10)`, rows);
+  const verdict = {
+    inProcessP50: inProcess.cold.p50 <= 2,
+    inProcessP99: inProcess.cold.p99 <= 10,
+    httpP50: http.cold.p50 <= 10,
+  };
+  console.log(`\ntargets met: ${JSON.stringify(verdict)}`);
+  printJson('coldstart', { functions: FUNCTIONS, inProcess, http, targetsMet: verdict });
+} finally {
+  await server.close();
+  rmSync(dataDir, { recursive: true, force: true });
+}

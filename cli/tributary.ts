@@ -1,0 +1,167 @@
+#!/usr/bin/env -S node --no-node-snapshot
+/**
+ * The `tributary` command line: `serve` runs the platform; the other commands talk to a running
+ * one at --url (default $TRIBUTARY_URL or http://127.0.0.1:8787) with $TRIBUTARY_TOKEN if set.
+ */
+import { readFileSync } from 'node:fs';
+import { basename, extname } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { ApiError, request, type ClientOptions } from './client.ts';
+
+interface Command {
+  usage: string;
+  summary: string;
+  options: NonNullable<ParseArgsConfig['options']>;
+  run(args: { values: Record<string, string | boolean | undefined>; positionals: string[] }): Promise<void>;
+}
+
+const common = {
+  url: { type: 'string', default: process.env.TRIBUTARY_URL ?? 'http://127.0.0.1:8787' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function client(values: Record<string, unknown>): ClientOptions {
+  return { url: String(values.url), token: process.env.TRIBUTARY_TOKEN };
+}
+
+function need(positionals: string[], index: number, what: string): string {
+  const value = positionals[index];
+  if (!value) throw new UsageError(`missing <${what}>`);
+  return value;
+}
+
+class UsageError extends Error {}
+
+const commands: Record<string, Command> = {
+  serve: {
+    usage: 'tributary serve [--port 8787] [--host 127.0.0.1] [--data-dir ./.tributary] [--hosts N] [--with-examples]',
+    summary: 'run the platform (control plane + isolate host processes)',
+    options: {
+      port: { type: 'string', default: '8787' },
+      host: { type: 'string', default: '127.0.0.1' },
+      'data-dir': { type: 'string', default: './.tributary' },
+      hosts: { type: 'string' },
+      'with-examples': { type: 'boolean', default: false },
+      help: common.help,
+    },
+    async run({ values }) {
+      const { startServer } = await import('../api/server.ts');
+      const server = await startServer({
+        port: Number(values.port),
+        host: String(values.host),
+        dataDir: String(values['data-dir']),
+        hosts: values.hosts ? Number(values.hosts) : undefined,
+      });
+      if (values['with-examples']) {
+        const { deployExamples } = await import('./examples.ts');
+        const names = await deployExamples(server.platform.functions);
+        console.log(`deployed examples: ${names.join(', ')}`);
+      }
+      console.log(`tributary listening on ${server.url} (data dir ${server.platform.dataDir})`);
+      console.log(`try: curl '${server.url}/v1/invoke/hello?name=Ada'`);
+      const stop = () => void server.close().then(() => process.exit(0));
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    },
+  },
+  deploy: {
+    usage: 'tributary deploy <file.js|file.wasm> [--name NAME] [--memory-limit-mb N] [--timeout-ms N]',
+    summary: 'upload a function (a new version if it exists)',
+    options: { ...common, name: { type: 'string' }, 'memory-limit-mb': { type: 'string' }, 'timeout-ms': { type: 'string' } },
+    async run({ values, positionals }) {
+      const file = need(positionals, 0, 'file');
+      const wasm = extname(file) === '.wasm';
+      const name = String(values.name ?? basename(file, extname(file)));
+      const query = new URLSearchParams();
+      if (values['memory-limit-mb']) query.set('memoryLimitMb', String(values['memory-limit-mb']));
+      if (values['timeout-ms']) query.set('timeoutMs', String(values['timeout-ms']));
+      const res = await request(client(values), 'PUT', `/v1/functions/${encodeURIComponent(name)}?${query}`, {
+        body: readFileSync(file),
+        contentType: wasm ? 'application/wasm' : 'application/javascript',
+      });
+      console.log(JSON.stringify(await res.json(), null, 2));
+    },
+  },
+  invoke: {
+    usage: 'tributary invoke <name> [--data BODY] [--method POST] [--path /sub/path]',
+    summary: 'call a function over HTTP and print its response body',
+    options: { ...common, data: { type: 'string', short: 'd' }, method: { type: 'string', short: 'X' }, path: { type: 'string', default: '' } },
+    async run({ values, positionals }) {
+      const name = need(positionals, 0, 'name');
+      const method = String(values.method ?? (values.data === undefined ? 'GET' : 'POST'));
+      const res = await request(client(values), method, `/v1/invoke/${encodeURIComponent(name)}${values.path}`, {
+        body: values.data === undefined ? undefined : String(values.data),
+      });
+      process.stdout.write(Buffer.from(await res.arrayBuffer()));
+    },
+  },
+  list: {
+    usage: 'tributary list',
+    summary: 'list deployed functions (latest versions)',
+    options: common,
+    async run({ values }) {
+      const { functions } = (await (await request(client(values), 'GET', '/v1/functions')).json()) as {
+        functions: Array<{ name: string; version: number; kind: string; createdAt: string }>;
+      };
+      for (const f of functions) console.log(`${f.name}\tv${f.version}\t${f.kind}\t${f.createdAt}`);
+    },
+  },
+  rm: {
+    usage: 'tributary rm <name>',
+    summary: 'delete a function and all its versions',
+    options: common,
+    async run({ values, positionals }) {
+      const name = need(positionals, 0, 'name');
+      await request(client(values), 'DELETE', `/v1/functions/${encodeURIComponent(name)}`);
+      console.log(`deleted ${name}`);
+    },
+  },
+  logs: {
+    usage: 'tributary logs <name> [--limit N]',
+    summary: "print a function's recent console output",
+    options: { ...common, limit: { type: 'string', default: '100' } },
+    async run({ values, positionals }) {
+      const name = need(positionals, 0, 'name');
+      const res = await request(client(values), 'GET', `/v1/functions/${encodeURIComponent(name)}/logs?limit=${values.limit}`);
+      const { logs } = (await res.json()) as { logs: Array<{ time: number; level: string; line: string; version: number }> };
+      for (const l of logs) console.log(`${new Date(l.time).toISOString()} v${l.version} ${l.level.padEnd(5)} ${l.line}`);
+    },
+  },
+};
+
+function help(): string {
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
+  return `usage: tributary <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun 'tributary <command> --help' for a command's options.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(help());
+    return name ? 0 : 1;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`tributary: unknown command '${name}'\n\n${help()}`);
+    return 2;
+  }
+  try {
+    const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true });
+    if (parsed.values.help) {
+      console.log(`usage: ${command.usage}\n\n${command.summary}`);
+      return 0;
+    }
+    await command.run(parsed as Parameters<Command["run"]>[0]);
+    return 0;
+  } catch (error) {
+    if (error instanceof ApiError) console.error(`tributary: ${error.code}: ${error.message}`);
+    else if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`tributary ${name}: ${(error as Error).message}\nusage: ${command.usage}`);
+      return 2;
+    } else console.error(`tributary: ${(error as Error).message}`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+if (code !== 0 || process.argv[2] !== 'serve') process.exitCode = code;

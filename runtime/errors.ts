@@ -1,0 +1,95 @@
+/**
+ * The closed list of error codes the platform reports, with the classification that drives
+ * behaviour: the HTTP status a caller sees, whether the fault is the caller's (`user`) or ours
+ * (`system`), and whether retrying the same call can succeed (`retriable`).
+ *
+ * Foreign errors (isolated-vm, V8, node) are translated into these exactly once, at the boundary
+ * where they surface (see `runtime/host/translate-error.ts`).
+ */
+export const ERROR_CODES = {
+  /** JavaScript source failed to parse or link; the message carries line and column. */
+  ERR_COMPILE: { status: 400, kind: 'user', retriable: false },
+  /** Bytes are not a valid WebAssembly module, or it does not export the Tributary byte ABI. */
+  ERR_WASM_INVALID: { status: 400, kind: 'user', retriable: false },
+  /** Request is malformed: bad query parameter, unsupported content type, bad name. */
+  ERR_BAD_REQUEST: { status: 400, kind: 'user', retriable: false },
+  /** A request or response body exceeded its byte limit. */
+  ERR_TOO_LARGE: { status: 413, kind: 'user', retriable: false },
+  /** No function (or graph) with that name. */
+  ERR_NOT_FOUND: { status: 404, kind: 'user', retriable: false },
+  /** Missing or wrong bearer token. */
+  ERR_UNAUTHORIZED: { status: 401, kind: 'user', retriable: false },
+  /** The function threw (or its returned promise rejected, or a WASM trap). */
+  ERR_FN_THREW: { status: 500, kind: 'user', retriable: false },
+  /** The function exceeded its `timeoutMs`; its isolate is discarded. */
+  ERR_FN_TIMEOUT: { status: 504, kind: 'user', retriable: false },
+  /** The function exceeded its `memoryLimitMb`; its isolate is discarded. */
+  ERR_FN_OOM: { status: 503, kind: 'user', retriable: false },
+  /** The function returned something that is not a Response (or WASM broke the ABI). */
+  ERR_FN_BAD_RESPONSE: { status: 500, kind: 'user', retriable: false },
+  /** The host process running the call died (V8 abort, kill -9); it is being restarted. */
+  ERR_HOST_CRASHED: { status: 503, kind: 'system', retriable: true },
+  /** No host process is available to run the call (all restarting, or shutting down). */
+  ERR_UNAVAILABLE: { status: 503, kind: 'system', retriable: true },
+  /** A bug in Tributary itself. */
+  ERR_INTERNAL: { status: 500, kind: 'system', retriable: false },
+} as const satisfies Record<string, ErrorClass>;
+
+export interface ErrorClass {
+  status: number;
+  kind: 'user' | 'system';
+  retriable: boolean;
+}
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorBody {
+  code: ErrorCode;
+  message: string;
+  /** Machine-readable specifics, e.g. `line`/`column` for ERR_COMPILE. */
+  [detail: string]: unknown;
+}
+
+export interface TributaryErrorOptions extends ErrorOptions {
+  details?: Record<string, unknown>;
+}
+
+/** The one error type the platform throws on purpose. */
+export class TributaryError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, options?: TributaryErrorOptions) {
+    super(message, options);
+    this.name = 'TributaryError';
+    this.code = code;
+    this.details = options?.details ?? {};
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  get retriable(): boolean {
+    return ERROR_CODES[this.code].retriable;
+  }
+
+  toJSON(): ErrorBody {
+    return { ...this.details, code: this.code, message: this.message };
+  }
+
+  static fromBody(body: ErrorBody): TributaryError {
+    const { code, message, ...details } = body;
+    return new TributaryError(isErrorCode(code) ? code : 'ERR_INTERNAL', String(message), { details });
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
+}
+
+/** Anything thrown, as a TributaryError; unknown errors become ERR_INTERNAL without leaking detail. */
+export function asTributaryError(error: unknown): TributaryError {
+  if (error instanceof TributaryError) return error;
+  return new TributaryError('ERR_INTERNAL', 'internal error', { cause: error });
+}

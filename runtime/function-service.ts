@@ -1,0 +1,84 @@
+/**
+ * The control plane's view of functions: deploy (validate on a host, then persist), invoke
+ * (route to the function's host, record metrics and console output), list, delete.
+ */
+import { TributaryError } from './errors.ts';
+import { specKey, type FunctionKind, type FunctionLimits } from './function-spec.ts';
+import { FunctionRegistry, assertFunctionName, sha256Of, type FunctionVersion } from './function-registry.ts';
+import type { WireBatchResult, WireRecord, WireRequest, WireResponse } from './guest/wire.ts';
+import type { LogLine } from './host/function-instance.ts';
+import type { HostSupervisor } from './host-supervisor.ts';
+import { LogBuffer } from './log-buffer.ts';
+import type { RuntimeMetrics } from './metrics.ts';
+
+export interface DeployRequest extends FunctionLimits {
+  name: string;
+  kind: FunctionKind;
+  code: string | Uint8Array;
+}
+
+export class FunctionService {
+  readonly registry: FunctionRegistry;
+  readonly logs = new LogBuffer();
+  private readonly supervisor: HostSupervisor;
+  private readonly metrics: RuntimeMetrics;
+
+  constructor(registry: FunctionRegistry, supervisor: HostSupervisor, metrics: RuntimeMetrics) {
+    this.registry = registry;
+    this.supervisor = supervisor;
+    this.metrics = metrics;
+  }
+
+  async deploy(request: DeployRequest): Promise<FunctionVersion> {
+    assertFunctionName(request.name);
+    const sha256 = sha256Of(request.code);
+    const limits = { memoryLimitMb: request.memoryLimitMb, timeoutMs: request.timeoutMs };
+    const probe = { name: request.name, version: 0, kind: request.kind, sha256, codePath: '', ...limits };
+    await this.supervisor.call(request.name, { op: 'validate', spec: probe, code: request.code });
+    this.registry.storeCode(request.code, request.kind);
+    const version = this.registry.addVersion(request.name, request.kind, sha256, limits);
+    // Older versions finish their in-flight calls, then their isolates are released.
+    void this.supervisor.broadcast({ op: 'unload', name: request.name, exceptKey: specKey(version) });
+    return version;
+  }
+
+  async invoke(name: string, request: WireRequest): Promise<WireResponse> {
+    const version = this.registry.require(name);
+    return this.run(version, 'http', (spec) => this.supervisor.call(name, { op: 'fetch', spec, request }));
+  }
+
+  /** Runs `process` over a batch of records (used by graph nodes). */
+  async process(version: FunctionVersion, records: WireRecord[]): Promise<WireBatchResult> {
+    return this.run(version, 'stream', (spec) => this.supervisor.call(version.name, { op: 'process', spec, records }));
+  }
+
+  private async run<T>(
+    version: FunctionVersion,
+    trigger: 'http' | 'stream',
+    send: (spec: ReturnType<FunctionRegistry['specOf']>) => Promise<{ value: T; logs: LogLine[]; coldStart: boolean }>,
+  ): Promise<T> {
+    const started = performance.now();
+    const labels = { function: version.name, trigger };
+    try {
+      const result = await send(this.registry.specOf(version));
+      this.logs.append(version.name, version.version, result.logs);
+      if (result.coldStart) this.metrics.coldStarts.inc({ function: version.name });
+      this.metrics.invocations.inc({ ...labels, outcome: 'ok' });
+      return result.value;
+    } catch (error) {
+      const logs = (error as { logs?: LogLine[] }).logs;
+      if (logs) this.logs.append(version.name, version.version, logs);
+      const code = error instanceof TributaryError ? error.code : 'ERR_INTERNAL';
+      this.metrics.invocations.inc({ ...labels, outcome: code });
+      throw error;
+    } finally {
+      this.metrics.invocationDuration.observe(labels, (performance.now() - started) / 1000);
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    if (!this.registry.delete(name)) throw new TributaryError('ERR_NOT_FOUND', `no function named '${name}'`);
+    this.logs.drop(name);
+    await this.supervisor.broadcast({ op: 'unload', name });
+  }
+}

@@ -1,0 +1,23 @@
+/** What a host needs to know to run one version of a function. Plain data: crosses the IPC channel. */
+export type FunctionKind = 'js' | 'wasm';
+
+export interface FunctionLimits {
+  /** Isolate heap limit in MiB (default 128); see DEFAULT_MEMORY_LIMIT_MB for its honesty caveat. */
+  memoryLimitMb: number;
+  /** Wall-clock budget per invocation in ms (default 1000), module evaluation included. */
+  timeoutMs: number;
+}
+
+export interface FunctionSpec extends FunctionLimits {
+  name: string;
+  version: number;
+  kind: FunctionKind;
+  sha256: string;
+  /** Absolute path of the immutable code file (content-addressed by sha256). */
+  codePath: string;
+}
+
+/** Stable identity of one version: hosts key their instances by it. */
+export function specKey(spec: Pick<FunctionSpec, 'name' | 'version' | 'sha256'>): string {
+  return `${spec.name}@${spec.version}:${spec.sha256.slice(0, 12)}`;
+}

@@ -1,0 +1,41 @@
+/**
+ * Entry point of the guest bundle, evaluated once per isolate context before any user code.
+ * `install(host, options)` puts the Web APIs on the global object, captures what the platform
+ * needs, and returns the functions the host calls. Nothing it returns is reachable from user code:
+ * the bundle is evaluated inside a closure, so `install` itself never touches the global object.
+ */
+import { createDispatcher } from './dispatch.ts';
+import type { HostRefs } from './host-refs.ts';
+import { installTimers } from './timers.ts';
+import { loadWasm as loadWasmModule } from './wasm-adapter.ts';
+import { installWebApis } from './web/index.ts';
+import type { GuestResult, ModuleShape } from './wire.ts';
+
+export interface InstallOptions {
+  maxBodyBytes: number;
+}
+
+export function install(host: HostRefs, options: InstallOptions) {
+  const global = globalThis;
+  installWebApis(global, host);
+  const fireTimer = installTimers(global, host);
+  const env = Object.freeze({});
+  const dispatcher = createDispatcher(global, { maxBodyBytes: options.maxBodyBytes, env });
+
+  function loadWasm(bytes: Uint8Array): GuestResult<ModuleShape> {
+    const loaded = loadWasmModule(global, bytes);
+    if ('error' in loaded) return { ok: false, error: loaded.error };
+    dispatcher.install(loaded.handlers);
+    return { ok: true, value: { fetch: true, process: true } };
+  }
+
+  return {
+    load: dispatcher.load,
+    loadWasm,
+    fetch: dispatcher.dispatchFetch,
+    process: dispatcher.dispatchBatch,
+    fireTimer,
+  };
+}
+
+export type GuestApi = ReturnType<typeof install>;

@@ -1,0 +1,136 @@
+/**
+ * Built-ins the platform relies on, captured before any user code runs (Deno's "primordials").
+ * A function may monkey-patch `Array.prototype.push`, `JSON.stringify` or `Promise.prototype.then`
+ * in its own isolate; platform code calls these captured copies instead, so it keeps working.
+ */
+const { apply } = Reflect;
+const bind = Function.prototype.bind;
+const call = Function.prototype.call;
+
+/** `uncurryThis(Array.prototype.push)(arr, x)` calls the original method regardless of patches. */
+export const uncurryThis = <T extends (...args: any[]) => any>(fn: T) =>
+  apply(bind, call, [fn]) as (self: unknown, ...args: Parameters<T>) => ReturnType<T>;
+
+export const ReflectApply = Reflect.apply;
+export const ObjectFreeze = Object.freeze;
+export const ObjectCreate = Object.create;
+export const ObjectDefineProperty = Object.defineProperty;
+export const ObjectKeys = Object.keys;
+export const ObjectEntries = Object.entries;
+export const ObjectHasOwn = Object.hasOwn;
+export const ObjectGetPrototypeOf = Object.getPrototypeOf;
+export const ArrayIsArray = Array.isArray;
+export const ArrayPrototypePush = uncurryThis(Array.prototype.push);
+export const ArrayPrototypeJoin = uncurryThis(Array.prototype.join);
+export const ArrayPrototypeSlice = uncurryThis(Array.prototype.slice);
+export const ArrayPrototypeMap = uncurryThis(Array.prototype.map);
+export const StringPrototypeSlice = uncurryThis(String.prototype.slice);
+export const StringPrototypeToLowerCase = uncurryThis(String.prototype.toLowerCase);
+export const StringPrototypeCharCodeAt = uncurryThis(String.prototype.charCodeAt);
+export const StringFromCharCode = String.fromCharCode;
+export const JSONStringify = JSON.stringify;
+export const JSONParse = JSON.parse;
+export const NumberIsInteger = Number.isInteger;
+export const MathMin = Math.min;
+export const MathFloor = Math.floor;
+export const SafeMap = Map;
+export const MapPrototypeGet = uncurryThis(Map.prototype.get);
+export const MapPrototypeSet = uncurryThis(Map.prototype.set);
+export const MapPrototypeDelete = uncurryThis(Map.prototype.delete);
+export const MapPrototypeHas = uncurryThis(Map.prototype.has);
+export const PromiseResolve = Promise.resolve.bind(Promise);
+export const PromisePrototypeThen = uncurryThis(Promise.prototype.then);
+export const SafePromise = Promise;
+export const SafeUint8Array = Uint8Array;
+export const SafeArrayBuffer = ArrayBuffer;
+export const TypedArrayPrototypeSubarray = uncurryThis(Uint8Array.prototype.subarray);
+export const TypedArrayPrototypeSet = uncurryThis(Uint8Array.prototype.set);
+export const ArrayBufferIsView = ArrayBuffer.isView;
+export const SafeError = Error;
+export const SafeTypeError = TypeError;
+export const SafeRangeError = RangeError;
+export const StringCtor = String;
+// es2023's lib has no WebAssembly declarations; V8 has the object, so describe what we use.
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
+  Memory: new (descriptor: { initial: number }) => { buffer: ArrayBuffer };
+}
+const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+export const WebAssemblyModule = wasm.Module;
+export const WebAssemblyInstance = wasm.Instance;
+export const WebAssemblyMemory = wasm.Memory;
+
+/** Own-property read that ignores getters planted on prototypes (e.g. Object.prototype.then). */
+export function ownValue(object: object, key: PropertyKey): unknown {
+  const desc = Reflect.getOwnPropertyDescriptor(object, key);
+  return desc && 'value' in desc ? desc.value : undefined;
+}
+
+/** Awaits `value` with the captured `then`, immune to a patched Promise.prototype.then. */
+export function safeThen<T, R>(value: T | Promise<T>, onFulfilled: (v: T) => R, onRejected: (e: unknown) => R): Promise<R> {
+  const promise = value instanceof SafePromise ? value : PromiseResolve(value);
+  return PromisePrototypeThen(promise, onFulfilled, onRejected) as Promise<R>;
+}
+
+// Additions for the Web APIs (runtime/guest/web/). Getters are captured too: a function may
+// redefine `Uint8Array.prototype.length` or `Map.prototype.size`, not only methods.
+const getterOf = (proto: object, key: PropertyKey) => uncurryThis(Reflect.getOwnPropertyDescriptor(proto, key)!.get!);
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
+
+export const ReflectOwnKeys = Reflect.ownKeys;
+export const ObjectGetOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
+export const ObjectSetPrototypeOf = Object.setPrototypeOf;
+export const ObjectPrototypeToString = uncurryThis(Object.prototype.toString);
+export const ObjectPrototypePropertyIsEnumerable = uncurryThis(Object.prototype.propertyIsEnumerable);
+export const ArrayPrototypeSort = uncurryThis(Array.prototype.sort);
+export const ArrayPrototypeSplice = uncurryThis(Array.prototype.splice);
+export const StringPrototypeToUpperCase = uncurryThis(String.prototype.toUpperCase);
+export const StringPrototypeIndexOf = uncurryThis(String.prototype.indexOf);
+export const StringPrototypeStartsWith = uncurryThis(String.prototype.startsWith);
+export const StringPrototypeRepeat = uncurryThis(String.prototype.repeat);
+export const NumberCtor = Number;
+export const NumberParseInt = Number.parseInt;
+export const NumberParseFloat = Number.parseFloat;
+export const NumberIsFinite = Number.isFinite;
+export const NumberPrototypeToString = uncurryThis(Number.prototype.toString);
+export const MathTrunc = Math.trunc;
+export const ObjectIs = Object.is;
+export const SymbolIterator: typeof Symbol.iterator = Symbol.iterator;
+export const SymbolToStringTag: typeof Symbol.toStringTag = Symbol.toStringTag;
+export const SymbolPrototypeToString = uncurryThis(Symbol.prototype.toString);
+export const FunctionPrototypeToString = uncurryThis(Function.prototype.toString);
+export const DatePrototypeGetTime = uncurryThis(Date.prototype.getTime);
+export const DatePrototypeToISOString = uncurryThis(Date.prototype.toISOString);
+export const RegExpPrototypeGetSource = getterOf(RegExp.prototype, 'source');
+export const RegExpPrototypeGetFlags = getterOf(RegExp.prototype, 'flags');
+export const MapPrototypeGetSize = getterOf(Map.prototype, 'size');
+export const MapPrototypeForEach = uncurryThis(Map.prototype.forEach);
+export const SetPrototypeGetSize = getterOf(Set.prototype, 'size');
+export const SetPrototypeForEach = uncurryThis(Set.prototype.forEach);
+export const SafeSet = Set;
+export const SetPrototypeAdd = uncurryThis(Set.prototype.add);
+export const SetPrototypeHas = uncurryThis(Set.prototype.has);
+export const SetPrototypeDelete = uncurryThis(Set.prototype.delete);
+/** `Error.isError` (V8 ≥ 13.4) is a brand check that `instanceof` cannot fake; fall back to it. */
+export const ErrorIsError: (value: unknown) => value is Error =
+  (Error as unknown as { isError?: (value: unknown) => value is Error }).isError ??
+  ((value: unknown): value is Error => value instanceof Error);
+/** The prototype every built-in iterator inherits from (`next` aside). */
+export const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]())) as object;
+export const TypedArrayPrototypeGetBuffer = getterOf(TypedArrayPrototype, 'buffer') as (self: unknown) => ArrayBufferLike;
+export const TypedArrayPrototypeGetByteOffset = getterOf(TypedArrayPrototype, 'byteOffset') as (self: unknown) => number;
+export const TypedArrayPrototypeGetByteLength = getterOf(TypedArrayPrototype, 'byteLength') as (self: unknown) => number;
+export const TypedArrayPrototypeGetLength = getterOf(TypedArrayPrototype, 'length') as (self: unknown) => number;
+/** The typed array's constructor name ('Uint8Array', …), or undefined for anything else. */
+export const TypedArrayPrototypeGetSymbolToStringTag = getterOf(TypedArrayPrototype, Symbol.toStringTag) as (
+  self: unknown,
+) => string | undefined;
+export const DataViewPrototypeGetBuffer = getterOf(DataView.prototype, 'buffer') as (self: unknown) => ArrayBufferLike;
+export const DataViewPrototypeGetByteOffset = getterOf(DataView.prototype, 'byteOffset') as (self: unknown) => number;
+export const DataViewPrototypeGetByteLength = getterOf(DataView.prototype, 'byteLength') as (self: unknown) => number;
+export const ArrayBufferPrototypeGetByteLength = getterOf(ArrayBuffer.prototype, 'byteLength') as (self: unknown) => number;
+export const SharedArrayBufferPrototypeGetByteLength =
+  typeof SharedArrayBuffer === 'function'
+    ? (getterOf(SharedArrayBuffer.prototype, 'byteLength') as (self: unknown) => number)
+    : undefined;

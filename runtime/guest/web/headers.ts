@@ -1,0 +1,264 @@
+/**
+ * Headers (https://fetch.spec.whatwg.org/#headers-class). Names are stored lowercased; iteration
+ * is "sort and combine": names in order, values of one name joined with ', ', except
+ * `set-cookie`, whose values stay separate entries. There are no forbidden header names: this
+ * is a server runtime, like Deno's and workerd's. Guards are `none` and `immutable` only.
+ */
+import {
+  ArrayIsArray,
+  ArrayPrototypePush,
+  ArrayPrototypeSort,
+  ArrayPrototypeSplice,
+  ObjectDefineProperty,
+  ReflectApply,
+  SafeTypeError,
+  StringPrototypeCharCodeAt,
+  StringPrototypeToLowerCase,
+  SymbolIterator,
+} from '../primordials.ts';
+import { INSPECT } from './inspect.ts';
+import { iteratorFactory, listIterator } from './iterator.ts';
+import { defineToStringTag, recordOf, sequenceOf, toByteString } from './webidl.ts';
+import { isHttpWhitespace, trim } from './whitespace.ts';
+
+export type HeadersInit = Headers | Iterable<Iterable<string>> | Record<string, string>;
+export type HeadersGuard = 'none' | 'immutable';
+type Pair = [name: string, value: string];
+
+interface Entry {
+  readonly name: string;
+  readonly value: string;
+}
+
+const makeIterator = iteratorFactory<unknown>('Headers Iterator');
+
+// Internal access for Request, Response and the dispatcher: these never go through the public
+// (patchable) prototype methods.
+export let isHeaders: (value: unknown) => value is Headers;
+let entriesOf: (headers: Headers) => readonly Entry[];
+export let appendHeader: (headers: Headers, name: string, value: string) => void;
+export let getHeader: (headers: Headers, name: string) => string | null;
+export let setHeadersGuard: (headers: Headers, guard: HeadersGuard) => void;
+/** A new Headers with the same entries (and guard), for clone(). */
+export let copyHeaders: (headers: Headers) => Headers;
+/** "Sort and combine" as fresh `[name, value]` pairs. */
+export let sortedHeaderPairs: (headers: Headers) => Pair[];
+
+export class Headers {
+  #list: Entry[] = [];
+  #guard: HeadersGuard = 'none';
+  /** Sorted-and-combined view, rebuilt lazily after each change. */
+  #sorted: Pair[] | null = null;
+
+  static {
+    isHeaders = (value): value is Headers => typeof value === 'object' && value !== null && #list in value;
+    entriesOf = (headers) => headers.#list;
+    appendHeader = (headers, name, value) => headers.#append(name, value);
+    getHeader = (headers, name) => headers.#get(validName(name));
+    setHeadersGuard = (headers, guard) => {
+      headers.#guard = guard;
+    };
+    copyHeaders = (headers) => {
+      const copy = new Headers();
+      const list = headers.#list;
+      for (let i = 0; i < list.length; i++) ArrayPrototypePush(copy.#list, list[i]);
+      copy.#guard = headers.#guard;
+      return copy;
+    };
+    sortedHeaderPairs = (headers) => {
+      const pairs = headers.#sortedPairs();
+      const copy: Pair[] = [];
+      for (let i = 0; i < pairs.length; i++) copy[i] = [pairs[i][0], pairs[i][1]];
+      return copy;
+    };
+  }
+
+  constructor(init: HeadersInit | undefined = undefined) {
+    if (init !== undefined) fillHeaders(this, init);
+  }
+
+  append(name: string, value: string): void {
+    this.#append(name, value);
+  }
+
+  delete(name: string): void {
+    const key = validName(name);
+    this.#checkMutable();
+    const list = this.#list;
+    for (let i = list.length - 1; i >= 0; i--) if (list[i].name === key) ArrayPrototypeSplice(list, i, 1);
+    this.#sorted = null;
+  }
+
+  get(name: string): string | null {
+    return this.#get(validName(name));
+  }
+
+  getSetCookie(): string[] {
+    const list = this.#list;
+    const values: string[] = [];
+    for (let i = 0; i < list.length; i++) if (list[i].name === 'set-cookie') ArrayPrototypePush(values, list[i].value);
+    return values;
+  }
+
+  has(name: string): boolean {
+    const key = validName(name);
+    const list = this.#list;
+    for (let i = 0; i < list.length; i++) if (list[i].name === key) return true;
+    return false;
+  }
+
+  /** Replaces the first entry named `name` in place and removes the others, as the spec says. */
+  set(name: string, value: string): void {
+    const entry = validate(name, value);
+    this.#checkMutable();
+    const list = this.#list;
+    let found = false;
+    for (let i = 0; i < list.length; i++) {
+      if (list[i].name !== entry.name) continue;
+      if (found) ArrayPrototypeSplice(list, i--, 1);
+      else {
+        list[i] = entry;
+        found = true;
+      }
+    }
+    if (!found) ArrayPrototypePush(list, entry);
+    this.#sorted = null;
+  }
+
+  forEach(callback: (value: string, name: string, headers: Headers) => void, thisArg: unknown = undefined): void {
+    if (typeof callback !== 'function') throw new SafeTypeError('Headers.forEach: callback is not a function');
+    for (let i = 0; i < this.#sortedPairs().length; i++) {
+      const pair = this.#sortedPairs()[i];
+      ReflectApply(callback, thisArg, [pair[1], pair[0], this]);
+    }
+  }
+
+  entries(): IterableIterator<Pair> {
+    return this.#iterate((pair) => [pair[0], pair[1]]) as IterableIterator<Pair>;
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#iterate((pair) => pair[0]) as IterableIterator<string>;
+  }
+
+  values(): IterableIterator<string> {
+    return this.#iterate((pair) => pair[1]) as IterableIterator<string>;
+  }
+
+  declare [Symbol.iterator]: () => IterableIterator<Pair>;
+
+  [INSPECT](): object {
+    const shown: Record<string, string> = {};
+    const pairs = this.#sortedPairs();
+    for (let i = 0; i < pairs.length; i++) shown[pairs[i][0]] = pairs[i][1];
+    return shown;
+  }
+
+  #append(name: unknown, value: unknown): void {
+    const entry = validate(name, value);
+    this.#checkMutable();
+    ArrayPrototypePush(this.#list, entry);
+    this.#sorted = null;
+  }
+
+  #get(key: string): string | null {
+    const list = this.#list;
+    let combined: string | null = null;
+    for (let i = 0; i < list.length; i++) {
+      if (list[i].name === key) combined = combined === null ? list[i].value : `${combined}, ${list[i].value}`;
+    }
+    return combined;
+  }
+
+  #iterate(pick: (pair: Pair) => unknown): IterableIterator<unknown> {
+    return listIterator(
+      makeIterator,
+      () => this.#sortedPairs().length,
+      (index) => pick(this.#sortedPairs()[index]),
+    );
+  }
+
+  #checkMutable(): void {
+    if (this.#guard === 'immutable') throw new SafeTypeError('Headers are immutable');
+  }
+
+  #sortedPairs(): Pair[] {
+    if (this.#sorted !== null) return this.#sorted;
+    const list = this.#list;
+    const names: string[] = [];
+    for (let i = 0; i < list.length; i++) ArrayPrototypePush(names, list[i].name);
+    ArrayPrototypeSort(names, compareNames);
+    const pairs: Pair[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
+      if (i > 0 && names[i - 1] === name) continue;
+      if (name !== 'set-cookie') ArrayPrototypePush(pairs, [name, this.#get(name) as string]);
+      else for (let j = 0; j < list.length; j++) if (list[j].name === name) ArrayPrototypePush(pairs, [name, list[j].value]);
+    }
+    this.#sorted = pairs;
+    return pairs;
+  }
+}
+defineToStringTag(Headers.prototype, 'Headers');
+ObjectDefineProperty(Headers.prototype, SymbolIterator, {
+  value: Headers.prototype.entries,
+  writable: true,
+  enumerable: false,
+  configurable: true,
+});
+
+/** The spec's "fill": `init` is a Headers, a sequence of [name, value] pairs, or a record. */
+export function fillHeaders(headers: Headers, init: unknown): void {
+  if ((typeof init !== 'object' && typeof init !== 'function') || init === null) {
+    throw new SafeTypeError('Headers init must be a Headers, a sequence of [name, value] pairs or a record');
+  }
+  if (isHeaders(init)) {
+    const pairs = entriesOf(init);
+    for (let i = 0; i < pairs.length; i++) appendHeader(headers, pairs[i].name, pairs[i].value);
+    return;
+  }
+  if (typeof (init as Iterable<unknown>)[SymbolIterator] === 'function' || ArrayIsArray(init)) {
+    const pairs = sequenceOf(init, 'Headers init');
+    for (let i = 0; i < pairs.length; i++) {
+      const pair = sequenceOf(pairs[i], 'Headers init pair');
+      if (pair.length !== 2) throw new SafeTypeError('Headers init: each header must be a [name, value] pair');
+      appendHeader(headers, pair[0] as string, pair[1] as string);
+    }
+    return;
+  }
+  const record = recordOf(init);
+  for (let i = 0; i < record.keys.length; i++) appendHeader(headers, record.keys[i] as string, record.values[i] as string);
+}
+
+function validate(name: unknown, value: unknown): Entry {
+  const key = validName(name);
+  const normalized = trim(toByteString(value), isHttpWhitespace);
+  for (let i = 0; i < normalized.length; i++) {
+    const unit = StringPrototypeCharCodeAt(normalized, i);
+    if (unit === 0x00 || unit === 0x0a || unit === 0x0d) throw new SafeTypeError(`Invalid value for header "${key}"`);
+  }
+  return { name: key, value: normalized };
+}
+
+/** Lowercased `name`, or TypeError unless it is an RFC 9110 token. */
+function validName(name: unknown): string {
+  const input = toByteString(name);
+  if (input.length === 0) throw new SafeTypeError('Header name must not be empty');
+  for (let i = 0; i < input.length; i++) {
+    if (!isTokenUnit(StringPrototypeCharCodeAt(input, i))) throw new SafeTypeError(`Invalid header name "${input}"`);
+  }
+  return StringPrototypeToLowerCase(input);
+}
+
+/** RFC 9110 tchar: DIGIT, ALPHA, or one of !#$%&'*+-.^_`|~ */
+function isTokenUnit(unit: number): boolean {
+  if ((unit >= 0x30 && unit <= 0x39) || (unit >= 0x41 && unit <= 0x5a) || (unit >= 0x61 && unit <= 0x7a)) return true;
+  return (
+    unit === 0x21 || (unit >= 0x23 && unit <= 0x27) || unit === 0x2a || unit === 0x2b || unit === 0x2d ||
+    unit === 0x2e || unit === 0x5e || unit === 0x5f || unit === 0x60 || unit === 0x7c || unit === 0x7e
+  );
+}
+
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,41 @@
+/**
+ * Messages between the control plane and a host process over the Node IPC channel
+ * (`serialization: 'advanced'`, so Uint8Array crosses without base64).
+ */
+import type { ErrorBody } from './errors.ts';
+import type { FunctionSpec } from './function-spec.ts';
+import type { LogLine } from './host/function-instance.ts';
+import type { ModuleShape, WireBatchResult, WireRecord, WireRequest, WireResponse } from './guest/wire.ts';
+
+export type HostRequest =
+  | { id: number; op: 'validate'; spec: FunctionSpec; code: string | Uint8Array }
+  | { id: number; op: 'fetch'; spec: FunctionSpec; request: WireRequest }
+  | { id: number; op: 'process'; spec: FunctionSpec; records: WireRecord[] }
+  | { id: number; op: 'unload'; name: string; exceptKey?: string }
+  | { id: number; op: 'stats' };
+
+export interface HostStats {
+  warm: number;
+  instances: number;
+  isolates: number;
+}
+
+export interface HostResults {
+  validate: ModuleShape;
+  fetch: WireResponse;
+  process: WireBatchResult;
+  unload: null;
+  stats: HostStats;
+}
+
+export type HostOp = HostRequest['op'];
+
+export type HostReply =
+  | { id: number; ok: true; value: unknown; logs: LogLine[]; coldStart: boolean; stats: HostStats }
+  | { id: number; ok: false; error: ErrorBody; logs: LogLine[]; coldStart: boolean; stats: HostStats };
+
+/** Sent once the host's warm pool is ready. */
+export interface HostReady {
+  ready: true;
+  pid: number;
+}

@@ -1,0 +1,191 @@
+/**
+ * One V8 isolate with one context and the guest bootstrap installed: the unit the pool pre-warms
+ * and a function instance runs in. It owns the invocation deadline: every entry into the isolate
+ * carries the remaining budget as isolated-vm's `timeout`, and a host timer enforces the wall
+ * clock across awaits and guest timers. A slot whose invocation timed out or ran out of memory is
+ * disposed, never reused.
+ */
+import ivm from 'isolated-vm';
+import { TributaryError } from '../errors.ts';
+import * as bindings from './host-bindings.ts';
+import type { BindingSink, LogLevel } from './host-bindings.ts';
+import { guestBootstrapSource } from './guest-bundle.ts';
+import { timeoutError, translateIvmError } from './translate-error.ts';
+
+export interface SlotOptions {
+  memoryLimitMb: number;
+  maxBodyBytes: number;
+}
+
+interface Invocation {
+  deadline: number;
+  timeoutMs: number;
+  fail(error: TributaryError): void;
+}
+
+type GuestFn = 'load' | 'loadWasm' | 'fetch' | 'process' | 'fireTimer';
+
+/** Calls a guest entry point with the invocation's remaining budget. */
+export type GuestCall = (fn: GuestFn, args: unknown[]) => Promise<unknown>;
+
+/** V8 code cache for the bootstrap bundle: produced once per host process, by us. */
+let bootstrapCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
+
+export class IsolateSlot implements BindingSink {
+  readonly isolate: ivm.Isolate;
+  readonly context: ivm.Context;
+  readonly memoryLimitMb: number;
+  private readonly guest: Record<GuestFn, ivm.Reference>;
+  private readonly timers = new Map<number, NodeJS.Timeout>();
+  private invocation: Invocation | null = null;
+  private disposed = false;
+  /** Receives console output; the owner points it at the current invocation. */
+  onLog: (level: LogLevel, line: string) => void = () => {};
+
+  private constructor(isolate: ivm.Isolate, context: ivm.Context, guest: Record<GuestFn, ivm.Reference>, memoryLimitMb: number) {
+    this.isolate = isolate;
+    this.context = context;
+    this.guest = guest;
+    this.memoryLimitMb = memoryLimitMb;
+  }
+
+  static async create(options: SlotOptions): Promise<IsolateSlot> {
+    const isolate = new ivm.Isolate({ memoryLimit: options.memoryLimitMb });
+    try {
+      const context = await isolate.createContext();
+      const sinkRef: { slot?: IsolateSlot } = {};
+      const sink: BindingSink = {
+        log: (level, line) => sinkRef.slot?.log(level, line),
+        setTimer: (id, delayMs) => sinkRef.slot?.setTimer(id, delayMs),
+        clearTimer: (id) => sinkRef.slot?.clearTimer(id),
+      };
+      const script: ivm.Script & ivm.CachedDataResult = await isolate.compileScript(
+        guestBootstrapSource(),
+        bootstrapCache ? { cachedData: bootstrapCache, filename: 'tributary:bootstrap' } : { produceCachedData: true, filename: 'tributary:bootstrap' },
+      );
+      if (script.cachedData && !bootstrapCache) bootstrapCache = script.cachedData;
+      await script.run(context);
+      script.release();
+      const api = (await context.evalClosure(
+        `const g = globalThis.__tributaryBoot; delete globalThis.__tributaryBoot;
+         return g({ log: $0, randomBytes: $1, urlParse: $2, urlSet: $3, structuredClone: $4, setTimer: $5, clearTimer: $6 }, { maxBodyBytes: $7 });`,
+        [
+          new ivm.Reference((level: unknown, line: unknown) => bindings.log(sink, level, line)),
+          new ivm.Reference(bindings.randomBytes),
+          new ivm.Reference(bindings.urlParse),
+          new ivm.Reference(bindings.urlSet),
+          new ivm.Reference((value: unknown) => value),
+          new ivm.Reference((id: unknown, delayMs: unknown) => bindings.setTimer(sink, id, delayMs)),
+          new ivm.Reference((id: unknown) => bindings.clearTimer(sink, id)),
+          options.maxBodyBytes,
+        ],
+        { result: { reference: true } },
+      )) as ivm.Reference;
+      const guest = {} as Record<GuestFn, ivm.Reference>;
+      for (const name of ['load', 'loadWasm', 'fetch', 'process', 'fireTimer'] as const) {
+        guest[name] = api.getSync(name, { reference: true }) as ivm.Reference;
+      }
+      api.release();
+      const slot = new IsolateSlot(isolate, context, guest, options.memoryLimitMb);
+      sinkRef.slot = slot;
+      return slot;
+    } catch (error) {
+      if (!isolate.isDisposed) isolate.dispose();
+      throw error;
+    }
+  }
+
+  get isDisposed(): boolean {
+    return this.disposed || this.isolate.isDisposed;
+  }
+
+  /**
+   * Runs `body` as one invocation with a wall-clock budget of `timeoutMs`. `body` receives a
+   * function that calls a guest entry point with the remaining budget.
+   */
+  async invoke<T>(timeoutMs: number, body: (call: GuestCall) => Promise<T>): Promise<T> {
+    if (this.isDisposed) throw new TributaryError('ERR_INTERNAL', 'isolate slot is disposed');
+    if (this.invocation) throw new TributaryError('ERR_INTERNAL', 'isolate slot is busy');
+    const deadline = performance.now() + timeoutMs;
+    let fail!: (error: TributaryError) => void;
+    const failed = new Promise<never>((_, reject) => (fail = reject));
+    const timer = setTimeout(() => fail(timeoutError(timeoutMs)), timeoutMs);
+    this.invocation = { deadline, timeoutMs, fail };
+    const call: GuestCall = (fn, args) => this.enter(fn, args);
+    try {
+      return await Promise.race([body(call), failed]);
+    } catch (error) {
+      const translated = this.translate(error, timeoutMs);
+      if (translated.code === 'ERR_FN_TIMEOUT' || translated.code === 'ERR_FN_OOM') this.dispose();
+      throw translated;
+    } finally {
+      clearTimeout(timer);
+      this.invocation = null;
+      this.clearAllTimers();
+    }
+  }
+
+  private remainingMs(): number {
+    const invocation = this.invocation;
+    return invocation ? Math.max(1, Math.ceil(invocation.deadline - performance.now())) : 1000;
+  }
+
+  private async enter(fn: GuestFn, args: unknown[]): Promise<unknown> {
+    return this.guest[fn].apply(undefined, args, {
+      arguments: { copy: true },
+      result: { copy: true, promise: true },
+      timeout: this.remainingMs(),
+    });
+  }
+
+  /** Hands a linked, evaluated module's namespace to the guest dispatcher. */
+  async loadNamespace(module: ivm.Module): Promise<unknown> {
+    return this.guest.load.apply(undefined, [module.namespace.derefInto()], {
+      result: { copy: true },
+      timeout: this.remainingMs(),
+    });
+  }
+
+  private translate(error: unknown, timeoutMs: number): TributaryError {
+    return translateIvmError(error, { isolateDisposed: this.isolate.isDisposed, memoryLimitMb: this.memoryLimitMb, timeoutMs });
+  }
+
+  log(level: LogLevel, line: string): void {
+    this.onLog(level, line);
+  }
+
+  setTimer(id: number, delayMs: number): void {
+    const invocation = this.invocation;
+    // Timers armed outside an invocation (module top level) never fire: there is no budget to run them in.
+    if (invocation === null || this.timers.size >= 1000) return;
+    const delay = Math.min(delayMs, Math.max(0, invocation.deadline - performance.now()));
+    this.clearTimer(id);
+    this.timers.set(id, setTimeout(() => {
+      this.timers.delete(id);
+      if (this.invocation !== invocation) return;
+      this.enter('fireTimer', [id]).catch((error: unknown) => {
+        const translated = this.translate(error, invocation.timeoutMs);
+        if (translated.code === 'ERR_FN_THREW') this.onLog('error', `Uncaught (in timer callback) ${translated.message}`);
+        else invocation.fail(translated);
+      });
+    }, delay));
+  }
+
+  clearTimer(id: number): void {
+    const timer = this.timers.get(id);
+    if (timer !== undefined) clearTimeout(timer);
+    this.timers.delete(id);
+  }
+
+  private clearAllTimers(): void {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.clearAllTimers();
+    if (!this.isolate.isDisposed) this.isolate.dispose();
+  }
+}

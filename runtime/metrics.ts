@@ -1,0 +1,49 @@
+/**
+ * Prometheus metrics of the control plane (prom-client). One registry per platform instance, so
+ * tests can run several side by side.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class RuntimeMetrics {
+  readonly registry = new Registry();
+
+  readonly invocations = new Counter({
+    name: 'tributary_invocations_total',
+    help: 'Function invocations by function and outcome (ok, or the error code)',
+    labelNames: ['function', 'trigger', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly invocationDuration = new Histogram({
+    name: 'tributary_invocation_duration_seconds',
+    help: 'Wall time of an invocation as the control plane sees it, host round trip included',
+    labelNames: ['function', 'trigger'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly coldStarts = new Counter({
+    name: 'tributary_cold_starts_total',
+    help: 'Invocations that had to load the function into an isolate first',
+    labelNames: ['function'] as const,
+    registers: [this.registry],
+  });
+
+  readonly isolates = new Gauge({
+    name: 'tributary_isolates',
+    help: 'Live isolates per host process (warm spares plus loaded functions)',
+    labelNames: ['host', 'state'] as const,
+    registers: [this.registry],
+  });
+
+  readonly hostRestarts = new Counter({
+    name: 'tributary_host_restarts_total',
+    help: 'Host processes restarted after dying (V8 abort, kill -9, exit)',
+    labelNames: ['host'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'tributary_controlplane_' });
+  }
+}
