@@ -57,7 +57,8 @@ describe('host crash', () => {
     const name = nameOnHost(1, 'roaming');
     await deploy(platform, name, `export default { fetch() { return new Response('roamed'); } };`);
     platform.supervisor.kill(1);
-    // Until host 1 is back, its functions run on host 0 (or wait briefly for host 1).
+    await waitFor(() => platform.supervisor.pids()[1] === null, 5000, 'host 1 seen down');
+    // Until host 1 is back, its functions run on host 0.
     const res = await platform.app.request(`/v1/invoke/${name}`);
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('roamed');

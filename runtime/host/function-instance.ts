@@ -73,7 +73,7 @@ export class FunctionInstance {
     const run = async (): Promise<T> => {
       this.slot.onLog = collect(logs);
       const result = await this.slot.invoke(this.spec.timeoutMs, body);
-      if (!result.ok) throw fromGuestError(result.error);
+      if (!result.ok) throw fromGuestError(result.error, this.spec);
       return result.value;
     };
     const next = this.queue.then(run, run);

@@ -33,6 +33,12 @@ export function timeoutError(timeoutMs: number): TributaryError {
   return new TributaryError('ERR_FN_TIMEOUT', `function exceeded its timeout of ${timeoutMs} ms`);
 }
 
-export function fromGuestError(error: GuestError): TributaryError {
+/** The isolate's ArrayBuffer allocator refusing an allocation is isolated-vm enforcing memoryLimit. */
+const GUEST_OOM = /^RangeError: Array buffer allocation failed/;
+
+export function fromGuestError(error: GuestError, ctx?: Pick<TranslateContext, 'memoryLimitMb'>): TributaryError {
+  if (error.code === 'ERR_FN_THREW' && GUEST_OOM.test(error.message)) {
+    return new TributaryError('ERR_FN_OOM', `function exceeded its memory limit${ctx ? ` of ${ctx.memoryLimitMb} MB` : ''}: ${error.message}`);
+  }
   return new TributaryError(isErrorCode(error.code) ? error.code : 'ERR_FN_THREW', error.message);
 }

@@ -63,7 +63,9 @@ export function atob(data: unknown): string {
 
 function byteAt(input: string, index: number): number {
   const unit = StringPrototypeCharCodeAt(input, index);
-  if (unit > 0xff) throw createDomError('btoa: the string contains characters outside of the Latin1 range', 'InvalidCharacterError');
+  if (unit > 0xff) {
+    throw createDomError('btoa: the string contains characters outside of the Latin1 range', 'InvalidCharacterError');
+  }
   return unit;
 }
 

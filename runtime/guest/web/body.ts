@@ -58,7 +58,6 @@ export class Body {
     const bytes = this.#bytes;
     if (bytes === null) return new SafeUint8Array(0);
     this.#used = true;
-    this.#bytes = null;
     return bytes;
   }
 

@@ -34,10 +34,12 @@ export function createConsole(host: HostRefs): Console {
       send('debug', formatArgs(args));
     },
     trace(...args: unknown[]): void {
-      const stack = new SafeError().stack ?? '';
+      const captured: unknown = new SafeError().stack;
+      const stack = typeof captured === 'string' ? captured : '';
       // Drop V8's "Error" header line and this frame: the trace starts at the caller.
       const frames = StringPrototypeIndexOf(stack, '\n    at ', StringPrototypeIndexOf(stack, '\n    at ') + 1);
-      send('debug', `Trace${args.length === 0 ? '' : `: ${formatArgs(args)}`}${frames < 0 ? '' : StringPrototypeSlice(stack, frames)}`);
+      const message = args.length === 0 ? 'Trace' : `Trace: ${formatArgs(args)}`;
+      send('debug', frames < 0 ? message : message + StringPrototypeSlice(stack, frames));
     },
     assert(condition: unknown, ...args: unknown[]): void {
       if (condition) return;
@@ -70,7 +72,8 @@ export function truncateUtf8(line: string, maxBytes: number): string {
   let cut = -1;
   for (let i = 0; i < line.length; i++) {
     const unit = StringPrototypeCharCodeAt(line, i);
-    const pair = unit >= 0xd800 && unit <= 0xdbff && i + 1 < line.length && (StringPrototypeCharCodeAt(line, i + 1) & 0xfc00) === 0xdc00;
+    const pair =
+      unit >= 0xd800 && unit <= 0xdbff && i + 1 < line.length && (StringPrototypeCharCodeAt(line, i + 1) & 0xfc00) === 0xdc00;
     const size = unit < 0x80 ? 1 : unit < 0x800 ? 2 : pair ? 4 : 3;
     if (cut < 0 && bytes + size > budget) cut = i;
     bytes += size;

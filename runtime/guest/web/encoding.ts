@@ -3,7 +3,13 @@
  * only: the one encoding TextEncoder has, and the only one TextDecoder supports here (other
  * labels throw a RangeError, as an unknown label does in browsers).
  */
-import { SafeRangeError, SafeTypeError, SafeUint8Array, StringPrototypeToLowerCase, TypedArrayPrototypeGetSymbolToStringTag } from '../primordials.ts';
+import {
+  SafeRangeError,
+  SafeTypeError,
+  SafeUint8Array,
+  StringPrototypeToLowerCase,
+  TypedArrayPrototypeGetSymbolToStringTag,
+} from '../primordials.ts';
 import { byteLengthOf, viewOf } from './bytes.ts';
 import { Utf8Decoder, utf8Encode, utf8EncodeInto } from './utf8.ts';
 import { isAsciiWhitespace, trim } from './whitespace.ts';

@@ -16,6 +16,7 @@ import {
   StringPrototypeToLowerCase,
   SymbolIterator,
 } from '../primordials.ts';
+import { isToken } from './http-grammar.ts';
 import { INSPECT } from './inspect.ts';
 import { iteratorFactory, listIterator } from './iterator.ts';
 import { defineToStringTag, recordOf, sequenceOf, toByteString } from './webidl.ts';
@@ -243,20 +244,8 @@ function validate(name: unknown, value: unknown): Entry {
 /** Lowercased `name`, or TypeError unless it is an RFC 9110 token. */
 function validName(name: unknown): string {
   const input = toByteString(name);
-  if (input.length === 0) throw new SafeTypeError('Header name must not be empty');
-  for (let i = 0; i < input.length; i++) {
-    if (!isTokenUnit(StringPrototypeCharCodeAt(input, i))) throw new SafeTypeError(`Invalid header name "${input}"`);
-  }
+  if (!isToken(input)) throw new SafeTypeError(`Invalid header name "${input}"`);
   return StringPrototypeToLowerCase(input);
-}
-
-/** RFC 9110 tchar: DIGIT, ALPHA, or one of !#$%&'*+-.^_`|~ */
-function isTokenUnit(unit: number): boolean {
-  if ((unit >= 0x30 && unit <= 0x39) || (unit >= 0x41 && unit <= 0x5a) || (unit >= 0x61 && unit <= 0x7a)) return true;
-  return (
-    unit === 0x21 || (unit >= 0x23 && unit <= 0x27) || unit === 0x2a || unit === 0x2b || unit === 0x2d ||
-    unit === 0x2e || unit === 0x5e || unit === 0x5f || unit === 0x60 || unit === 0x7c || unit === 0x7e
-  );
 }
 
 function compareNames(a: string, b: string): number {

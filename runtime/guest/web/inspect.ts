@@ -71,7 +71,8 @@ export function formatError(error: Error): string {
 
 function formatValue(context: Context, value: unknown, depth: number, nested: boolean): string {
   const text = formatAny(context, value, depth, nested);
-  context.remaining -= text.length;
+  // Containers are made of leaves already counted; count each leaf once.
+  if (typeof value !== 'object' || value === null) context.remaining -= text.length;
   return text;
 }
 
@@ -132,7 +133,8 @@ function formatObject(context: Context, object: object, depth: number): string {
     const items: string[] = [];
     MapPrototypeForEach(object as Map<unknown, unknown>, (item: unknown, key: unknown) => {
       if (!hasRoom(context, items)) return;
-      ArrayPrototypePush(items, `${formatValue(context, key, depth + 1, true)} => ${formatValue(context, item, depth + 1, true)}`);
+      const entry = `${formatValue(context, key, depth + 1, true)} => ${formatValue(context, item, depth + 1, true)}`;
+      ArrayPrototypePush(items, entry);
     });
     return `Map(${mapSize}) ` + list('{', '}', withRest(items, mapSize));
   }
@@ -182,7 +184,8 @@ function hasRoom(context: Context, items: string[]): boolean {
 }
 
 function withRest(items: string[], total: number): string[] {
-  if (items.length < total) ArrayPrototypePush(items, `... ${total - items.length} more item${total - items.length === 1 ? '' : 's'}`);
+  const rest = total - items.length;
+  if (rest > 0) ArrayPrototypePush(items, `... ${rest} more item${rest === 1 ? '' : 's'}`);
   return items;
 }
 

@@ -3,7 +3,14 @@
  * (https://encoding.spec.whatwg.org/#utf-8-decoder). Lone surrogates encode as U+FFFD; invalid
  * byte sequences decode as one U+FFFD per maximal subpart, as TextDecoder must.
  */
-import { ReflectApply, SafeTypeError, SafeUint8Array, StringFromCharCode, StringPrototypeCharCodeAt } from '../primordials.ts';
+import {
+  MathMin,
+  ReflectApply,
+  SafeTypeError,
+  SafeUint8Array,
+  StringFromCharCode,
+  StringPrototypeCharCodeAt,
+} from '../primordials.ts';
 
 /** Code units per String.fromCharCode call: well under V8's argument-count limit. */
 const CHUNK_UNITS = 8192;
@@ -96,65 +103,71 @@ export class Utf8Decoder {
 
   /** Decodes `bytes[0, length)`; unless `stream`, flushes an incomplete sequence and resets. */
   decode(bytes: Uint8Array, length: number, stream: boolean): string {
-    const out = new StringBuilder();
+    const out = new StringBuilder(MathMin(length + 4, CHUNK_UNITS));
+    // The state lives in locals inside the loop (this is the hot path of every body read).
+    let point = this.#point;
+    let needed = this.#needed;
+    let seen = this.#seen;
+    let lower = this.#lower;
+    let upper = this.#upper;
     try {
       for (let i = 0; i < length; i++) {
         const byte = bytes[i];
-        if (this.#needed === 0) {
+        if (needed === 0) {
           if (byte <= 0x7f) this.#emit(out, byte);
-          else if (byte >= 0xc2 && byte <= 0xdf) this.#begin(1, byte & 0x1f);
-          else if (byte >= 0xe0 && byte <= 0xef) {
-            if (byte === 0xe0) this.#lower = 0xa0;
-            if (byte === 0xed) this.#upper = 0x9f;
-            this.#begin(2, byte & 0x0f);
+          else if (byte >= 0xc2 && byte <= 0xdf) {
+            needed = 1;
+            point = byte & 0x1f;
+          } else if (byte >= 0xe0 && byte <= 0xef) {
+            if (byte === 0xe0) lower = 0xa0;
+            if (byte === 0xed) upper = 0x9f;
+            needed = 2;
+            point = byte & 0x0f;
           } else if (byte >= 0xf0 && byte <= 0xf4) {
-            if (byte === 0xf0) this.#lower = 0x90;
-            if (byte === 0xf4) this.#upper = 0x8f;
-            this.#begin(3, byte & 0x07);
+            if (byte === 0xf0) lower = 0x90;
+            if (byte === 0xf4) upper = 0x8f;
+            needed = 3;
+            point = byte & 0x07;
           } else this.#error(out);
           continue;
         }
-        if (byte < this.#lower || byte > this.#upper) {
-          this.#reset();
+        if (byte < lower || byte > upper) {
+          point = needed = seen = 0;
+          lower = 0x80;
+          upper = 0xbf;
           this.#error(out);
           i--; // the spec's "restore byte to the stream": it may start a new sequence
           continue;
         }
-        this.#lower = 0x80;
-        this.#upper = 0xbf;
-        this.#point = (this.#point << 6) | (byte & 0x3f);
-        if (++this.#seen === this.#needed) {
-          const point = this.#point;
-          this.#reset();
+        lower = 0x80;
+        upper = 0xbf;
+        point = (point << 6) | (byte & 0x3f);
+        if (++seen === needed) {
           this.#emit(out, point);
+          point = needed = seen = 0;
         }
       }
-      if (!stream) {
-        if (this.#needed !== 0) {
-          this.#reset();
-          this.#error(out);
-        }
-        this.#bomSeen = false;
+      if (!stream && needed !== 0) {
+        point = needed = seen = 0;
+        lower = 0x80;
+        upper = 0xbf;
+        this.#error(out);
       }
     } catch (error) {
-      this.#reset();
+      point = needed = seen = 0;
+      lower = 0x80;
+      upper = 0xbf;
       this.#bomSeen = false;
       throw error;
+    } finally {
+      this.#point = point;
+      this.#needed = needed;
+      this.#seen = seen;
+      this.#lower = lower;
+      this.#upper = upper;
     }
+    if (!stream) this.#bomSeen = false;
     return out.finish();
-  }
-
-  #begin(needed: number, bits: number): void {
-    this.#needed = needed;
-    this.#point = bits;
-  }
-
-  #reset(): void {
-    this.#point = 0;
-    this.#needed = 0;
-    this.#seen = 0;
-    this.#lower = 0x80;
-    this.#upper = 0xbf;
   }
 
   #error(out: StringBuilder): void {
@@ -175,26 +188,31 @@ export class Utf8Decoder {
   }
 }
 
-/** Collects UTF-16 code units in a plain array (own elements: nothing patchable is consulted). */
+/** Collects UTF-16 code units in a preallocated plain array (own elements only: nothing a user
+ * can patch is consulted) and turns them into a string CHUNK_UNITS at a time. */
 class StringBuilder {
-  #units: number[] = [];
+  readonly #units: number[];
+  readonly #capacity: number;
+  #count = 0;
   #text = '';
 
+  constructor(capacity: number) {
+    this.#capacity = capacity;
+    this.#units = new Array(capacity);
+  }
+
   push(unit: number): void {
-    const units = this.#units;
-    units[units.length] = unit;
-    if (units.length === CHUNK_UNITS) this.#flush();
+    this.#units[this.#count++] = unit;
+    if (this.#count === this.#capacity) {
+      this.#text += ReflectApply(StringFromCharCode, undefined, this.#units) as string;
+      this.#count = 0;
+    }
   }
 
   finish(): string {
-    this.#flush();
-    return this.#text;
-  }
-
-  #flush(): void {
-    if (this.#units.length === 0) return;
-    this.#text += ReflectApply(StringFromCharCode, undefined, this.#units) as string;
-    this.#units.length = 0;
+    if (this.#count === 0) return this.#text;
+    this.#units.length = this.#count;
+    return this.#text + (ReflectApply(StringFromCharCode, undefined, this.#units) as string);
   }
 }
 

@@ -91,9 +91,11 @@ export function sequenceOf(value: unknown, what: string): unknown[] {
 }
 
 /** Items yielded by `ReflectApply(method, value, [])`, read with the iterator's own `next`. */
-export function iterateWith(value: unknown, method: unknown): unknown[] {
+function iterateWith(value: unknown, method: unknown): unknown[] {
   const iterator = ReflectApply(method as () => Iterator<unknown>, value, []);
-  if (typeof iterator !== 'object' || iterator === null) throw new SafeTypeError('Result of the Symbol.iterator method is not an object');
+  if (typeof iterator !== 'object' || iterator === null) {
+    throw new SafeTypeError('Result of the Symbol.iterator method is not an object');
+  }
   const next = iterator.next;
   const items: unknown[] = [];
   for (;;) {

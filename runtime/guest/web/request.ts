@@ -1,0 +1,147 @@
+/**
+ * Request (https://fetch.spec.whatwg.org/#request-class) as a function's `fetch` handler receives
+ * it and as user code builds it. URLs must be absolute (there is no document base URL). Only
+ * what a server-side handler needs is kept: no `signal`, `mode`, `credentials`, `cache`, …
+ */
+import { SafeTypeError, StringPrototypeToUpperCase } from '../primordials.ts';
+import { Body, extractBody } from './body.ts';
+import { appendHeader, copyHeaders, fillHeaders, getHeader, Headers } from './headers.ts';
+import { isToken } from './http-grammar.ts';
+import { INSPECT } from './inspect.ts';
+import { parseUrl } from './url.ts';
+import { defineToStringTag, requireArguments, toByteString, toUSVString } from './webidl.ts';
+
+export interface RequestInit {
+  body?: unknown;
+  headers?: unknown;
+  method?: string;
+}
+
+interface RequestState {
+  method: string;
+  url: string;
+  headers: Headers;
+  body: Body;
+}
+
+/** Module-private: `new Request(INTERNAL, state)` adopts `state` without validation. */
+const INTERNAL = Symbol('internal');
+const NORMALIZED_METHODS = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'];
+const FORBIDDEN_METHODS = ['CONNECT', 'TRACE', 'TRACK'];
+
+export class Request {
+  readonly #state: RequestState;
+
+  constructor(input: string | Request, init: RequestInit | null | undefined = undefined) {
+    if ((input as unknown) === INTERNAL) {
+      this.#state = init as unknown as RequestState;
+      return;
+    }
+    requireArguments(arguments.length, 1, 'Request');
+    if (init !== undefined && init !== null && typeof init !== 'object' && typeof init !== 'function') {
+      throw new SafeTypeError("Request: 'init' must be an object");
+    }
+    const source = typeof input === 'object' && input !== null && #state in input ? input.#state : null;
+    // Dictionary members, read once each in the spec's (lexicographic) order.
+    const initBody = init?.body;
+    const initHeaders = init?.headers;
+    const initMethod = init?.method;
+
+    let url: string;
+    if (source !== null) url = source.url;
+    else {
+      const parts = parseUrl(toUSVString(input));
+      if (parts === null) throw new SafeTypeError(`Invalid URL: ${toUSVString(input)}`);
+      if (parts.username !== '' || parts.password !== '') throw new SafeTypeError('Request URL must not include credentials');
+      url = parts.href;
+    }
+    const method = initMethod === undefined ? (source?.method ?? 'GET') : normalizeMethod(initMethod);
+    const hasInitBody = initBody !== undefined && initBody !== null;
+    if ((hasInitBody || (source !== null && !source.body.isNull)) && (method === 'GET' || method === 'HEAD')) {
+      throw new SafeTypeError(`Request with ${method} method cannot have a body`);
+    }
+
+    const headers = initHeaders !== undefined ? new Headers() : source !== null ? copyHeaders(source.headers) : new Headers();
+    if (initHeaders !== undefined) fillHeaders(headers, initHeaders);
+
+    let body: Body;
+    if (hasInitBody) {
+      const extracted = extractBody(initBody);
+      if (extracted.contentType !== null && getHeader(headers, 'content-type') === null) {
+        appendHeader(headers, 'content-type', extracted.contentType);
+      }
+      body = new Body(extracted.bytes);
+    } else if (source !== null && !source.body.isNull) {
+      // The input's body moves to the new request; the input becomes used.
+      if (source.body.used) throw new SafeTypeError('Cannot construct a Request from one whose body was already read');
+      body = new Body(source.body.consume());
+    } else body = new Body(null);
+
+    this.#state = { method, url, headers, body };
+  }
+
+  get method(): string {
+    return this.#state.method;
+  }
+
+  get url(): string {
+    return this.#state.url;
+  }
+
+  get headers(): Headers {
+    return this.#state.headers;
+  }
+
+  /** Always null or a TypeError: bodies are not streams here (see body.ts). */
+  get body(): null {
+    return this.#state.body.stream;
+  }
+
+  get bodyUsed(): boolean {
+    return this.#state.body.used;
+  }
+
+  text(): Promise<string> {
+    return this.#state.body.text();
+  }
+
+  json(): Promise<unknown> {
+    return this.#state.body.json();
+  }
+
+  arrayBuffer(): Promise<ArrayBuffer> {
+    return this.#state.body.arrayBuffer();
+  }
+
+  bytes(): Promise<Uint8Array> {
+    return this.#state.body.bytes();
+  }
+
+  clone(): Request {
+    const state = this.#state;
+    const copy: RequestState = {
+      method: state.method,
+      url: state.url,
+      headers: copyHeaders(state.headers),
+      body: state.body.clone(),
+    };
+    return new Request(INTERNAL as unknown as string, copy as unknown as RequestInit);
+  }
+
+  [INSPECT](): object {
+    return { method: this.#state.method, url: this.#state.url, headers: this.#state.headers, bodyUsed: this.#state.body.used };
+  }
+}
+defineToStringTag(Request.prototype, 'Request');
+
+/** A method must be a token; CONNECT, TRACE and TRACK are forbidden; standard ones are uppercased. */
+function normalizeMethod(value: unknown): string {
+  const method = toByteString(value);
+  if (!isToken(method)) throw new SafeTypeError(`'${method}' is not a valid HTTP method`);
+  const upper = StringPrototypeToUpperCase(method);
+  for (let i = 0; i < FORBIDDEN_METHODS.length; i++) {
+    if (upper === FORBIDDEN_METHODS[i]) throw new SafeTypeError(`'${method}' HTTP method is unsupported`);
+  }
+  for (let i = 0; i < NORMALIZED_METHODS.length; i++) if (upper === NORMALIZED_METHODS[i]) return upper;
+  return method;
+}
