@@ -15,7 +15,7 @@ export interface PlatformOptions {
   dataDir?: string;
   /** Isolate host processes (default one per core). */
   hosts?: number;
-  /** Warm isolate slots per host (default 4). */
+  /** Warm isolate slots per host (default 6). */
   warmSlots?: number;
   /** Bearer token for the management API (default: TRIBUTARY_TOKEN, else none). */
   token?: string;

@@ -44,6 +44,8 @@ export function sha256Of(code: string | Uint8Array): string {
 export class FunctionRegistry {
   private readonly db: DatabaseSync;
   private readonly codeDir: string;
+  /** Latest live version by name; the invoke path reads it on every call. Dropped on any write. */
+  private readonly latest = new Map<string, FunctionVersion | null>();
 
   constructor(dataDir: string) {
     mkdirSync(dataDir, { recursive: true });
@@ -94,6 +96,7 @@ export class FunctionRegistry {
         .prepare('INSERT INTO function_versions (name, version, kind, sha256, created_at, memory_limit_mb, timeout_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
         .run(name, next, kind, sha256, createdAt, limits.memoryLimitMb, limits.timeoutMs);
       this.db.exec('COMMIT');
+      this.latest.delete(name);
       return { name, version: next, kind, sha256, createdAt, ...limits };
     } catch (error) {
       this.db.exec('ROLLBACK');
@@ -103,6 +106,20 @@ export class FunctionRegistry {
 
   /** Latest live version of `name`, or null. */
   get(name: string): FunctionVersion | null {
+    const cached = this.latest.get(name);
+    if (cached !== undefined) return cached;
+    const found = this.read(name);
+    this.latest.set(name, found);
+    return found;
+  }
+
+  /** Forgets cached lookups (another process sharing the data directory may have written). */
+  invalidate(name?: string): void {
+    if (name === undefined) this.latest.clear();
+    else this.latest.delete(name);
+  }
+
+  private read(name: string): FunctionVersion | null {
     const row = this.db
       .prepare('SELECT * FROM function_versions WHERE name = ? AND deleted = 0 ORDER BY version DESC LIMIT 1')
       .get(name) as Row | undefined;
@@ -136,6 +153,7 @@ export class FunctionRegistry {
   /** Marks every version deleted; returns false when there was nothing to delete. */
   delete(name: string): boolean {
     const result = this.db.prepare('UPDATE function_versions SET deleted = 1 WHERE name = ? AND deleted = 0').run(name);
+    this.latest.delete(name);
     return Number(result.changes) > 0;
   }
 

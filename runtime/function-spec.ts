@@ -17,7 +17,10 @@ export interface FunctionSpec extends FunctionLimits {
   codePath: string;
 }
 
-/** Stable identity of one version: hosts key their instances by it. */
-export function specKey(spec: Pick<FunctionSpec, 'name' | 'version' | 'sha256'>): string {
-  return `${spec.name}@${spec.version}:${spec.sha256.slice(0, 12)}`;
+/**
+ * What makes two loaded instances interchangeable: same function, same code, same limits. The
+ * version number is not part of it, so an upload can load the instance before its version exists.
+ */
+export function specKey(spec: Pick<FunctionSpec, 'name' | 'sha256' | 'memoryLimitMb' | 'timeoutMs'>): string {
+  return `${spec.name}@${spec.sha256.slice(0, 16)}/${spec.memoryLimitMb}mb/${spec.timeoutMs}ms`;
 }

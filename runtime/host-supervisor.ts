@@ -19,7 +19,7 @@ const HEALTHY_AFTER_MS = 10_000;
 export interface HostSupervisorOptions {
   /** Host processes to run (default: one per core). */
   hosts?: number;
-  /** Warm isolate slots per host (default 4). */
+  /** Warm isolate slots per host (default 6). */
   warmSlots?: number;
   onRestart?: (hostIndex: number, reason: string) => void;
   onStats?: (hostIndex: number, stats: HostStats) => void;
@@ -141,7 +141,7 @@ export class HostSupervisor {
         execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning'],
         serialization: 'advanced',
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        env: { ...process.env, TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 4) },
+        env: { ...process.env, TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6) },
       });
       host.child = child;
       host.ready = false;

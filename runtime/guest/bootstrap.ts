@@ -5,6 +5,9 @@
  * the bundle is evaluated inside a closure, so `install` itself never touches the global object.
  */
 import { createDispatcher } from './dispatch.ts';
+import { describeThrown } from './errors.ts';
+import { PromisePrototypeThen } from './primordials.ts';
+import { warmup } from './warmup.ts';
 import type { HostRefs } from './host-refs.ts';
 import { installTimers } from './timers.ts';
 import { loadWasm as loadWasmModule } from './wasm-adapter.ts';
@@ -29,13 +32,19 @@ export function install(host: HostRefs, options: InstallOptions) {
     return { ok: true, value: { fetch: true, process: true } };
   }
 
-  return {
-    load: dispatcher.load,
-    loadWasm,
-    fetch: dispatcher.dispatchFetch,
-    process: dispatcher.dispatchBatch,
-    fireTimer,
-  };
+  const entries = { fetch: dispatcher.dispatchFetch, process: dispatcher.dispatchBatch };
+
+  /**
+   * Starts an asynchronous entry point. The host enters with a synchronous call (microseconds,
+   * against tens of microseconds for an asynchronous one); the result comes back through
+   * `host.settle`, often before that call even returns, since microtasks run before it does.
+   */
+  function start(callId: number, op: 'fetch' | 'process', payload: never): void {
+    const report = (result: GuestResult<unknown>) => host.settle.applySync(undefined, [callId, result], { arguments: { copy: true } });
+    PromisePrototypeThen(entries[op](payload), report, (thrown: unknown) => report({ ok: false, error: describeThrown(thrown) }));
+  }
+
+  return { load: dispatcher.load, loadWasm, start, fireTimer, warmup: () => warmup(global) };
 }
 
 export type GuestApi = ReturnType<typeof install>;

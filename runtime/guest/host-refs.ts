@@ -9,7 +9,7 @@ export interface HostReference {
 }
 
 export interface HostRefs {
-  /** (level: 'log'|'info'|'warn'|'error'|'debug', line: string) → void; fire and forget. */
+  /** (level: 'log'|'info'|'warn'|'error'|'debug', line: string) → void; synchronous. */
   log: HostReference;
   /** (byteLength: number ≤ 65536) → Uint8Array of cryptographically strong random bytes. */
   randomBytes: HostReference;
@@ -23,6 +23,8 @@ export interface HostRefs {
   setTimer: HostReference;
   /** (timerId: number) → void. */
   clearTimer: HostReference;
+  /** (callId: number, result: GuestResult) → void: an asynchronous entry point has finished. */
+  settle: HostReference;
 }
 
 /** WHATWG URL components, as computed by the host's URL implementation. */

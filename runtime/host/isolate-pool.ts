@@ -5,7 +5,7 @@
  * code we compiled ourselves; nothing cached is ever accepted from users.
  */
 import ivm from 'isolated-vm';
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { TributaryError } from '../errors.ts';
 import { DEFAULT_MEMORY_LIMIT_MB, MAX_BODY_BYTES } from '../limits.ts';
@@ -14,6 +14,9 @@ import type { ModuleShape } from '../guest/wire.ts';
 import { FunctionInstance, type LogLine, type LoadSource } from './function-instance.ts';
 import { IsolateSlot } from './isolate-slot.ts';
 import { capWasmMemory } from './wasm-limits.ts';
+
+/** Refill waits until the host has been idle this long, so slot building stays off callers' latency. */
+const REFILL_IDLE_MS = 5;
 
 export interface IsolatePoolOptions {
   /** Slots kept ready with the default memory limit (default 4). */
@@ -38,6 +41,8 @@ export class IsolatePool {
   private readonly warm: IsolateSlot[] = [];
   private readonly warmTarget: number;
   private refilling = false;
+  private active = 0;
+  private lastActive = 0;
   private readonly instances: LRUCache<string, FunctionInstance[]>;
   private readonly loading = new Map<string, Promise<FunctionInstance>>();
   private readonly codeCache: LRUCache<string, CachedCode>;
@@ -69,22 +74,15 @@ export class IsolatePool {
   }
 
   /**
-   * Validates an upload by loading it into a throwaway slot: JS is compiled, linked and its top
-   * level evaluated (so a module without handlers is rejected now, not at first invoke); WASM is
-   * capped, compiled and checked for the byte ABI. The code cache it produces is kept.
+   * Validates an upload by loading it: JS is compiled, linked and its top level evaluated (so a
+   * module without handlers is rejected now, not at first invoke); WASM is capped, compiled and
+   * checked for the byte ABI. The loaded instance is kept: the deploy's work serves the first call.
    */
   async validate(spec: FunctionSpec, code: string | Uint8Array): Promise<ModuleShape> {
-    const slot = await this.takeSlot(spec.memoryLimitMb);
-    try {
-      const source = this.sourceFor(spec, code);
-      const { shape, producedCache } = await FunctionInstance.load(spec, slot, source, []).catch((error: unknown) => {
-        throw asValidationError(error, spec.kind);
-      });
-      if (producedCache) this.remember(spec.sha256, producedCache);
-      return shape;
-    } finally {
-      slot.dispose();
-    }
+    const instance = await this.loadFrom(spec, code).catch((error: unknown) => {
+      throw asValidationError(error, spec.kind);
+    });
+    return instance.shape;
   }
 
   /** An idle instance of `spec` (loading one if needed) and whether this call paid a cold start. */
@@ -104,7 +102,12 @@ export class IsolatePool {
   }
 
   private async load(spec: FunctionSpec, logs: LogLine[]): Promise<FunctionInstance> {
-    const code = spec.kind === 'js' ? await readFile(spec.codePath, 'utf8') : new Uint8Array(await readFile(spec.codePath));
+    // Synchronous read: a small local file, and the thread-pool hop of readFile costs more than the read.
+    const code = spec.kind === 'js' ? readFileSync(spec.codePath, 'utf8') : new Uint8Array(readFileSync(spec.codePath));
+    return this.loadFrom(spec, code, logs);
+  }
+
+  private async loadFrom(spec: FunctionSpec, code: string | Uint8Array, logs: LogLine[] = []): Promise<FunctionInstance> {
     const slot = await this.takeSlot(spec.memoryLimitMb);
     try {
       const { instance, producedCache } = await FunctionInstance.load(spec, slot, this.sourceFor(spec, code), logs);
@@ -147,7 +150,7 @@ export class IsolatePool {
   }
 
   private async takeSlot(memoryLimitMb: number): Promise<IsolateSlot> {
-    const slot = memoryLimitMb === DEFAULT_MEMORY_LIMIT_MB ? this.warm.shift() : undefined;
+    const slot = memoryLimitMb === DEFAULT_MEMORY_LIMIT_MB ? this.warm.pop() : undefined;
     this.refill();
     return slot ?? this.newSlot(memoryLimitMb);
   }
@@ -156,14 +159,34 @@ export class IsolatePool {
     return IsolateSlot.create({ memoryLimitMb, maxBodyBytes: MAX_BODY_BYTES });
   }
 
+  /**
+   * Tops the warm set up one slot at a time, only while no call is running on this host: building
+   * a slot costs a few ms of CPU that would otherwise land on a caller's latency.
+   */
   private refill(): void {
-    if (this.refilling || this.closed) return;
+    if (this.refilling || this.closed || this.warm.length >= this.warmTarget) return;
     this.refilling = true;
-    // Off the critical path: the call that took a slot is already running.
-    setImmediate(() => {
-      this.start()
-        .catch(() => {})
-        .finally(() => (this.refilling = false));
+    const step = () => {
+      if (this.closed || this.warm.length >= this.warmTarget) return void (this.refilling = false);
+      if (this.active > 0 || performance.now() - this.lastActive < REFILL_IDLE_MS) return void setTimeout(step, REFILL_IDLE_MS);
+      this.newSlot(DEFAULT_MEMORY_LIMIT_MB).then(
+        (slot) => {
+          if (this.closed) slot.dispose();
+          else this.warm.push(slot);
+          setImmediate(step);
+        },
+        () => (this.refilling = false),
+      );
+    };
+    setTimeout(step, 1);
+  }
+
+  /** Marks a call running on this host (refill waits for none). */
+  track<T>(work: Promise<T>): Promise<T> {
+    this.active++;
+    return work.finally(() => {
+      this.active--;
+      this.lastActive = performance.now();
     });
   }
 

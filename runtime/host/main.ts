@@ -12,7 +12,7 @@ if (!process.send) {
   process.exit(2);
 }
 
-const pool = new IsolatePool({ warmSlots: Number(process.env.TRIBUTARY_WARM_SLOTS ?? 4) });
+const pool = new IsolatePool({ warmSlots: Number(process.env.TRIBUTARY_WARM_SLOTS ?? 6) });
 
 async function handle(request: HostRequest, logs: LogLine[]): Promise<{ value: unknown; coldStart: boolean }> {
   switch (request.op) {
@@ -36,7 +36,7 @@ async function handle(request: HostRequest, logs: LogLine[]): Promise<{ value: u
 
 process.on('message', (request: HostRequest) => {
   const logs: LogLine[] = [];
-  handle(request, logs).then(
+  pool.track(handle(request, logs)).then(
     ({ value, coldStart }) => reply({ id: request.id, ok: true, value, logs, coldStart, stats: pool.stats }),
     (error: unknown) => reply({ id: request.id, ok: false, error: asTributaryError(error).toJSON(), logs, coldStart: false, stats: pool.stats }),
   );

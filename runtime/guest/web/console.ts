@@ -16,7 +16,8 @@ type Level = 'log' | 'info' | 'warn' | 'error' | 'debug';
 
 export function createConsole(host: HostRefs): Console {
   const log = host.log;
-  const send = (level: Level, line: string) => log.applyIgnored(undefined, [level, truncateUtf8(line, MAX_LINE_BYTES)]);
+  // Synchronous, so the line is attributed to the invocation that wrote it (the host is waiting on us).
+  const send = (level: Level, line: string) => void log.applySync(undefined, [level, truncateUtf8(line, MAX_LINE_BYTES)]);
   const console: Console = {
     log(...args: unknown[]): void {
       send('log', formatArgs(args));
