@@ -35,6 +35,7 @@ export class FunctionService {
     const limits = { memoryLimitMb: request.memoryLimitMb, timeoutMs: request.timeoutMs };
     const probe = { name: request.name, version: 0, kind: request.kind, sha256, codePath: '', ...limits };
     await this.supervisor.call(request.name, { op: 'validate', spec: probe, code: request.code });
+    this.metrics.coldStarts.inc({ function: request.name }); // validation loaded it on its home host
     this.registry.storeCode(request.code, request.kind);
     const version = this.registry.addVersion(request.name, request.kind, sha256, limits);
     // Older versions finish their in-flight calls, then their isolates are released.

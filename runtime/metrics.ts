@@ -24,7 +24,7 @@ export class RuntimeMetrics {
 
   readonly coldStarts = new Counter({
     name: 'tributary_cold_starts_total',
-    help: 'Invocations that had to load the function into an isolate first',
+    help: 'Loads of a function into an isolate: at deploy (validation keeps the instance) or by a call that found none loaded',
     labelNames: ['function'] as const,
     registers: [this.registry],
   });
