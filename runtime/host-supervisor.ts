@@ -3,7 +3,9 @@
  * #107, #527) or a kill -9 takes down one host: its in-flight calls fail with ERR_HOST_CRASHED,
  * the supervisor restarts it with backoff, and the other hosts keep serving.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Duplex } from 'node:stream';
+import { FramedChannel } from './framed-channel.ts';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TributaryError } from './errors.ts';
@@ -42,6 +44,7 @@ interface Pending {
 
 class HostHandle {
   child: ChildProcess | null = null;
+  channel: FramedChannel<HostRequest, HostReply | HostReady> | null = null;
   ready = false;
   readonly pending = new Map<number, Pending>();
   startedAt = 0;
@@ -97,13 +100,12 @@ export class HostSupervisor {
 
   async callHost<Op extends HostOp>(index: number, request: Extract<HostCall, { op: Op }>): Promise<CallResult<HostResults[Op]>> {
     const host = this.hosts[index];
-    if (!host.ready || !host.child) throw new TributaryError('ERR_UNAVAILABLE', `host ${index} is not ready`);
+    const channel = host.channel;
+    if (!host.ready || !channel || channel.isClosed) throw new TributaryError('ERR_UNAVAILABLE', `host ${index} is not ready`);
     const id = this.nextId++;
     const reply = await new Promise<HostReply>((resolve, reject) => {
       host.pending.set(id, { resolve, reject });
-      host.child!.send({ ...request, id } as HostRequest, (error) => {
-        if (error && host.pending.delete(id)) reject(new TributaryError('ERR_HOST_CRASHED', `host ${index} is gone: ${error.message}`));
-      });
+      channel.send({ ...request, id } as HostRequest);
     });
     this.options.onStats?.(index, reply.stats);
     if (!reply.ok) {
@@ -137,16 +139,16 @@ export class HostSupervisor {
   private spawn(index: number): Promise<void> {
     const host = this.hosts[index];
     return new Promise<void>((resolve) => {
-      const child = fork(HOST_MAIN, [], {
-        execArgv: ['--no-node-snapshot', '--disable-warning=ExperimentalWarning'],
-        serialization: 'advanced',
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        env: { ...process.env, TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6) },
+      // TRIBUTARY_HOST_NODE_FLAGS: extra node flags for hosts, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
+      const extra = (process.env.TRIBUTARY_HOST_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+      const child = spawn(process.execPath, ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...extra, HOST_MAIN], {
+        stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+        env: { ...process.env, TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6), TRIBUTARY_HOST_CHANNEL_FD: '3' },
       });
       host.child = child;
       host.ready = false;
       host.startedAt = Date.now();
-      child.on('message', (message: HostReply | HostReady) => {
+      host.channel = new FramedChannel<HostRequest, HostReply | HostReady>(child.stdio[3] as Duplex, (message) => {
         if ('ready' in message) {
           host.ready = true;
           for (const wake of host.readyWaiters.splice(0)) wake();
@@ -157,11 +159,12 @@ export class HostSupervisor {
         if (!pending) return;
         host.pending.delete(message.id);
         pending.resolve(message);
-      });
+      }, () => {});
       child.on('exit', (code, signal) => {
         const reason = signal ? `signal ${signal}` : `exit code ${code}`;
         host.ready = false;
         host.child = null;
+        host.channel = null;
         for (const pending of host.pending.values()) {
           pending.reject(new TributaryError('ERR_HOST_CRASHED', `the host process running this call died (${reason}); it is being restarted`));
         }

@@ -8,7 +8,7 @@ import type { FunctionSpec } from '../function-spec.ts';
 import type { GuestResult, ModuleShape, WireBatchResult, WireRecord, WireRequest, WireResponse } from '../guest/wire.ts';
 import { compileError } from './compile-error.ts';
 import type { LogLevel } from './host-bindings.ts';
-import type { GuestCall, IsolateSlot } from './isolate-slot.ts';
+import type { IsolateSlot } from './isolate-slot.ts';
 import { fromGuestError } from './translate-error.ts';
 
 export interface LogLine {
@@ -61,24 +61,24 @@ export class FunctionInstance {
   }
 
   fetch(request: WireRequest, logs: LogLine[]): Promise<WireResponse> {
-    return this.serialize(logs, (call) => call.async('fetch', request) as Promise<GuestResult<WireResponse>>);
+    return this.serialize(logs, 'fetch', request) as Promise<WireResponse>;
   }
 
   process(records: WireRecord[], logs: LogLine[]): Promise<WireBatchResult> {
-    return this.serialize(logs, (call) => call.async('process', records) as Promise<GuestResult<WireBatchResult>>);
+    return this.serialize(logs, 'process', records) as Promise<WireBatchResult>;
   }
 
-  private serialize<T>(logs: LogLine[], body: (call: GuestCall) => Promise<GuestResult<T>>): Promise<T> {
-    this.pending++;
-    const run = async (): Promise<T> => {
+  /** One call at a time per instance; an idle instance runs the call at once, without queueing. */
+  private serialize(logs: LogLine[], op: 'fetch' | 'process', payload: unknown): Promise<unknown> {
+    const run = async (): Promise<unknown> => {
       this.slot.onLog = collect(logs);
-      const result = await this.slot.invoke(this.spec.timeoutMs, body);
+      const result = await this.slot.runEntry(op, payload, this.spec.timeoutMs);
       if (!result.ok) throw fromGuestError(result.error, this.spec);
       return result.value;
     };
-    const next = this.queue.then(run, run);
-    this.queue = next.catch(() => {});
-    return next.finally(() => {
+    const started = this.pending++ === 0 ? run() : this.queue.then(run, run);
+    this.queue = started.catch(() => {});
+    return started.finally(() => {
       this.pending--;
       this.lastUsed = performance.now();
     });

@@ -146,6 +146,57 @@ export class IsolateSlot implements BindingSink {
     }
   }
 
+  /**
+   * The hot path: one asynchronous entry point (`fetch`, `process`) as a whole invocation. When
+   * the handler settles within the synchronous entry — no awaits on timers — the result comes back
+   * without a timer or a promise allocated; otherwise a wall-clock timer guards the rest.
+   */
+  runEntry(fn: AsyncEntry, payload: unknown, timeoutMs: number): GuestResult<unknown> | Promise<GuestResult<unknown>> {
+    if (this.isDisposed) throw new TributaryError('ERR_INTERNAL', 'isolate slot is disposed');
+    if (this.invocation) throw new TributaryError('ERR_INTERNAL', 'isolate slot is busy');
+    const invocation: Invocation = { deadline: performance.now() + timeoutMs, timeoutMs, fail: () => {} };
+    this.invocation = invocation;
+    const callId = this.nextCallId++;
+    let early: GuestResult<unknown> | undefined;
+    this.calls.set(callId, (result) => (early = result));
+    try {
+      this.guest.start.applySync(undefined, [callId, fn, payload], { arguments: { copy: true }, timeout: this.remainingMs() });
+    } catch (error) {
+      this.endInvocation();
+      throw this.failWith(error, timeoutMs);
+    }
+    if (early !== undefined) {
+      this.endInvocation();
+      return early;
+    }
+    return new Promise<GuestResult<unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => invocation.fail(timeoutError(timeoutMs)), Math.max(0, invocation.deadline - performance.now()));
+      this.calls.set(callId, (result) => {
+        clearTimeout(timer);
+        this.endInvocation();
+        resolve(result);
+      });
+      invocation.fail = (error) => {
+        clearTimeout(timer);
+        this.endInvocation();
+        reject(this.failWith(error, timeoutMs));
+      };
+    });
+  }
+
+  private endInvocation(): void {
+    this.invocation = null;
+    this.clearAllTimers();
+    this.calls.clear();
+  }
+
+  /** Translates a failure; a timeout or OOM also disposes the slot. */
+  private failWith(error: unknown, timeoutMs: number): TributaryError {
+    const translated = this.translate(error, timeoutMs);
+    if (translated.code === 'ERR_FN_TIMEOUT' || translated.code === 'ERR_FN_OOM') this.dispose();
+    return translated;
+  }
+
   /** Remaining budget of the current invocation, for isolated-vm's `timeout` on each entry. */
   remainingMs(): number {
     const invocation = this.invocation;
