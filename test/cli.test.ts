@@ -1,0 +1,88 @@
+/**
+ * End to end: `tributary serve --with-examples` as a real child process on a real socket, driven
+ * by the CLI's own commands.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir, waitFor } from './fixtures/platform.ts';
+
+const CLI = join(import.meta.dirname, '..', 'cli', 'tributary.ts');
+const dataDir = tempDir();
+const port = 20000 + Math.floor(Math.random() * 20000);
+const url = `http://127.0.0.1:${port}`;
+let server: ChildProcess;
+
+function cli(...args: string[]) {
+  const result = spawnSync(process.execPath, ['--no-node-snapshot', CLI, ...args, ...(args[0] === 'serve' ? [] : ['--url', url])], {
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+beforeAll(async () => {
+  server = spawn(process.execPath, ['--no-node-snapshot', CLI, 'serve', '--port', String(port), '--data-dir', dataDir, '--with-examples', '--hosts', '1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  server.stdout!.on('data', (chunk) => (output += chunk));
+  server.stderr!.on('data', (chunk) => (output += chunk));
+  await waitFor(() => output.includes('listening on'), 30_000, `server start (output: ${output})`);
+});
+
+afterAll(async () => {
+  server.kill('SIGTERM');
+  await new Promise((resolve) => server.once('exit', resolve));
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('tributary CLI against a running server', () => {
+  it('serves the example functions deployed by --with-examples', async () => {
+    const hello = await fetch(`${url}/v1/invoke/hello?name=Ada`);
+    expect(await hello.text()).toBe('Hello, Ada!\n');
+    const reverse = await fetch(`${url}/v1/invoke/reverse`, { method: 'POST', body: 'stressed' });
+    expect(await reverse.text()).toBe('desserts');
+  });
+
+  it('deploy, list, invoke, logs and rm', () => {
+    const file = join(dataDir, 'shout.js');
+    writeFileSync(file, `export default { async fetch(req) { const t = await req.text(); console.log('got', t); return new Response(t.toUpperCase()); } };`);
+    const deployed = cli('deploy', file, '--name', 'shout', '--timeout-ms', '500');
+    expect(deployed.code, deployed.stderr).toBe(0);
+    expect(JSON.parse(deployed.stdout)).toMatchObject({ name: 'shout', version: 1, kind: 'js', timeoutMs: 500 });
+
+    expect(cli('list').stdout).toMatch(/^shout\tv1\tjs/m);
+    const invoked = cli('invoke', 'shout', '--data', 'quiet please');
+    expect(invoked.stdout).toBe('QUIET PLEASE');
+    expect(cli('logs', 'shout').stdout).toMatch(/log\s+got quiet please/);
+    expect(cli('rm', 'shout').stdout).toMatch(/deleted shout/);
+    const gone = cli('invoke', 'shout');
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/ERR_NOT_FOUND/);
+  });
+
+  it('prints the stable error code of a failed deploy', () => {
+    const file = join(dataDir, 'broken.js');
+    writeFileSync(file, 'export default {');
+    const result = cli('deploy', file);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/ERR_COMPILE/);
+  });
+
+  it('has --help on every command and rejects unknown ones', () => {
+    for (const command of ['serve', 'deploy', 'invoke', 'list', 'rm', 'logs']) {
+      const result = cli(command, '--help');
+      expect(result.code, command).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`usage: tributary ${command}`));
+    }
+    expect(cli('frobnicate').code).toBe(2);
+    expect(cli('deploy').stderr).toMatch(/missing <file>/);
+  });
+
+  it('serves /metrics and /healthz on the socket', async () => {
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/tributary_invocations_total/);
+  });
+});
