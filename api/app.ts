@@ -15,10 +15,13 @@ import { requireToken } from './auth.ts';
 import { limitBody } from './body.ts';
 import { errorBody, errorResponse } from './errors.ts';
 import { functionRoutes } from './routes/functions.ts';
+import { graphRoutes } from './routes/graphs.ts';
 import { invokeRoutes } from './routes/invoke.ts';
+import type { GraphService } from '../scheduler/graph-service.ts';
 
 export interface AppServices {
   functions: FunctionService;
+  graphs: GraphService;
   supervisor: HostSupervisor;
   metrics: RuntimeMetrics;
   /** When set, /v1/functions* and /v1/graphs* require `Authorization: Bearer <token>`. */
@@ -48,5 +51,7 @@ export function createApp(services: AppServices): Hono {
   app.use('/v1/invoke/*', limit);
   app.route('/v1/functions', functionRoutes(services.functions));
   app.route('/v1/invoke', invokeRoutes(services.functions));
+  app.use('/v1/graphs/*', limit);
+  app.route('/v1/graphs', graphRoutes(services.graphs));
   return app;
 }

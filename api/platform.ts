@@ -9,6 +9,9 @@ import { FunctionService } from '../runtime/function-service.ts';
 import { HostSupervisor } from '../runtime/host-supervisor.ts';
 import { RuntimeMetrics } from '../runtime/metrics.ts';
 import { createApp } from './app.ts';
+import { SqliteLog } from '../connectors/embedded/sqlite-log.ts';
+import { GraphService } from '../scheduler/graph-service.ts';
+import { GraphStore } from '../scheduler/graph-store.ts';
 
 export interface PlatformOptions {
   /** Where functions and logs persist (default ./.tributary). */
@@ -19,11 +22,19 @@ export interface PlatformOptions {
   warmSlots?: number;
   /** Bearer token for the management API (default: TRIBUTARY_TOKEN, else none). */
   token?: string;
+  /** Records per batch sent to an isolate (default 1000). */
+  maxBatchRecords?: number;
+  /** Unconsumed records per source edge before ingest answers 429 (default 200000). */
+  maxLagRecords?: number;
+  /** fsync every log commit (default false: durable across process crashes). */
+  fsync?: boolean;
 }
 
 export interface Platform {
   app: Hono;
   functions: FunctionService;
+  graphs: GraphService;
+  log: SqliteLog;
   supervisor: HostSupervisor;
   metrics: RuntimeMetrics;
   dataDir: string;
@@ -48,16 +59,25 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const registry = new FunctionRegistry(dataDir);
   await supervisor.start();
   const functions = new FunctionService(registry, supervisor, metrics);
-  const app = createApp({ functions, supervisor, metrics, token: options.token ?? process.env.TRIBUTARY_TOKEN });
+  const log = new SqliteLog({ dataDir, fsync: options.fsync });
+  const graphStore = new GraphStore(dataDir);
+  const graphs = new GraphService(graphStore, log, functions, { maxBatchRecords: options.maxBatchRecords, maxLagRecords: options.maxLagRecords });
+  graphs.start();
+  const app = createApp({ functions, graphs, supervisor, metrics, token: options.token ?? process.env.TRIBUTARY_TOKEN });
   return {
     app,
     functions,
+    graphs,
+    log,
     supervisor,
     metrics,
     dataDir,
     async close() {
+      await graphs.close();
       await supervisor.close();
       registry.close();
+      graphStore.close();
+      log.close();
     },
   };
 }

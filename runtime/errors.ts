@@ -27,6 +27,12 @@ export const ERROR_CODES = {
   ERR_FN_OOM: { status: 503, kind: 'user', retriable: false },
   /** The function returned something that is not a Response (or WASM broke the ABI). */
   ERR_FN_BAD_RESPONSE: { status: 500, kind: 'user', retriable: false },
+  /** A graph spec is invalid; `problems` lists every issue with its JSON path. */
+  ERR_GRAPH_INVALID: { status: 400, kind: 'user', retriable: false },
+  /** A graph's edges form a cycle (part of ERR_GRAPH_INVALID problems, or the code when it is the only kind). */
+  ERR_GRAPH_CYCLE: { status: 400, kind: 'user', retriable: false },
+  /** Queues are full: retry after the `Retry-After` seconds. Nothing of the request was accepted. */
+  ERR_BACKPRESSURE: { status: 429, kind: 'system', retriable: true },
   /** The host process running the call died (V8 abort, kill -9); it is being restarted. */
   ERR_HOST_CRASHED: { status: 503, kind: 'system', retriable: true },
   /** No host process is available to run the call (all restarting, or shutting down). */

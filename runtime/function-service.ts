@@ -5,7 +5,7 @@
 import { TributaryError } from './errors.ts';
 import { specKey, type FunctionKind, type FunctionLimits } from './function-spec.ts';
 import { FunctionRegistry, assertFunctionName, sha256Of, type FunctionVersion } from './function-registry.ts';
-import type { WireBatchResult, WireRecord, WireRequest, WireResponse } from './guest/wire.ts';
+import type { WireBatch, WireBatchResult, WireRequest, WireResponse } from './guest/wire.ts';
 import type { LogLine } from './host/function-instance.ts';
 import type { HostSupervisor } from './host-supervisor.ts';
 import { LogBuffer } from './log-buffer.ts';
@@ -48,9 +48,14 @@ export class FunctionService {
     return this.run(version, 'http', (spec) => this.supervisor.call(name, { op: 'fetch', spec, request }));
   }
 
-  /** Runs `process` over a batch of records (used by graph nodes). */
-  async process(version: FunctionVersion, records: WireRecord[]): Promise<WireBatchResult> {
-    return this.run(version, 'stream', (spec) => this.supervisor.call(version.name, { op: 'process', spec, records }));
+  /**
+   * Runs `process` over a batch (graph nodes). `instanceTag` names the replica: each tag gets its
+   * own isolate, placed by hashing the tag over the hosts.
+   */
+  async process(version: FunctionVersion, batch: WireBatch, instanceTag: string): Promise<WireBatchResult> {
+    return this.run(version, 'stream', (spec) =>
+      this.supervisor.call(instanceTag, { op: 'process', spec: { ...spec, instanceTag }, batch }),
+    );
   }
 
   private async run<T>(

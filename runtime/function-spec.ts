@@ -15,12 +15,15 @@ export interface FunctionSpec extends FunctionLimits {
   sha256: string;
   /** Absolute path of the immutable code file (content-addressed by sha256). */
   codePath: string;
+  /** Distinguishes replicas of a graph node (`graph/node#r`): each gets its own isolate. */
+  instanceTag?: string;
 }
 
 /**
  * What makes two loaded instances interchangeable: same function, same code, same limits. The
  * version number is not part of it, so an upload can load the instance before its version exists.
  */
-export function specKey(spec: Pick<FunctionSpec, 'name' | 'sha256' | 'memoryLimitMb' | 'timeoutMs'>): string {
-  return `${spec.name}@${spec.sha256.slice(0, 16)}/${spec.memoryLimitMb}mb/${spec.timeoutMs}ms`;
+export function specKey(spec: Pick<FunctionSpec, 'name' | 'sha256' | 'memoryLimitMb' | 'timeoutMs' | 'instanceTag'>): string {
+  const tag = spec.instanceTag ? `#${spec.instanceTag}` : '';
+  return `${spec.name}@${spec.sha256.slice(0, 16)}/${spec.memoryLimitMb}mb/${spec.timeoutMs}ms${tag}`;
 }

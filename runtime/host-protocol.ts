@@ -5,12 +5,12 @@
 import type { ErrorBody } from './errors.ts';
 import type { FunctionSpec } from './function-spec.ts';
 import type { LogLine } from './host/function-instance.ts';
-import type { ModuleShape, WireBatchResult, WireRecord, WireRequest, WireResponse } from './guest/wire.ts';
+import type { ModuleShape, WireBatch, WireBatchResult, WireRequest, WireResponse } from './guest/wire.ts';
 
 export type HostRequest =
   | { id: number; op: 'validate'; spec: FunctionSpec; code: string | Uint8Array }
   | { id: number; op: 'fetch'; spec: FunctionSpec; request: WireRequest }
-  | { id: number; op: 'process'; spec: FunctionSpec; records: WireRecord[] }
+  | { id: number; op: 'process'; spec: FunctionSpec; batch: WireBatch }
   | { id: number; op: 'unload'; name: string; exceptKey?: string }
   | { id: number; op: 'stats' };
 

@@ -3,10 +3,11 @@
  * `process(record, env, ctx)` looped over a whole batch (one boundary crossing per batch).
  */
 import { describeThrown, guestError, type GuestError } from './errors.ts';
-import { ArrayPrototypePush, ObjectFreeze, SafePromise } from './primordials.ts';
+import { ArrayPrototypePush, ObjectFreeze, SafeMap, SafePromise } from './primordials.ts';
 import { isResponse, readResponse } from './web/index.ts';
 import { webGlobals } from './web-globals.ts';
-import type { GuestResult, ModuleShape, WireBatchResult, WireEmit, WireRecord, WireRequest, WireResponse } from './wire.ts';
+import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireEmit, WireRequest, WireResponse } from './wire.ts';
+import { createStateBinding } from './state-binding.ts';
 
 export interface Handlers {
   fetch?: (request: unknown, env: unknown, ctx: unknown) => unknown;
@@ -31,6 +32,8 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
   // Captured before user code runs: a module replacing globalThis.Request cannot fool us.
   const { Request: RequestCtor } = webGlobals(global);
   const env = options.env;
+  const state = createStateBinding(global);
+  const processEnv = ObjectFreeze({ ...env, STATE: state.STATE });
   let handlers: Handlers | null = null;
 
   function load(namespace: { default?: unknown }): GuestResult<ModuleShape> {
@@ -88,17 +91,21 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
   }
 
   /**
-   * Loops `process` over a batch. A record whose `process` throws (or rejects) is reported as a
-   * failure and its emits are dropped; the other records' emits stand. Synchronous handlers are
+   * Loops `process` over a batch (one boundary crossing per batch). A record that throws is
+   * retried in place up to `maxAttempts` times, so per-key order holds; if every attempt throws it
+   * is reported as a failure and its emits and state writes are dropped. Synchronous handlers are
    * never awaited, so a batch of them costs no microtask per record.
    */
-  async function dispatchBatch(records: WireRecord[]): Promise<GuestResult<WireBatchResult>> {
+  async function dispatchBatch(batch: WireBatch): Promise<GuestResult<WireBatchResult>> {
     const process = handlers?.process;
     if (process === undefined) {
       return failure(guestError('ERR_FN_BAD_RESPONSE', 'function has no process handler'));
     }
+    if (!state.begin(batch.state)) return success({ needState: true, emits: [], failures: [], writes: [] });
     const emits: WireEmit[] = [];
     const failures: WireBatchResult['failures'] = [];
+    const batchWrites = new SafeMap<string, Uint8Array | null>();
+    const records = batch.records;
     let index = 0;
     let pending: WireEmit[] = [];
     const emit = (value: unknown, opts?: { key?: unknown }) => {
@@ -106,18 +113,33 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
       ArrayPrototypePush(pending, { index, key: key === undefined || key === null ? null : `${key}`, value });
     };
     const ctx = ObjectFreeze({ emit });
-    for (; index < records.length; index++) {
-      pending = [];
-      try {
-        let returned = process(records[index], env, ctx);
-        if (returned instanceof SafePromise) returned = await returned;
-        if (returned !== undefined) emit(returned);
-        for (let i = 0; i < pending.length; i++) ArrayPrototypePush(emits, pending[i]);
-      } catch (thrown) {
-        ArrayPrototypePush(failures, { index, error: describeThrown(thrown) });
+    try {
+      for (; index < records.length; index++) {
+        for (let attempt = 1; ; attempt++) {
+          pending = [];
+          state.beginRecord();
+          try {
+            let returned = process(records[index], processEnv, ctx);
+            if (returned instanceof SafePromise) returned = await returned;
+            if (returned !== undefined) emit(returned);
+            for (let i = 0; i < pending.length; i++) ArrayPrototypePush(emits, pending[i]);
+            state.keepRecord(batchWrites);
+            break;
+          } catch (thrown) {
+            state.dropRecord();
+            if (attempt >= batch.maxAttempts) {
+              ArrayPrototypePush(failures, { index, error: describeThrown(thrown) });
+              break;
+            }
+          }
+        }
       }
+    } finally {
+      state.end();
     }
-    return success({ emits, failures });
+    const writes: [string, Uint8Array | null][] = [];
+    for (const [key, value] of batchWrites) ArrayPrototypePush(writes, [key, value]);
+    return success({ emits, failures, writes });
   }
 
   return { load, install, dispatchFetch, dispatchBatch };

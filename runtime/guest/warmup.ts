@@ -13,7 +13,11 @@ export function warmup(global: typeof globalThis): void {
   const dispatcher = createDispatcher(global, { maxBodyBytes: 1024, env: {} });
   dispatcher.install({ fetch: () => new web.Response('warm'), process: (record) => record });
   void dispatcher.dispatchFetch({ method: 'GET', url: 'http://warm.up/', headers: [['x-warm', 'up']], body: null });
-  void dispatcher.dispatchBatch([{ key: 'k', value: 'v', headers: {}, offset: 0, timestamp: 0 }]);
+  void dispatcher.dispatchBatch({
+    records: [{ key: 'k', value: 'v', headers: {}, offset: 0, timestamp: 0 }],
+    state: { namespace: 'warmup', partition: 0, epoch: 0, snapshot: [] },
+    maxAttempts: 1,
+  });
   const request = new web.Request('http://warm.up/path?q=1', { method: 'POST', headers: [['x-warm', 'up']], body: new Uint8Array([1]) });
   void request.arrayBuffer();
   const url = new (global as unknown as { URL: new (href: string) => { searchParams: { get(k: string): string | null } } }).URL('http://warm.up/?q=1');

@@ -34,10 +34,31 @@ export interface WireEmit {
   value: unknown;
 }
 
+/** The state partition a batch reads and writes (`env.STATE`), versioned by `epoch`. */
+export interface WireStateScope {
+  namespace: string;
+  partition: number;
+  /** Changes whenever the committed state may differ from what the guest holds. */
+  epoch: number;
+  /** The partition's committed state; sent when the guest reported `needState`. */
+  snapshot?: [key: string, value: Uint8Array][];
+}
+
+export interface WireBatch {
+  records: WireRecord[];
+  state: WireStateScope;
+  /** Attempts per record before it is reported as failed (dead-lettered). */
+  maxAttempts: number;
+}
+
 export interface WireBatchResult {
+  /** The guest does not hold this state partition at this epoch: resend with a snapshot. */
+  needState?: boolean;
   emits: WireEmit[];
-  /** Records whose `process` threw; their emits are discarded. */
+  /** Records whose every attempt threw; their emits and state writes are discarded. */
   failures: { index: number; error: GuestError }[];
+  /** Final value per key written by the batch's successful records; null deletes. */
+  writes: [key: string, value: Uint8Array | null][];
 }
 
 export type GuestResult<T> = { ok: true; value: T } | { ok: false; error: GuestError };

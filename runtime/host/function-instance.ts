@@ -5,7 +5,7 @@
 import type ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
 import type { FunctionSpec } from '../function-spec.ts';
-import type { GuestResult, ModuleShape, WireBatchResult, WireRecord, WireRequest, WireResponse } from '../guest/wire.ts';
+import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireRequest, WireResponse } from '../guest/wire.ts';
 import { compileError } from './compile-error.ts';
 import type { LogLevel } from './host-bindings.ts';
 import type { IsolateSlot } from './isolate-slot.ts';
@@ -64,8 +64,8 @@ export class FunctionInstance {
     return this.serialize(logs, 'fetch', request) as Promise<WireResponse>;
   }
 
-  process(records: WireRecord[], logs: LogLine[]): Promise<WireBatchResult> {
-    return this.serialize(logs, 'process', records) as Promise<WireBatchResult>;
+  process(batch: WireBatch, logs: LogLine[]): Promise<WireBatchResult> {
+    return this.serialize(logs, 'process', batch) as Promise<WireBatchResult>;
   }
 
   /** One call at a time per instance; an idle instance runs the call at once, without queueing. */

@@ -26,7 +26,7 @@ async function handle(request: HostRequest, logs: LogLine[]): Promise<{ value: u
     }
     case 'process': {
       const { instance, coldStart } = await pool.acquire(request.spec, logs);
-      return { value: await instance.process(request.records, logs), coldStart };
+      return { value: await instance.process(request.batch, logs), coldStart };
     }
     case 'unload':
       pool.unload(request.name, request.exceptKey);

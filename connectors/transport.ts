@@ -1,0 +1,61 @@
+/**
+ * The contract between the scheduler and a transport (the embedded log, Kafka): partitioned,
+ * append-only topics with per-consumer-group committed offsets, and a transaction that makes
+ * appends, offset commits and state writes visible together or not at all.
+ *
+ * Offsets are per (topic, partition), start at 0 and are contiguous. A consumer group's
+ * committed offset is the next offset it will read.
+ */
+
+/** A record on a topic. `value` is any structured-clonable value; `timestamp` is ms since epoch. */
+export interface LogRecord {
+  key: string | null;
+  value: unknown;
+  timestamp: number;
+  headers?: Record<string, string>;
+}
+
+export interface StoredRecord extends LogRecord {
+  offset: number;
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+/** A state write: `value` null deletes the key. */
+export interface StateWrite {
+  key: string;
+  value: Uint8Array | null;
+}
+
+/** Everything one batch commits. Applied atomically by `commit`. */
+export interface CommitSet {
+  appends: Array<TopicPartition & { records: LogRecord[] }>;
+  offsets: Array<TopicPartition & { group: string; next: number }>;
+  state: Array<{ namespace: string; partition: number; writes: StateWrite[] }>;
+}
+
+export interface Transport {
+  /** Creates the topic if missing; an existing topic keeps its partition count, which is returned. */
+  ensureTopic(topic: string, partitions: number): number;
+  partitions(topic: string): number;
+  /** Up to `max` records from `from` (inclusive); fewer or none at the head. */
+  read(topic: string, partition: number, from: number, max: number): StoredRecord[];
+  /** The next offset to be written. */
+  head(topic: string, partition: number): number;
+  committed(group: string, topic: string, partition: number): number;
+  /** Resolves when `head(topic, partition)` exceeds `offset`, or after `timeoutMs`. */
+  waitForData(topic: string, partition: number, offset: number, timeoutMs: number): Promise<void>;
+  /** Applies a whole CommitSet in one transaction. */
+  commit(set: CommitSet): void;
+  stateSnapshot(namespace: string, partition: number): StateWrite[];
+  deleteTopics(prefix: string): void;
+  deleteState(namespacePrefix: string): void;
+  close(): void;
+}
+
+export function emptyCommitSet(): CommitSet {
+  return { appends: [], offsets: [], state: [] };
+}

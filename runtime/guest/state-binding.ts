@@ -1,0 +1,148 @@
+/**
+ * `env.STATE` for stream handlers: an R2-like API over the state partition of the record being
+ * processed. The partition's committed state lives in the isolate (shipped by the scheduler as a
+ * snapshot, versioned by epoch), so reads cost no boundary crossing. Writes of one record are
+ * kept apart until its `process` succeeds, then join the batch's write set, which the scheduler
+ * commits with the batch — atomically with outputs and offsets on exactly-once edges.
+ */
+import {
+  ArrayBufferIsView, ArrayPrototypePush, JSONParse, MapPrototypeDelete, MapPrototypeGet, MapPrototypeHas, MapPrototypeSet, ObjectFreeze,
+  PromiseResolve, SafeMap, SafeTypeError, SafeUint8Array,
+} from './primordials.ts';
+import type { WireStateScope } from './wire.ts';
+import { webGlobals } from './web-globals.ts';
+
+/** Per-value ceiling; larger values belong in object storage. */
+export const MAX_STATE_VALUE_BYTES = 1024 * 1024;
+const MAX_KEY_CHARS = 1024;
+
+interface Partition {
+  epoch: number;
+  data: Map<string, Uint8Array>;
+}
+
+/** Pending writes of the record being processed: undefined value = untouched, null = deleted. */
+type RecordWrites = Map<string, Uint8Array | null>;
+
+export function createStateBinding(global: typeof globalThis) {
+  const web = webGlobals(global);
+  const encoder = new web.TextEncoder();
+  const decoder = new web.TextDecoder();
+  const partitions = new SafeMap<string, Partition>();
+  let current: Partition | null = null;
+  let pending: RecordWrites = new SafeMap();
+
+  const active = (): Partition => {
+    if (current === null) throw new SafeTypeError('env.STATE is only available inside process()');
+    return current;
+  };
+  const checkKey = (key: unknown): string => {
+    if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_CHARS) {
+      throw new SafeTypeError(`state keys are non-empty strings of at most ${MAX_KEY_CHARS} characters`);
+    }
+    return key;
+  };
+  const read = (key: string): Uint8Array | null => {
+    if (MapPrototypeHas(pending, key)) return MapPrototypeGet(pending, key) ?? null;
+    return MapPrototypeGet(active().data, key) ?? null;
+  };
+  const toBytes = (value: unknown): Uint8Array => {
+    let bytes: Uint8Array;
+    if (typeof value === 'string') bytes = encoder.encode(value);
+    else if (value instanceof ArrayBuffer) bytes = new SafeUint8Array(value.slice(0));
+    else if (ArrayBufferIsView(value)) bytes = new SafeUint8Array(new SafeUint8Array(value.buffer, value.byteOffset, value.byteLength));
+    else throw new SafeTypeError('state values are strings, ArrayBuffers or typed arrays (JSON.stringify objects first)');
+    if (bytes.byteLength > MAX_STATE_VALUE_BYTES) throw new SafeTypeError(`state values are limited to ${MAX_STATE_VALUE_BYTES} bytes`);
+    return bytes;
+  };
+  const objectBody = (key: string, bytes: Uint8Array) =>
+    ObjectFreeze({
+      key,
+      size: bytes.byteLength,
+      text: () => PromiseResolve(decoder.decode(bytes)),
+      json: () => PromiseResolve(JSONParse(decoder.decode(bytes))),
+      arrayBuffer: () => PromiseResolve(new SafeUint8Array(bytes).buffer),
+    });
+
+  const STATE = ObjectFreeze({
+    get(key: unknown) {
+      const k = checkKey(key);
+      const bytes = read(k);
+      return PromiseResolve(bytes === null ? null : objectBody(k, bytes));
+    },
+    put(key: unknown, value: unknown) {
+      const k = checkKey(key);
+      const bytes = toBytes(value);
+      active();
+      MapPrototypeSet(pending, k, bytes);
+      return PromiseResolve(ObjectFreeze({ key: k, size: bytes.byteLength }));
+    },
+    delete(keys: unknown) {
+      active();
+      const list = typeof keys === 'string' ? [keys] : (keys as unknown[]);
+      for (let i = 0; i < list.length; i++) MapPrototypeSet(pending, checkKey(list[i]), null);
+      return PromiseResolve(undefined);
+    },
+    list(options?: { prefix?: string; limit?: number; cursor?: string }) {
+      const prefix = options?.prefix ?? '';
+      const limit = Math.min(Math.max(1, Number(options?.limit ?? 1000) | 0), 1000);
+      const after = options?.cursor ?? '';
+      const keys: string[] = [];
+      for (const key of active().data.keys()) if (!MapPrototypeHas(pending, key)) ArrayPrototypePush(keys, key);
+      for (const [key, value] of pending) if (value !== null) ArrayPrototypePush(keys, key);
+      keys.sort();
+      const objects: Array<{ key: string; size: number }> = [];
+      let truncated = false;
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
+        if (!key.startsWith(prefix) || key <= after) continue;
+        if (objects.length === limit) {
+          truncated = true;
+          break;
+        }
+        ArrayPrototypePush(objects, { key, size: read(key)!.byteLength });
+      }
+      const cursor = truncated ? objects[objects.length - 1].key : undefined;
+      return PromiseResolve(ObjectFreeze({ objects, truncated, cursor, delimitedPrefixes: [] }));
+    },
+  });
+
+  return {
+    STATE,
+    /** Selects the batch's partition; false when the guest must be sent a snapshot first. */
+    begin(scope: WireStateScope): boolean {
+      const id = `${scope.namespace}\u0000${scope.partition}`;
+      if (scope.snapshot !== undefined) {
+        const data = new SafeMap<string, Uint8Array>();
+        for (let i = 0; i < scope.snapshot.length; i++) MapPrototypeSet(data, scope.snapshot[i][0], scope.snapshot[i][1]);
+        MapPrototypeSet(partitions, id, { epoch: scope.epoch, data });
+      }
+      const partition = MapPrototypeGet(partitions, id);
+      if (partition === undefined || partition.epoch !== scope.epoch) return false;
+      current = partition;
+      return true;
+    },
+    /** Starts a record: its writes stay pending until `keepRecord`. */
+    beginRecord(): void {
+      pending = new SafeMap();
+    },
+    /** The record succeeded: apply its writes to the partition and the batch write set. */
+    keepRecord(batchWrites: Map<string, Uint8Array | null>): void {
+      const data = active().data;
+      for (const [key, value] of pending) {
+        if (value === null) MapPrototypeDelete(data, key);
+        else MapPrototypeSet(data, key, value);
+        MapPrototypeSet(batchWrites, key, value);
+      }
+      pending = new SafeMap();
+    },
+    dropRecord(): void {
+      pending = new SafeMap();
+    },
+    end(): void {
+      current = null;
+      pending = new SafeMap();
+    },
+  };
+}
+

@@ -1,0 +1,203 @@
+/**
+ * The consumer of one partition of one input edge of one node: reads a batch from the edge's
+ * log, runs the node's function over it in an isolate, and commits per the edge's delivery:
+ *
+ *   at-most-once   commit the input offset, then run, then append outputs. A crash may lose the
+ *                  batch; it is never delivered twice.
+ *   at-least-once  run, append outputs (and state) durably, then commit the input offset in a
+ *                  second transaction. A crash between the two redelivers; nothing is lost.
+ *   exactly-once   run, then append outputs, write state and commit the input offset in ONE
+ *                  transaction. A crash anywhere leaves all of it or none of it.
+ *
+ * Records that throw on every attempt go to the node's dead-letter log with their error. A batch
+ * the function cannot finish at all (timeout, OOM) is halved until the poison record is alone.
+ */
+import type { CommitSet, LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
+import { TributaryError } from '../runtime/errors.ts';
+import type { WireBatch, WireBatchResult, WireRecord } from '../runtime/guest/wire.ts';
+import type { Delivery, EdgeSpec, NodeSpec } from './graph-spec.ts';
+import type { NodeStats } from './node-stats.ts';
+import type { Topology } from './topology.ts';
+
+export interface TaskContext {
+  transport: Transport;
+  topology: Topology;
+  node: NodeSpec;
+  stats: NodeStats;
+  /** Runs the node's function over a batch on the replica `instanceTag`. */
+  process(batch: WireBatch, instanceTag: string): Promise<WireBatchResult>;
+  /** Replica that owns `partition` of this node's inputs right now. */
+  replicaFor(partition: number): number;
+  /** Current epoch of a state partition; `bump` invalidates what isolates hold. */
+  epochs: { get(partition: number): number; bump(partition: number): void };
+  maxBatchRecords: number;
+  maxAttempts: number;
+  onBatch?(records: StoredRecord[], elapsedMs: number): void;
+}
+
+const IDLE_WAIT_MS = 250;
+const MAX_BACKOFF_MS = 2000;
+
+export class PartitionTask {
+  readonly edge: EdgeSpec;
+  readonly partition: number;
+  readonly topic: string;
+  private readonly ctx: TaskContext;
+  private readonly group: string;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  /** Next offset to read; the committed offset, except for at-most-once mid-batch. */
+  private next = 0;
+  private batchLimit: number;
+  private poisonAttempts = 0;
+  private backoffMs = 0;
+
+  constructor(ctx: TaskContext, edge: EdgeSpec, partition: number) {
+    this.ctx = ctx;
+    this.edge = edge;
+    this.partition = partition;
+    this.topic = ctx.topology.topicOf(edge);
+    this.group = ctx.topology.group(ctx.node.id);
+    this.batchLimit = ctx.maxBatchRecords;
+  }
+
+  get delivery(): Delivery {
+    return this.edge.delivery;
+  }
+
+  get committed(): number {
+    return this.ctx.transport.committed(this.group, this.topic, this.partition);
+  }
+
+  get lag(): number {
+    return this.ctx.transport.head(this.topic, this.partition) - this.committed;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.next = this.committed;
+    this.loop = this.run();
+  }
+
+  /** Stops after the batch in flight is committed (or abandoned), never in the middle of a commit. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const { transport } = this.ctx;
+    while (this.running) {
+      const records = transport.read(this.topic, this.partition, this.next, this.batchLimit);
+      if (records.length === 0) {
+        await transport.waitForData(this.topic, this.partition, this.next, IDLE_WAIT_MS);
+        continue;
+      }
+      try {
+        await this.processBatch(records);
+        this.backoffMs = 0;
+      } catch (error) {
+        await this.onFailure(records, error);
+      }
+    }
+  }
+
+  private async processBatch(records: StoredRecord[]): Promise<void> {
+    const { transport, topology, node, stats } = this.ctx;
+    const started = performance.now();
+    const end = records[records.length - 1].offset + 1;
+    const offset = { group: this.group, topic: this.topic, partition: this.partition, next: end };
+    if (this.delivery === 'at-most-once') {
+      // Committed before the function runs: from here on this batch may be lost, never repeated.
+      transport.commit({ appends: [], offsets: [offset], state: [] });
+      this.next = end;
+    }
+    const result = await this.run_(records);
+    const set: CommitSet = { appends: [], offsets: [], state: [] };
+    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: records[e.index].timestamp }));
+    for (const route of topology.outputs(node.id)) set.appends.push(...topology.route(route, emitted));
+    if (result.failures.length > 0) {
+      set.appends.push({
+        topic: topology.deadLetterTopic(node.id),
+        partition: 0,
+        records: result.failures.map((f) => deadLetter(records[f.index], this.topic, this.partition, f.error.message)),
+      });
+    }
+    if (result.writes.length > 0) {
+      set.state.push({
+        namespace: topology.stateNamespace(node.id),
+        partition: this.partition,
+        writes: result.writes.map(([key, value]) => ({ key, value })),
+      });
+    }
+    if (this.delivery === 'exactly-once') {
+      set.offsets.push(offset);
+      transport.commit(set);
+    } else {
+      transport.commit(set);
+      // at-least-once: a crash right here redelivers the batch; at-most-once already committed.
+      if (this.delivery === 'at-least-once') transport.commit({ appends: [], offsets: [offset], state: [] });
+    }
+    this.next = end;
+    stats.failed += result.failures.length;
+    stats.recordBatch(records.length, performance.now() - started);
+    this.ctx.onBatch?.(records, performance.now() - started);
+    this.batchLimit = this.ctx.maxBatchRecords;
+    this.poisonAttempts = 0;
+  }
+
+  /** Dispatches to the owning replica; ships the state partition when the isolate lacks it. */
+  private async run_(records: StoredRecord[]): Promise<WireBatchResult> {
+    const { node, topology, transport, epochs } = this.ctx;
+    const tag = `${topology.graph}/${node.id}#${this.ctx.replicaFor(this.partition)}`;
+    const wire: WireRecord[] = records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {}, offset: r.offset, timestamp: r.timestamp }));
+    const namespace = topology.stateNamespace(node.id);
+    const state = { namespace, partition: this.partition, epoch: epochs.get(this.partition) };
+    let result = await this.ctx.process({ records: wire, state, maxAttempts: this.ctx.maxAttempts }, tag);
+    if (result.needState) {
+      const snapshot = transport.stateSnapshot(namespace, this.partition).map((w) => [w.key, w.value!] as [string, Uint8Array]);
+      result = await this.ctx.process({ records: wire, state: { ...state, snapshot }, maxAttempts: this.ctx.maxAttempts }, tag);
+      if (result.needState) throw new TributaryError('ERR_INTERNAL', 'replica refused the state snapshot');
+    }
+    return result;
+  }
+
+  private async onFailure(records: StoredRecord[], error: unknown): Promise<void> {
+    const { stats, epochs, transport, topology, node } = this.ctx;
+    // Whatever the isolate holds for this partition may now be ahead of the committed state.
+    epochs.bump(this.partition);
+    const known = error instanceof TributaryError ? error : new TributaryError('ERR_INTERNAL', String((error as Error)?.message ?? error));
+    stats.recordError(`${known.code}: ${known.message}`);
+    if (this.delivery === 'at-most-once') return; // the offset moved already: the batch is given up
+    const userFault = known.code === 'ERR_FN_TIMEOUT' || known.code === 'ERR_FN_OOM' || known.code === 'ERR_FN_BAD_RESPONSE';
+    if (userFault && records.length > 1) {
+      this.batchLimit = Math.max(1, Math.ceil(records.length / 2));
+      return;
+    }
+    if (userFault && ++this.poisonAttempts >= this.ctx.maxAttempts) {
+      // A single record that kills its batch every time: dead-letter it and move on.
+      const end = records[0].offset + 1;
+      transport.commit({
+        appends: [{ topic: topology.deadLetterTopic(node.id), partition: 0, records: [deadLetter(records[0], this.topic, this.partition, `${known.code}: ${known.message}`)] }],
+        offsets: [{ group: this.group, topic: this.topic, partition: this.partition, next: end }],
+        state: [],
+      });
+      this.next = end;
+      stats.failed++;
+      this.poisonAttempts = 0;
+      this.batchLimit = this.ctx.maxBatchRecords;
+      return;
+    }
+    this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(20, this.backoffMs * 2));
+    await new Promise((resolve) => setTimeout(resolve, this.backoffMs));
+  }
+}
+
+function deadLetter(record: StoredRecord, topic: string, partition: number, error: string): LogRecord {
+  return {
+    key: record.key,
+    value: { error, record: { key: record.key, value: record.value, timestamp: record.timestamp }, source: { topic, partition, offset: record.offset } },
+    timestamp: Date.now(),
+  };
+}
