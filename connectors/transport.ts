@@ -35,6 +35,11 @@ export interface CommitSet {
   appends: Array<TopicPartition & { records: LogRecord[] }>;
   offsets: Array<TopicPartition & { group: string; next: number }>;
   state: Array<{ namespace: string; partition: number; writes: StateWrite[] }>;
+  /**
+   * Makes the commit idempotent: a set whose key was already committed is skipped as a whole.
+   * Ingest uses it so a client retrying after a lost response does not append twice.
+   */
+  idempotencyKey?: string;
 }
 
 export interface Transport {
@@ -48,8 +53,8 @@ export interface Transport {
   committed(group: string, topic: string, partition: number): number;
   /** Resolves when `head(topic, partition)` exceeds `offset`, or after `timeoutMs`. */
   waitForData(topic: string, partition: number, offset: number, timeoutMs: number): Promise<void>;
-  /** Applies a whole CommitSet in one transaction. */
-  commit(set: CommitSet): void;
+  /** Applies a whole CommitSet in one transaction; false when its idempotencyKey was already committed. */
+  commit(set: CommitSet): boolean;
   stateSnapshot(namespace: string, partition: number): StateWrite[];
   deleteTopics(prefix: string): void;
   deleteState(namespacePrefix: string): void;

@@ -88,7 +88,7 @@ export class GraphRuntime {
    * Appends records to every edge out of `source`, durably, before answering. Refuses the whole
    * request with ERR_BACKPRESSURE when an edge is too far behind: nothing half-accepted.
    */
-  ingest(source: string, records: IngestRecord[]): number {
+  ingest(source: string, records: IngestRecord[], idempotencyKey?: string): { accepted: number; duplicate: boolean } {
     if (this.topology.kindOf(source) !== 'source') throw new TributaryError('ERR_NOT_FOUND', `graph '${this.name}' has no source '${source}'`);
     const routes = this.topology.outputs(source);
     const maxLag = this.options.maxLagRecords ?? 200_000;
@@ -99,8 +99,13 @@ export class GraphRuntime {
     }
     const now = Date.now();
     const log: LogRecord[] = records.map((r) => ({ key: r.key ?? null, value: r.value, timestamp: now }));
-    this.options.transport.commit({ appends: routes.flatMap((route) => this.topology.route(route, log)), offsets: [], state: [] });
-    return records.length;
+    const appended = this.options.transport.commit({
+      appends: routes.flatMap((route) => this.topology.route(route, log)),
+      offsets: [],
+      state: [],
+      idempotencyKey: idempotencyKey === undefined ? undefined : `${this.name}/${source}/${idempotencyKey}`,
+    });
+    return { accepted: records.length, duplicate: !appended };
   }
 
   private edgeLag(topic: string, consumer: string): number {

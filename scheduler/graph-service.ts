@@ -97,8 +97,8 @@ export class GraphService {
     return { ...stored, status: this.runtime(name).status() };
   }
 
-  ingest(name: string, source: string, records: IngestRecord[]): number {
-    return this.runtime(name).ingest(source, records);
+  ingest(name: string, source: string, records: IngestRecord[], idempotencyKey?: string) {
+    return this.runtime(name).ingest(source, records, idempotencyKey);
   }
 
   async close(): Promise<void> {

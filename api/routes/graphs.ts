@@ -62,8 +62,12 @@ export function graphRoutes(graphs: GraphService): Hono {
 
   app.post('/:name/sources/:id', async (c) => {
     const records = parseRecords(await c.req.text(), c.req.header('content-type'));
+    // Idempotency-Key: a retry after a lost response is answered without appending again.
+    const key = c.req.header('idempotency-key');
+    if (key !== undefined && (key.length === 0 || key.length > 200)) throw new TributaryError('ERR_BAD_REQUEST', 'Idempotency-Key must be 1-200 characters');
     try {
-      return c.json({ accepted: graphs.ingest(c.req.param('name'), c.req.param('id'), records) }, 202);
+      const { accepted, duplicate } = graphs.ingest(c.req.param('name'), c.req.param('id'), records, key);
+      return c.json({ accepted, duplicate }, 202);
     } catch (error) {
       if (error instanceof TributaryError && error.code === 'ERR_BACKPRESSURE') {
         return c.json({ error: error.toJSON() }, 429, { 'retry-after': '1' });

@@ -44,6 +44,7 @@ export class SqliteLog implements Transport {
       CREATE TABLE IF NOT EXISTS offsets (
         grp TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, next INTEGER NOT NULL,
         PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, committed_at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS state (
         ns TEXT NOT NULL, partition INTEGER NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
         PRIMARY KEY (ns, partition, key)) WITHOUT ROWID;`);
@@ -124,11 +125,18 @@ export class SqliteLog implements Transport {
     });
   }
 
-  commit(set: CommitSet): void {
-    if (set.appends.length === 0 && set.offsets.length === 0 && set.state.length === 0) return;
+  commit(set: CommitSet): boolean {
+    if (set.appends.length === 0 && set.offsets.length === 0 && set.state.length === 0) return true;
     const newHeads = new Map<string, number>();
     this.db.exec('BEGIN IMMEDIATE');
     try {
+      if (set.idempotencyKey !== undefined) {
+        const inserted = this.db.prepare('INSERT OR IGNORE INTO idempotency (key, committed_at) VALUES (?, ?)').run(set.idempotencyKey, Date.now());
+        if (Number(inserted.changes) === 0) {
+          this.db.exec('ROLLBACK');
+          return false;
+        }
+      }
       for (const append of set.appends) {
         if (append.records.length === 0) continue;
         const id = `${append.topic}\u0000${append.partition}`;
@@ -154,6 +162,7 @@ export class SqliteLog implements Transport {
       this.heads.set(id, head);
       this.appended.emit(id);
     }
+    return true;
   }
 
   /** Appends in their own transaction (ingest, at-least-once outputs). */

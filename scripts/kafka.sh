@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# Single-node Apache Kafka (KRaft: broker and controller in one JVM) for tests and local runs.
+#
+#   scripts/kafka.sh start | stop [--clean] | restart | status | classpath
+#
+# start      fetch the jars if needed, format storage once, start the broker and return only once
+#            it answers a metadata request. Idempotent: a running broker with the same
+#            configuration is left alone; one with a different configuration is restarted.
+# stop       SIGTERM (controlled shutdown), SIGKILL after 30 s. Keeps the data unless --clean.
+# restart    stop (keeping data), then start: tests use it to lose the broker mid-stream.
+# status     exit 0 when running and answering, 1 when running but not answering, 3 when stopped.
+# classpath  print the java classpath of the Kafka jars (for the broker's own CLI classes).
+#
+# Jars come from Maven Central through a generated pom and are cached outside the repository
+# under $TRIBUTARY_CACHE (default ~/.cache/tributary, Maven's local repository included);
+# data, pid file and log live under $TRIBUTARY_RUN (default ~/.cache/tributary/run)/kafka.
+#
+# Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT + 1), KAFKA_VERSION (3.9.2,
+# the newest 3.9.x on Maven Central when this was written), KAFKA_START_TIMEOUT_S (120).
+set -euo pipefail
+
+KAFKA_VERSION="${KAFKA_VERSION:-3.9.2}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}"
+START_TIMEOUT_S="${KAFKA_START_TIMEOUT_S:-120}"
+STOP_TIMEOUT_S=30
+CACHE="${TRIBUTARY_CACHE:-$HOME/.cache/tributary}"
+RUN="${TRIBUTARY_RUN:-$HOME/.cache/tributary/run}"
+DEPENDENCY_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+
+DIST="$CACHE/kafka-$KAFKA_VERSION"
+CLASSPATH_GLOB="$DIST/libs/*"
+STATE="$RUN/kafka"
+PID_FILE="$STATE/kafka.pid"
+LOG="$STATE/kafka.log"
+# Put on the broker's command line so that a recycled pid is never mistaken for our broker.
+MARK="-Dtributary.service=kafka"
+# The broker's own CLI classes (StorageTool, TopicCommand) only need to start fast and fail fast.
+CLI_JAVA=(java -Xmx128m -XX:TieredStopAtLevel=1 -Dlog4j.configuration="file:$STATE/log4j-cli.properties"
+  -cp "$CLASSPATH_GLOB")
+
+say() { printf 'kafka: %s\n' "$*"; }
+die() {
+  printf 'kafka: error: %s\n' "$*" >&2
+  exit 1
+}
+
+# True while the process exists and is not a zombie.
+alive() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ "${stat%% *}" != Z ]]
+}
+
+# Prints the pid of our broker if it is running.
+running_pid() {
+  local pid
+  [[ -f "$PID_FILE" ]] || return 1
+  pid="$(<"$PID_FILE")"
+  [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$MARK" || return 1
+  printf '%s\n' "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+require_java() {
+  command -v java >/dev/null ||
+    die "java not found: Kafka needs a JDK >= 11 (Debian: apt-get install openjdk-17-jre-headless)"
+}
+
+# Installs Debian packages non-interactively. Returns non-zero when apt is unusable here
+# (no apt-get, not root and no password-less sudo, no network) instead of failing the script.
+apt_install() {
+  local sudo=() apt_log="$RUN/apt.log"
+  command -v apt-get >/dev/null || return 1
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null && sudo -n true 2>/dev/null || return 1
+    sudo=(sudo -n)
+  fi
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300)
+  say "installing $* with apt-get (log: $apt_log)"
+  # One apt at a time across our scripts: kafka.sh and prometheus.sh may install concurrently.
+  (
+    flock -w 600 9 || exit 1
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+      "${apt[@]}" update >>"$apt_log" 2>&1 || exit 1
+    fi
+    "${apt[@]}" install --no-install-recommends "$@" >>"$apt_log" 2>&1 && exit 0
+    "${apt[@]}" update >>"$apt_log" 2>&1 &&
+      "${apt[@]}" install --no-install-recommends "$@" >>"$apt_log" 2>&1
+  ) 9>"$RUN/apt.lock"
+}
+
+ensure_kcat() {
+  command -v kcat >/dev/null && return 0
+  apt_install kcat && command -v kcat >/dev/null && return 0
+  say "kcat unavailable: readiness checks use the Kafka CLI classes instead (a JVM per check)"
+}
+
+install_kafka() {
+  [[ -f "$DIST/.complete" ]] && return 0
+  command -v mvn >/dev/null ||
+    die "mvn not found: Maven is needed to fetch Kafka from Maven Central (Debian: apt-get install maven)"
+  local tmp="$DIST.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  cat >"$tmp/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.tributary.rig</groupId>
+  <artifactId>kafka-dist</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <!-- TopicCommand and ConsoleConsumer, used when kcat is missing; Connect is not needed. -->
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version>
+      <exclusions><exclusion><groupId>org.apache.kafka</groupId><artifactId>connect-runtime</artifactId></exclusion></exclusions>
+    </dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>1.7.36</version></dependency>
+    <dependency><groupId>ch.qos.reload4j</groupId><artifactId>reload4j</artifactId><version>1.2.25</version></dependency>
+  </dependencies>
+</project>
+EOF
+  say "fetching Kafka $KAFKA_VERSION jars from Maven Central into $DIST (first run only)"
+  # Maven's local repository is not safe for concurrent writers: s3.sh takes the same lock.
+  if ! (
+    flock -w 900 9 || exit 1
+    mvn -B -q -Dmaven.repo.local="$CACHE/m2" -f "$tmp/pom.xml" \
+      "$DEPENDENCY_PLUGIN:copy-dependencies" -DincludeScope=runtime -DoutputDirectory="$tmp/libs"
+  ) >"$tmp/mvn.log" 2>&1 9>"$CACHE/m2.lock"; then
+    tail -n 30 "$tmp/mvn.log" >&2
+    rm -rf "$tmp"
+    die "mvn could not fetch Kafka $KAFKA_VERSION from Maven Central (messages above)"
+  fi
+  touch "$tmp/.complete"
+  rm -rf "$DIST"
+  mv "$tmp" "$DIST"
+}
+
+write_config() {
+  local dir="$1"
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$STATE/data
+num.partitions=1
+auto.create.topics.enable=true
+# One node: internal topics cannot have more replicas than brokers.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+# Tests join consumer groups constantly; the default 3 s delay would slow every one of them.
+group.initial.rebalance.delay.ms=0
+EOF
+  cat >"$dir/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.org.apache.kafka.clients=WARN
+EOF
+}
+
+# Ready means the broker answers a metadata request, not merely that its port accepts connections.
+ready() {
+  if command -v kcat >/dev/null; then
+    timeout 10 kcat -b "127.0.0.1:$KAFKA_PORT" -L -m 3 >/dev/null 2>&1
+  else
+    timeout 30 "${CLI_JAVA[@]}" org.apache.kafka.tools.TopicCommand --list \
+      --bootstrap-server "127.0.0.1:$KAFKA_PORT" --command-config "$STATE/cli.properties" \
+      >/dev/null 2>&1
+  fi
+}
+
+write_cli_config() {
+  cat >"$STATE/log4j-cli.properties" <<'EOF'
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.Target=System.err
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=%p %m%n
+EOF
+  # Without these, an AdminClient call against a broker that is down waits 60 s.
+  printf 'request.timeout.ms=3000\ndefault.api.timeout.ms=5000\n' >"$STATE/cli.properties"
+}
+
+stop_broker() {
+  local pid i
+  if ! pid="$(running_pid)"; then
+    rm -f "$PID_FILE"
+    say "not running"
+    return 0
+  fi
+  say "stopping (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_TIMEOUT_S * 2; i++)); do
+    alive "$pid" || break
+    sleep 0.5
+  done
+  if alive "$pid"; then
+    say "still running after ${STOP_TIMEOUT_S}s: sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do
+      alive "$pid" || break
+      sleep 0.5
+    done
+  fi
+  rm -f "$PID_FILE"
+  say "stopped"
+}
+
+fail_start() {
+  local pid="$1" reason="$2"
+  printf 'kafka: error: %s; last lines of %s:\n' "$reason" "$LOG" >&2
+  tail -n 40 "$LOG" >&2 || true
+  if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$PID_FILE"
+  exit 1
+}
+
+wait_ready() {
+  local pid="$1" deadline=$((SECONDS + START_TIMEOUT_S))
+  until ready; do
+    alive "$pid" || fail_start "$pid" "the broker exited during startup"
+    ((SECONDS < deadline)) || fail_start "$pid" "the broker did not answer within ${START_TIMEOUT_S}s"
+    sleep 0.5
+  done
+}
+
+start_broker() {
+  local pid cluster_id
+  require_java
+  mkdir -p "$CACHE" "$STATE"
+  install_kafka
+  ensure_kcat
+  write_cli_config
+
+  local staged
+  staged="$(mktemp -d "$STATE/config.XXXXXX")"
+  write_config "$staged"
+  if pid="$(running_pid)"; then
+    if cmp -s "$staged/server.properties" "$STATE/server.properties"; then
+      rm -rf "$staged"
+      wait_ready "$pid"
+      say "already running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
+      return 0
+    fi
+    say "configuration changed: restarting"
+    stop_broker
+  fi
+  mv "$staged/server.properties" "$staged/log4j.properties" "$STATE/"
+  rm -rf "$staged"
+
+  local port
+  for port in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
+    if port_open "$port"; then
+      die "127.0.0.1:$port is already in use by another process; stop it or set KAFKA_PORT"
+    fi
+  done
+
+  if [[ ! -f "$STATE/data/meta.properties" ]]; then
+    cluster_id="$("${CLI_JAVA[@]}" kafka.tools.StorageTool random-uuid)"
+    "${CLI_JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" -g >/dev/null ||
+      die "could not format $STATE/data"
+    say "formatted storage in $STATE/data (cluster id $cluster_id)"
+  fi
+
+  if [[ -f "$LOG" ]]; then mv -f "$LOG" "$LOG.1"; fi
+  # setsid: the broker outlives the caller and ignores its terminal's Ctrl-C.
+  # 9>&- : the broker must not inherit the lock descriptor of the caller's flock.
+  setsid nohup java -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true "$MARK" \
+    -Dlog4j.configuration="file:$STATE/log4j.properties" -cp "$CLASSPATH_GLOB" \
+    kafka.Kafka "$STATE/server.properties" </dev/null >>"$LOG" 2>&1 9>&- &
+  pid=$!
+  printf '%s\n' "$pid" >"$PID_FILE"
+  say "starting Kafka $KAFKA_VERSION (pid $pid), log $LOG"
+
+  wait_ready "$pid"
+  say "ready on 127.0.0.1:$KAFKA_PORT (controller 127.0.0.1:$CONTROLLER_PORT)"
+}
+
+restart_broker() {
+  stop_broker
+  start_broker
+}
+
+clean_stop_broker() {
+  stop_broker
+  rm -rf "$STATE/data"
+  say "removed $STATE/data"
+}
+
+status_broker() {
+  local pid
+  if ! pid="$(running_pid)"; then
+    say "stopped"
+    return 3
+  fi
+  if ready; then
+    say "running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
+    return 0
+  fi
+  say "running (pid $pid) but not answering on 127.0.0.1:$KAFKA_PORT"
+  return 1
+}
+
+# Serializes start/stop/restart: test files running in parallel may all ask for the broker.
+with_lock() {
+  mkdir -p "$RUN" "$STATE"
+  exec 9>"$STATE/lock"
+  flock -w $((START_TIMEOUT_S + 900)) 9 || die "timed out waiting for another kafka.sh to finish"
+  "$@"
+}
+
+usage() {
+  echo "usage: $0 start | stop [--clean] | restart | status | classpath" >&2
+  exit 2
+}
+
+case "${1:-}" in
+start) with_lock start_broker ;;
+stop)
+  case "${2:-}" in
+  "") with_lock stop_broker ;;
+  --clean) with_lock clean_stop_broker ;;
+  *) usage ;;
+  esac
+  ;;
+restart) with_lock restart_broker ;;
+status) status_broker ;;
+classpath)
+  [[ -f "$DIST/.complete" ]] || die "Kafka $KAFKA_VERSION is not installed yet: run $0 start"
+  printf '%s\n' "$CLASSPATH_GLOB"
+  ;;
+*) usage ;;
+esac
