@@ -37,6 +37,8 @@ export class GraphRuntime {
   private readonly tasks: PartitionTask[] = [];
   private readonly replicas = new Map<string, number>();
   private readonly epochs = new Map<string, number>();
+  /** A new runtime (deploy, restart) starts a new epoch: isolates reload state they may hold from before. */
+  private readonly epochSeed = ++epochBase;
 
   constructor(name: string, spec: GraphSpec, options: GraphRuntimeOptions) {
     this.name = name;
@@ -63,7 +65,7 @@ export class GraphRuntime {
       process: (batch: WireBatch, tag: string) => this.options.process(node, batch, tag),
       replicaFor: (partition: number) => partition % (this.replicas.get(node.id) ?? 1),
       epochs: {
-        get: (partition: number) => this.epochs.get(stateKey(partition)) ?? epochBase,
+        get: (partition: number) => this.epochs.get(stateKey(partition)) ?? this.epochSeed,
         bump: (partition: number) => this.epochs.set(stateKey(partition), ++epochBase),
       },
       maxBatchRecords: this.options.maxBatchRecords ?? 1000,

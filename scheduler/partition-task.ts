@@ -45,6 +45,8 @@ export class PartitionTask {
   private readonly ctx: TaskContext;
   private readonly group: string;
   private running = false;
+  /** Set once stopped: a batch finishing after that must not commit. */
+  private abandoned = false;
   private loop: Promise<void> | null = null;
   /** Next offset to read; the committed offset, except for at-most-once mid-batch. */
   private next = 0;
@@ -80,10 +82,18 @@ export class PartitionTask {
     this.loop = this.run();
   }
 
-  /** Stops after the batch in flight is committed (or abandoned), never in the middle of a commit. */
-  async stop(): Promise<void> {
+  /**
+   * Stops after the batch in flight commits. A batch still running after `graceMs` is abandoned:
+   * it will not commit, and the next owner of the partition processes it again — safe for
+   * at-least-once and exactly-once, whose offsets it never moved.
+   */
+  async stop(graceMs = 2000): Promise<void> {
     this.running = false;
-    await this.loop;
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([this.loop, grace]);
+    clearTimeout(timer);
+    this.abandoned = true;
   }
 
   private async run(): Promise<void> {
@@ -92,6 +102,7 @@ export class PartitionTask {
       const records = transport.read(this.topic, this.partition, this.next, this.batchLimit);
       if (records.length === 0) {
         await transport.waitForData(this.topic, this.partition, this.next, IDLE_WAIT_MS);
+        if (this.abandoned) return;
         continue;
       }
       try {
@@ -114,6 +125,7 @@ export class PartitionTask {
       this.next = end;
     }
     const result = await this.run_(records);
+    if (this.abandoned) return;
     const set: CommitSet = { appends: [], offsets: [], state: [] };
     const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: records[e.index].timestamp }));
     for (const route of topology.outputs(node.id)) set.appends.push(...topology.route(route, emitted));
@@ -164,6 +176,7 @@ export class PartitionTask {
   }
 
   private async onFailure(records: StoredRecord[], error: unknown): Promise<void> {
+    if (this.abandoned) return;
     const { stats, epochs, transport, topology, node } = this.ctx;
     // Whatever the isolate holds for this partition may now be ahead of the committed state.
     epochs.bump(this.partition);

@@ -76,7 +76,7 @@ apt_install() {
   local sudo=() apt_log="$RUN/apt.log"
   command -v apt-get >/dev/null || return 1
   if ((EUID != 0)); then
-    command -v sudo >/dev/null && sudo -n true 2>/dev/null || return 1
+    if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then return 1; fi
     sudo=(sudo -n)
   fi
   local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300)
@@ -132,7 +132,7 @@ EOF
     mvn -B -q -Dmaven.repo.local="$CACHE/m2" -f "$tmp/pom.xml" \
       "$DEPENDENCY_PLUGIN:copy-dependencies" -DincludeScope=runtime -DoutputDirectory="$tmp/libs"
   ) >"$tmp/mvn.log" 2>&1 9>"$CACHE/m2.lock"; then
-    tail -n 30 "$tmp/mvn.log" >&2
+    sed 's/\x1b\[[0-9;]*m//g' "$tmp/mvn.log" | tail -n 30 >&2
     rm -rf "$tmp"
     die "mvn could not fetch Kafka $KAFKA_VERSION from Maven Central (messages above)"
   fi
@@ -302,16 +302,18 @@ clean_stop_broker() {
 }
 
 status_broker() {
-  local pid
+  local pid port
   if ! pid="$(running_pid)"; then
     say "stopped"
     return 3
   fi
-  if ready; then
-    say "running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
+  # Report on the port the running broker was configured with, whatever this shell's KAFKA_PORT.
+  port="$(sed -n 's|^advertised.listeners=PLAINTEXT://127.0.0.1:||p' "$STATE/server.properties")"
+  if KAFKA_PORT="$port" ready; then
+    say "running (pid $pid) on 127.0.0.1:$port"
     return 0
   fi
-  say "running (pid $pid) but not answering on 127.0.0.1:$KAFKA_PORT"
+  say "running (pid $pid) but not answering on 127.0.0.1:$port"
   return 1
 }
 

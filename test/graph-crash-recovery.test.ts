@@ -76,12 +76,14 @@ async function drainedSink(server: ServerProcess): Promise<Array<{ word: string;
   await waitFor(async () => {
     const res = await request(server, '/v1/graphs/wc');
     if (!res?.ok) return false;
-    const { status } = await res.json();
-    return status.edges.every((e: { lag: number }) => e.lag === 0);
+    const { status } = (await res.json()) as { status: { edges: Array<{ lag: number }> } };
+    return status.edges.every((e) => e.lag === 0);
   }, 120_000, 'the graph to drain');
   const out: Array<{ word: string; count: number }> = [];
   for (let from = 0; ; ) {
-    const { records } = await (await fetch(`${server.url}/v1/graphs/wc/sinks/counts?from=${from}&limit=10000`)).json();
+    const { records } = (await (await fetch(`${server.url}/v1/graphs/wc/sinks/counts?from=${from}&limit=10000`)).json()) as {
+      records: Array<{ offset: number; value: { word: string; count: number } }>;
+    };
     if (records.length === 0) return out;
     for (const [i, r] of records.entries()) {
       expect(r.offset).toBe(from + i); // contiguous offsets from 0
@@ -107,7 +109,7 @@ async function runWithKills(delivery: Delivery) {
   }
   await feeding;
   const sink = await drainedSink(server);
-  const deadLetters = await (await fetch(`${server.url}/v1/graphs/wc/nodes/count/dead-letters`)).json();
+  const deadLetters = (await (await fetch(`${server.url}/v1/graphs/wc/nodes/count/dead-letters`)).json()) as { records: unknown[] };
   await server.stop();
   return { sink, expected: expectedCounts(lines), kills, deadLetters: deadLetters.records.length };
 }

@@ -92,16 +92,21 @@ export class SqliteLog implements Transport {
   read(topic: string, partition: number, from: number, max: number): StoredRecord[] {
     if (from >= this.head(topic, partition) || max <= 0) return [];
     const first = this.stmt.batchAt.get(topic, partition, from) as { base: number } | undefined;
-    const rows = this.stmt.batchesFrom.all(topic, partition, first?.base ?? 0, 64) as Array<{ base: number; count: number; payload: Uint8Array }>;
     const out: StoredRecord[] = [];
-    for (const row of rows) {
-      if (row.base + row.count <= from) continue;
-      const records = deserialize(row.payload) as EncodedRecord[];
-      for (let i = Math.max(0, from - row.base); i < records.length && out.length < max; i++) {
-        const [key, value, timestamp, headers] = records[i];
-        out.push({ offset: row.base + i, key, value, timestamp, headers });
+    let base = first?.base ?? 0;
+    while (out.length < max) {
+      const rows = this.stmt.batchesFrom.all(topic, partition, base, 64) as Array<{ base: number; count: number; payload: Uint8Array }>;
+      for (const row of rows) {
+        if (row.base + row.count <= from) continue;
+        const records = deserialize(row.payload) as EncodedRecord[];
+        for (let i = Math.max(0, from - row.base); i < records.length && out.length < max; i++) {
+          const [key, value, timestamp, headers] = records[i];
+          out.push({ offset: row.base + i, key, value, timestamp, headers });
+        }
+        if (out.length >= max) break;
       }
-      if (out.length >= max) break;
+      if (rows.length < 64) break;
+      base = rows[rows.length - 1].base + 1;
     }
     return out;
   }
