@@ -24,10 +24,10 @@ export interface TopicPartition {
   partition: number;
 }
 
-/** A state write: `value` null deletes the key. */
+/** A state write: `value` null deletes the key. Strings are stored as text, bytes as blobs. */
 export interface StateWrite {
   key: string;
-  value: Uint8Array | null;
+  value: string | Uint8Array | null;
 }
 
 /** Everything one batch commits. Applied atomically by `commit`. */

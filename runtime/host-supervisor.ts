@@ -78,8 +78,13 @@ export class HostSupervisor {
     return this.hosts.map((host) => (host.ready ? (host.child?.pid ?? null) : null));
   }
 
-  /** The host a function lives on: rendezvous hashing over hosts, stable across restarts. */
+  /**
+   * The host a function lives on: rendezvous hashing over hosts, stable across restarts. A tag
+   * ending in `#<replica>` spreads replicas: replica r goes r hosts after replica 0's home.
+   */
   homeOf(name: string): number {
+    const replica = /^(.*)#(\d+)$/.exec(name);
+    if (replica) return (this.homeOf(replica[1]) + Number(replica[2])) % this.hosts.length;
     let best = 0;
     let bestScore = -1;
     for (let index = 0; index < this.hosts.length; index++) {

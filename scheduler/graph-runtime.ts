@@ -6,6 +6,7 @@ import type { LogRecord, StoredRecord, Transport } from '../connectors/transport
 import { TributaryError } from '../runtime/errors.ts';
 import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
 import type { GraphSpec, NodeSpec } from './graph-spec.ts';
+import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
 import { PartitionTask } from './partition-task.ts';
 import { Topology } from './topology.ts';
@@ -33,6 +34,8 @@ export class GraphRuntime {
   readonly spec: GraphSpec;
   readonly topology: Topology;
   readonly stats = new Map<string, NodeStats>();
+  /** Source ingest → sink commit, per record. */
+  readonly latency = new LatencyRecorder();
   private readonly options: GraphRuntimeOptions;
   private readonly tasks: PartitionTask[] = [];
   private readonly replicas = new Map<string, number>();
@@ -70,6 +73,10 @@ export class GraphRuntime {
       },
       maxBatchRecords: this.options.maxBatchRecords ?? 1000,
       maxAttempts: this.options.maxAttempts ?? 3,
+      onSinkAppend: (records: LogRecord[]) => {
+        const now = Date.now();
+        for (const record of records) this.latency.record(now - record.timestamp);
+      },
     };
   }
 
@@ -169,7 +176,8 @@ export class GraphRuntime {
       };
     });
     const sinks = Object.fromEntries(this.spec.sinks.map((s) => [s.id, { records: transport.head(this.topology.sinkTopic(s.id), 0) }]));
-    return { name: this.name, nodes, edges, sinks };
+    const latency = { p50Ms: this.latency.percentile(50), p99Ms: this.latency.percentile(99) };
+    return { name: this.name, nodes, edges, sinks, endToEndLatency: latency };
   }
 }
 

@@ -32,7 +32,8 @@ export interface TaskContext {
   epochs: { get(partition: number): number; bump(partition: number): void };
   maxBatchRecords: number;
   maxAttempts: number;
-  onBatch?(records: StoredRecord[], elapsedMs: number): void;
+  /** Called after a commit with the records it appended to sinks. */
+  onSinkAppend?(records: LogRecord[]): void;
 }
 
 const IDLE_WAIT_MS = 250;
@@ -154,7 +155,9 @@ export class PartitionTask {
     this.next = end;
     stats.failed += result.failures.length;
     stats.recordBatch(records.length, performance.now() - started);
-    this.ctx.onBatch?.(records, performance.now() - started);
+    if (this.ctx.onSinkAppend) {
+      for (const append of set.appends) if (topology.isSinkTopic(append.topic)) this.ctx.onSinkAppend(append.records);
+    }
     this.batchLimit = this.ctx.maxBatchRecords;
     this.poisonAttempts = 0;
   }
@@ -168,7 +171,7 @@ export class PartitionTask {
     const state = { namespace, partition: this.partition, epoch: epochs.get(this.partition) };
     let result = await this.ctx.process({ records: wire, state, maxAttempts: this.ctx.maxAttempts }, tag);
     if (result.needState) {
-      const snapshot = transport.stateSnapshot(namespace, this.partition).map((w) => [w.key, w.value!] as [string, Uint8Array]);
+      const snapshot = transport.stateSnapshot(namespace, this.partition).map((w) => [w.key, w.value!] as [string, string | Uint8Array]);
       result = await this.ctx.process({ records: wire, state: { ...state, snapshot }, maxAttempts: this.ctx.maxAttempts }, tag);
       if (result.needState) throw new TributaryError('ERR_INTERNAL', 'replica refused the state snapshot');
     }

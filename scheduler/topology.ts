@@ -46,6 +46,10 @@ export class Topology {
     return `${this.graph}/sink/${sink}`;
   }
 
+  isSinkTopic(topic: string): boolean {
+    return topic.startsWith(`${this.graph}/sink/`);
+  }
+
   deadLetterTopic(node: string): string {
     return `${this.graph}/dlq/${node}`;
   }

@@ -66,8 +66,11 @@ running_pid() {
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 require_java() {
+  local version
   command -v java >/dev/null ||
     die "java not found: Kafka needs a JDK >= 11 (Debian: apt-get install openjdk-17-jre-headless)"
+  version="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  ((${version%%.*} >= 11)) || die "java $version found: Kafka $KAFKA_VERSION needs Java >= 11"
 }
 
 # Installs Debian packages non-interactively. Returns non-zero when apt is unusable here
@@ -104,7 +107,8 @@ install_kafka() {
   command -v mvn >/dev/null ||
     die "mvn not found: Maven is needed to fetch Kafka from Maven Central (Debian: apt-get install maven)"
   local tmp="$DIST.tmp.$$"
-  rm -rf "$tmp"
+  # Leftovers of an interrupted fetch: the caller holds the service lock, so none is in use.
+  rm -rf "$DIST.tmp."*
   mkdir -p "$tmp"
   cat >"$tmp/pom.xml" <<EOF
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -270,7 +274,7 @@ start_broker() {
   done
 
   if [[ ! -f "$STATE/data/meta.properties" ]]; then
-    cluster_id="$("${CLI_JAVA[@]}" kafka.tools.StorageTool random-uuid)"
+    cluster_id="$("${CLI_JAVA[@]}" kafka.tools.StorageTool random-uuid)" || die "StorageTool random-uuid failed"
     "${CLI_JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" -g >/dev/null ||
       die "could not format $STATE/data"
     say "formatted storage in $STATE/data (cluster id $cluster_id)"
@@ -319,7 +323,7 @@ status_broker() {
 
 # Serializes start/stop/restart: test files running in parallel may all ask for the broker.
 with_lock() {
-  mkdir -p "$RUN" "$STATE"
+  mkdir -p "$STATE"
   exec 9>"$STATE/lock"
   flock -w $((START_TIMEOUT_S + 900)) 9 || die "timed out waiting for another kafka.sh to finish"
   "$@"

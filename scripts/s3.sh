@@ -88,7 +88,8 @@ install_s3proxy() {
   command -v mvn >/dev/null ||
     die "mvn not found: Maven is needed to fetch S3Proxy from Maven Central (Debian: apt-get install maven)"
   local tmp="$DIST.tmp.$$"
-  rm -rf "$tmp"
+  # Leftovers of an interrupted fetch: the caller holds the service lock, so none is in use.
+  rm -rf "$DIST.tmp."*
   mkdir -p "$tmp"
   # The jar on Maven Central is not self-contained: copy-dependencies completes the classpath.
   cat >"$tmp/pom.xml" <<EOF

@@ -15,6 +15,9 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { deserialize, serialize } from 'node:v8';
 import type { CommitSet, LogRecord, StateWrite, StoredRecord, Transport } from '../transport.ts';
 
+/** Records kept decoded per partition for consumers at the head (halved when exceeded). */
+const TAIL_RECORDS = 50_000;
+
 type EncodedRecord = [key: string | null, value: unknown, timestamp: number, headers: Record<string, string> | undefined];
 
 export interface SqliteLogOptions {
@@ -28,6 +31,11 @@ export class SqliteLog implements Transport {
   private readonly heads = new Map<string, number>();
   private readonly topicPartitions = new Map<string, number>();
   private readonly appended = new EventEmitter();
+  /**
+   * The most recent committed records of each partition, decoded: consumers that keep up read
+   * them from here instead of SQLite. Holds records only after their transaction committed.
+   */
+  private readonly tails = new Map<string, { base: number; records: LogRecord[] }>();
   private readonly stmt: Record<string, StatementSync>;
 
   constructor(options: SqliteLogOptions) {
@@ -46,7 +54,7 @@ export class SqliteLog implements Transport {
         PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, committed_at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS state (
-        ns TEXT NOT NULL, partition INTEGER NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+        ns TEXT NOT NULL, partition INTEGER NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, -- BLOB affinity: text stays text
         PRIMARY KEY (ns, partition, key)) WITHOUT ROWID;`);
     this.appended.setMaxListeners(0);
     this.stmt = {
@@ -91,6 +99,14 @@ export class SqliteLog implements Transport {
 
   read(topic: string, partition: number, from: number, max: number): StoredRecord[] {
     if (from >= this.head(topic, partition) || max <= 0) return [];
+    const tail = this.tails.get(`${topic}\u0000${partition}`);
+    if (tail !== undefined && from >= tail.base) {
+      const start = from - tail.base;
+      const end = Math.min(tail.records.length, start + max);
+      const out: StoredRecord[] = new Array(end - start);
+      for (let i = start; i < end; i++) out[i - start] = { offset: tail.base + i, ...tail.records[i] };
+      return out;
+    }
     const first = this.stmt.batchAt.get(topic, partition, from) as { base: number } | undefined;
     const out: StoredRecord[] = [];
     let base = first?.base ?? 0;
@@ -133,6 +149,7 @@ export class SqliteLog implements Transport {
   commit(set: CommitSet): boolean {
     if (set.appends.length === 0 && set.offsets.length === 0 && set.state.length === 0) return true;
     const newHeads = new Map<string, number>();
+    const committed: Array<[id: string, base: number, records: LogRecord[]]> = [];
     this.db.exec('BEGIN IMMEDIATE');
     try {
       if (set.idempotencyKey !== undefined) {
@@ -149,6 +166,7 @@ export class SqliteLog implements Transport {
         const encoded: EncodedRecord[] = append.records.map((r) => [r.key, r.value, r.timestamp, r.headers]);
         this.stmt.insertBatch.run(append.topic, append.partition, base, encoded.length, serialize(encoded));
         newHeads.set(id, base + encoded.length);
+        committed.push([id, base, append.records]);
       }
       for (const o of set.offsets) this.stmt.upsertOffset.run(o.group, o.topic, o.partition, o.next);
       for (const s of set.state) {
@@ -162,6 +180,7 @@ export class SqliteLog implements Transport {
       this.db.exec('ROLLBACK');
       throw error;
     }
+    for (const [id, base, records] of committed) this.remember(id, base, records);
     // Heads move only once the transaction is durable.
     for (const [id, head] of newHeads) {
       this.heads.set(id, head);
@@ -170,13 +189,27 @@ export class SqliteLog implements Transport {
     return true;
   }
 
+  private remember(id: string, base: number, records: LogRecord[]): void {
+    let tail = this.tails.get(id);
+    if (tail === undefined || tail.base + tail.records.length !== base) {
+      tail = { base, records: [] };
+      this.tails.set(id, tail);
+    }
+    for (const record of records) tail.records.push(record);
+    if (tail.records.length > TAIL_RECORDS) {
+      const drop = tail.records.length - TAIL_RECORDS / 2;
+      tail.records = tail.records.slice(drop);
+      tail.base += drop;
+    }
+  }
+
   /** Appends in their own transaction (ingest, at-least-once outputs). */
   append(topic: string, partition: number, records: LogRecord[]): void {
     this.commit({ appends: [{ topic, partition, records }], offsets: [], state: [] });
   }
 
   stateSnapshot(namespace: string, partition: number): StateWrite[] {
-    return (this.stmt.snapshot.all(namespace, partition) as Array<{ key: string; value: Uint8Array }>).map((row) => ({ key: row.key, value: row.value }));
+    return (this.stmt.snapshot.all(namespace, partition) as Array<{ key: string; value: string | Uint8Array }>).map((row) => ({ key: row.key, value: row.value }));
   }
 
   /** Deletes batches wholly below `before` (every consumer is past them). */
@@ -189,6 +222,7 @@ export class SqliteLog implements Transport {
     this.db.prepare('DELETE FROM offsets WHERE substr(topic, 1, ?) = ?').run(prefix.length, prefix);
     this.db.prepare('DELETE FROM topics WHERE substr(topic, 1, ?) = ?').run(prefix.length, prefix);
     for (const key of [...this.heads.keys()]) if (key.startsWith(prefix)) this.heads.delete(key);
+    for (const key of [...this.tails.keys()]) if (key.startsWith(prefix)) this.tails.delete(key);
     for (const key of [...this.topicPartitions.keys()]) if (key.startsWith(prefix)) this.topicPartitions.delete(key);
   }
 

@@ -7,7 +7,7 @@ import { ArrayPrototypePush, ObjectFreeze, SafeMap, SafePromise } from './primor
 import { isResponse, readResponse } from './web/index.ts';
 import { webGlobals } from './web-globals.ts';
 import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireEmit, WireRequest, WireResponse } from './wire.ts';
-import { createStateBinding } from './state-binding.ts';
+import { createStateBinding, type StateValue } from './state-binding.ts';
 
 export interface Handlers {
   fetch?: (request: unknown, env: unknown, ctx: unknown) => unknown;
@@ -104,7 +104,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     if (!state.begin(batch.state)) return success({ needState: true, emits: [], failures: [], writes: [] });
     const emits: WireEmit[] = [];
     const failures: WireBatchResult['failures'] = [];
-    const batchWrites = new SafeMap<string, Uint8Array | null>();
+    const batchWrites = new SafeMap<string, StateValue | null>();
     const records = batch.records;
     let index = 0;
     let pending: WireEmit[] = [];
@@ -137,7 +137,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     } finally {
       state.end();
     }
-    const writes: [string, Uint8Array | null][] = [];
+    const writes: [string, StateValue | null][] = [];
     for (const [key, value] of batchWrites) ArrayPrototypePush(writes, [key, value]);
     return success({ emits, failures, writes });
   }

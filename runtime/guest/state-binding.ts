@@ -16,13 +16,16 @@ import { webGlobals } from './web-globals.ts';
 export const MAX_STATE_VALUE_BYTES = 1024 * 1024;
 const MAX_KEY_CHARS = 1024;
 
+/** Strings stay strings (no UTF-8 round trip per access); binary values are bytes. */
+export type StateValue = string | Uint8Array;
+
 interface Partition {
   epoch: number;
-  data: Map<string, Uint8Array>;
+  data: Map<string, StateValue>;
 }
 
-/** Pending writes of the record being processed: undefined value = untouched, null = deleted. */
-type RecordWrites = Map<string, Uint8Array | null>;
+/** Pending writes of the record being processed: null = deleted. */
+type RecordWrites = Map<string, StateValue | null>;
 
 export function createStateBinding(global: typeof globalThis) {
   const web = webGlobals(global);
@@ -42,40 +45,46 @@ export function createStateBinding(global: typeof globalThis) {
     }
     return key;
   };
-  const read = (key: string): Uint8Array | null => {
+  const read = (key: string): StateValue | null => {
     if (MapPrototypeHas(pending, key)) return MapPrototypeGet(pending, key) ?? null;
     return MapPrototypeGet(active().data, key) ?? null;
   };
-  const toBytes = (value: unknown): Uint8Array => {
-    let bytes: Uint8Array;
-    if (typeof value === 'string') bytes = encoder.encode(value);
-    else if (value instanceof ArrayBuffer) bytes = new SafeUint8Array(value.slice(0));
-    else if (ArrayBufferIsView(value)) bytes = new SafeUint8Array(new SafeUint8Array(value.buffer, value.byteOffset, value.byteLength));
+  const toValue = (value: unknown): StateValue => {
+    let stored: StateValue;
+    // A string's UTF-8 length is at most 3 bytes per UTF-16 unit: check cheaply, encode only near the limit.
+    if (typeof value === 'string') stored = value;
+    else if (value instanceof ArrayBuffer) stored = new SafeUint8Array(value.slice(0));
+    else if (ArrayBufferIsView(value)) stored = new SafeUint8Array(new SafeUint8Array(value.buffer, value.byteOffset, value.byteLength));
     else throw new SafeTypeError('state values are strings, ArrayBuffers or typed arrays (JSON.stringify objects first)');
-    if (bytes.byteLength > MAX_STATE_VALUE_BYTES) throw new SafeTypeError(`state values are limited to ${MAX_STATE_VALUE_BYTES} bytes`);
-    return bytes;
+    if (sizeOf(stored) > MAX_STATE_VALUE_BYTES) throw new SafeTypeError(`state values are limited to ${MAX_STATE_VALUE_BYTES} bytes`);
+    return stored;
   };
-  const objectBody = (key: string, bytes: Uint8Array) =>
+  const sizeOf = (value: StateValue): number =>
+    typeof value !== 'string' ? value.byteLength : value.length * 3 <= MAX_STATE_VALUE_BYTES ? value.length * 3 : encoder.encode(value).byteLength;
+  const text = (value: StateValue): string => (typeof value === 'string' ? value : decoder.decode(value));
+  const objectBody = (key: string, value: StateValue) =>
     ObjectFreeze({
       key,
-      size: bytes.byteLength,
-      text: () => PromiseResolve(decoder.decode(bytes)),
-      json: () => PromiseResolve(JSONParse(decoder.decode(bytes))),
-      arrayBuffer: () => PromiseResolve(new SafeUint8Array(bytes).buffer),
+      get size() {
+        return typeof value === 'string' ? encoder.encode(value).byteLength : value.byteLength;
+      },
+      text: () => PromiseResolve(text(value)),
+      json: () => PromiseResolve(JSONParse(text(value))),
+      arrayBuffer: () => PromiseResolve((typeof value === 'string' ? encoder.encode(value) : new SafeUint8Array(value)).buffer),
     });
 
   const STATE = ObjectFreeze({
     get(key: unknown) {
       const k = checkKey(key);
-      const bytes = read(k);
-      return PromiseResolve(bytes === null ? null : objectBody(k, bytes));
+      const value = read(k);
+      return PromiseResolve(value === null ? null : objectBody(k, value));
     },
     put(key: unknown, value: unknown) {
       const k = checkKey(key);
-      const bytes = toBytes(value);
+      const stored = toValue(value);
       active();
-      MapPrototypeSet(pending, k, bytes);
-      return PromiseResolve(ObjectFreeze({ key: k, size: bytes.byteLength }));
+      MapPrototypeSet(pending, k, stored);
+      return PromiseResolve(ObjectFreeze({ key: k }));
     },
     delete(keys: unknown) {
       active();
@@ -100,7 +109,8 @@ export function createStateBinding(global: typeof globalThis) {
           truncated = true;
           break;
         }
-        ArrayPrototypePush(objects, { key, size: read(key)!.byteLength });
+        const value = read(key)!;
+        ArrayPrototypePush(objects, { key, size: typeof value === 'string' ? encoder.encode(value).byteLength : value.byteLength });
       }
       const cursor = truncated ? objects[objects.length - 1].key : undefined;
       return PromiseResolve(ObjectFreeze({ objects, truncated, cursor, delimitedPrefixes: [] }));
@@ -113,7 +123,7 @@ export function createStateBinding(global: typeof globalThis) {
     begin(scope: WireStateScope): boolean {
       const id = `${scope.namespace}\u0000${scope.partition}`;
       if (scope.snapshot !== undefined) {
-        const data = new SafeMap<string, Uint8Array>();
+        const data = new SafeMap<string, StateValue>();
         for (let i = 0; i < scope.snapshot.length; i++) MapPrototypeSet(data, scope.snapshot[i][0], scope.snapshot[i][1]);
         MapPrototypeSet(partitions, id, { epoch: scope.epoch, data });
       }
@@ -127,7 +137,7 @@ export function createStateBinding(global: typeof globalThis) {
       pending = new SafeMap();
     },
     /** The record succeeded: apply its writes to the partition and the batch write set. */
-    keepRecord(batchWrites: Map<string, Uint8Array | null>): void {
+    keepRecord(batchWrites: Map<string, StateValue | null>): void {
       const data = active().data;
       for (const [key, value] of pending) {
         if (value === null) MapPrototypeDelete(data, key);

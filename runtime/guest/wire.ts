@@ -41,7 +41,7 @@ export interface WireStateScope {
   /** Changes whenever the committed state may differ from what the guest holds. */
   epoch: number;
   /** The partition's committed state; sent when the guest reported `needState`. */
-  snapshot?: [key: string, value: Uint8Array][];
+  snapshot?: [key: string, value: string | Uint8Array][];
 }
 
 export interface WireBatch {
@@ -58,7 +58,7 @@ export interface WireBatchResult {
   /** Records whose every attempt threw; their emits and state writes are discarded. */
   failures: { index: number; error: GuestError }[];
   /** Final value per key written by the batch's successful records; null deletes. */
-  writes: [key: string, value: Uint8Array | null][];
+  writes: [key: string, value: string | Uint8Array | null][];
 }
 
 export type GuestResult<T> = { ok: true; value: T } | { ok: false; error: GuestError };
