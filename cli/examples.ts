@@ -4,6 +4,7 @@ import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sha256Of } from '../runtime/function-registry.ts';
 import type { FunctionService } from '../runtime/function-service.ts';
+import type { GraphService } from '../scheduler/graph-service.ts';
 import { DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIMEOUT_MS } from '../runtime/limits.ts';
 import { WAT_DIR, compileWat } from '../scripts/build-wasm.ts';
 
@@ -24,4 +25,26 @@ export async function deployExamples(functions: FunctionService): Promise<string
     await deploy(basename(file, '.wat'), 'wasm', await compileWat(readFileSync(join(WAT_DIR, file), 'utf8'), file));
   }
   return deployed;
+}
+
+/**
+ * Deploys the WordCount graph and feeds it a few lines of text per second, so a newcomer sees
+ * counts flowing: `curl 'http://127.0.0.1:8787/v1/graphs/wordcount/sinks/counts?limit=20'`.
+ * Returns a function that stops the generator.
+ */
+export async function startWordCountDemo(graphs: GraphService, linesPerSecond = 5): Promise<() => void> {
+  const spec = JSON.parse(readFileSync(join(FUNCTIONS_DIR, 'wordcount.graph.json'), 'utf8'));
+  await graphs.deploy('wordcount', spec);
+  const lines = readFileSync(join(FUNCTIONS_DIR, 'wordcount-lines.txt'), 'utf8').split('\n').filter(Boolean);
+  let next = 0;
+  const timer = setInterval(() => {
+    const batch = Array.from({ length: linesPerSecond }, () => ({ value: lines[next++ % lines.length] }));
+    try {
+      graphs.ingest('wordcount', 'lines', batch);
+    } catch {
+      // Backpressure or a redeploy in progress: skip this tick.
+    }
+  }, 1000);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -53,12 +53,14 @@ const commands: Record<string, Command> = {
         hosts: values.hosts ? Number(values.hosts) : undefined,
       });
       if (values['with-examples']) {
-        const { deployExamples } = await import('./examples.ts');
+        const { deployExamples, startWordCountDemo } = await import('./examples.ts');
         const names = await deployExamples(server.platform.functions);
-        console.log(`deployed examples: ${names.join(', ')}`);
+        await startWordCountDemo(server.platform.graphs);
+        console.log(`deployed examples: ${names.join(', ')}; graph 'wordcount' fed 5 lines/s`);
       }
       console.log(`tributary listening on ${server.url} (data dir ${server.platform.dataDir})`);
       console.log(`try: curl '${server.url}/v1/invoke/hello?name=Ada'`);
+      if (values['with-examples']) console.log(`     curl '${server.url}/v1/graphs/wordcount/sinks/counts?limit=20'`);
       const stop = () => void server.close().then(() => process.exit(0));
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);

@@ -46,6 +46,13 @@ describe('tributary CLI against a running server', () => {
     expect(await reverse.text()).toBe('desserts');
   });
 
+  it('runs the WordCount demo graph fed by the built-in generator', async () => {
+    await waitFor(async () => {
+      const res = await fetch(`${url}/v1/graphs/wordcount/sinks/counts?limit=5`);
+      return res.ok && ((await res.json()) as { records: unknown[] }).records.length > 0;
+    }, 15_000, 'word counts from the demo');
+  });
+
   it('deploy, list, invoke, logs and rm', () => {
     const file = join(dataDir, 'shout.js');
     writeFileSync(file, `export default { async fetch(req) { const t = await req.text(); console.log('got', t); return new Response(t.toUpperCase()); } };`);
