@@ -12,6 +12,8 @@ import { createApp } from './app.ts';
 import { SqliteLog } from '../connectors/embedded/sqlite-log.ts';
 import { GraphService } from '../scheduler/graph-service.ts';
 import { GraphStore } from '../scheduler/graph-store.ts';
+import { GraphMetrics } from '../scheduler/graph-metrics.ts';
+import type { ScalingPolicy } from '../scheduler/autoscaler/policy.ts';
 
 export interface PlatformOptions {
   /** Where functions and logs persist (default ./.tributary). */
@@ -28,6 +30,12 @@ export interface PlatformOptions {
   maxLagRecords?: number;
   /** fsync every log commit (default false: durable across process crashes). */
   fsync?: boolean;
+  /** Autoscaler decision interval (default 1000 ms; 0 disables it). */
+  autoscaleIntervalMs?: number;
+  /** Time the autoscaler waits before scaling down (default 10000 ms). */
+  stableWindowMs?: number;
+  /** Scaling policy per graph (default: the latency model); benches pass baselines. */
+  policy?(graph: string): ScalingPolicy;
 }
 
 export interface Platform {
@@ -61,7 +69,16 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const functions = new FunctionService(registry, supervisor, metrics);
   const log = new SqliteLog({ dataDir, fsync: options.fsync });
   const graphStore = new GraphStore(dataDir);
-  const graphs = new GraphService(graphStore, log, functions, { maxBatchRecords: options.maxBatchRecords, maxLagRecords: options.maxLagRecords });
+  const graphs = new GraphService(graphStore, log, functions, {
+    maxBatchRecords: options.maxBatchRecords,
+    maxLagRecords: options.maxLagRecords,
+    metrics: new GraphMetrics(metrics.registry),
+    cores: supervisor.size,
+    releaseReplica: (tag) => void supervisor.broadcast({ op: 'unloadTag', tag }),
+    autoscaleIntervalMs: options.autoscaleIntervalMs,
+    stableWindowMs: options.stableWindowMs,
+    policy: options.policy,
+  });
   graphs.start();
   const app = createApp({ functions, graphs, supervisor, metrics, token: options.token ?? process.env.TRIBUTARY_TOKEN });
   return {

@@ -12,6 +12,7 @@ export type HostRequest =
   | { id: number; op: 'fetch'; spec: FunctionSpec; request: WireRequest }
   | { id: number; op: 'process'; spec: FunctionSpec; batch: WireBatch }
   | { id: number; op: 'unload'; name: string; exceptKey?: string }
+  | { id: number; op: 'unloadTag'; tag: string }
   | { id: number; op: 'stats' };
 
 export interface HostStats {
@@ -25,6 +26,7 @@ export interface HostResults {
   fetch: WireResponse;
   process: WireBatchResult;
   unload: null;
+  unloadTag: null;
   stats: HostStats;
 }
 

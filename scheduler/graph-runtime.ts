@@ -5,7 +5,8 @@
 import type { LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
 import { TributaryError } from '../runtime/errors.ts';
 import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
-import type { GraphSpec, NodeSpec } from './graph-spec.ts';
+import { DEFAULT_SCALE_TO_ZERO_AFTER_MS, type GraphSpec, type NodeSpec } from './graph-spec.ts';
+import { StragglerDetector } from './autoscaler/straggler.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
 import { PartitionTask } from './partition-task.ts';
@@ -13,6 +14,16 @@ import { Topology } from './topology.ts';
 
 export interface GraphRuntimeOptions {
   transport: Transport;
+  /** Frees the isolate of a replica that was scaled away or recycled. */
+  releaseReplica?(node: NodeSpec, instanceTag: string): void;
+  /** Called on every replica change, with the reason. */
+  onReplicas?(node: string, replicas: number, reason: string): void;
+  /** Called when a straggling replica is recycled. */
+  onStraggler?(node: string, replica: number): void;
+  /** Called after every batch a node's replica served. */
+  onBatch?(node: string, records: number, elapsedMs: number): void;
+  /** Called with the end-to-end latency (ms) of records committed to sinks. */
+  onSinkLatency?(latenciesMs: number[]): void;
   /** Runs `process` of the node's current function version on replica `instanceTag`. */
   process(node: NodeSpec, batch: WireBatch, instanceTag: string): Promise<WireBatchResult>;
   maxBatchRecords?: number;
@@ -39,6 +50,9 @@ export class GraphRuntime {
   private readonly options: GraphRuntimeOptions;
   private readonly tasks: PartitionTask[] = [];
   private readonly replicas = new Map<string, number>();
+  private readonly stragglers = new Map<string, StragglerDetector>();
+  private readonly lastActivity = new Map<string, number>();
+  private readonly busyMs = new Map<string, number>();
   private readonly epochs = new Map<string, number>();
   /** A new runtime (deploy, restart) starts a new epoch: isolates reload state they may hold from before. */
   private readonly epochSeed = ++epochBase;
@@ -50,6 +64,7 @@ export class GraphRuntime {
     this.topology = new Topology(name, spec, options.transport);
     for (const node of spec.nodes) {
       this.stats.set(node.id, new NodeStats());
+      this.stragglers.set(node.id, new StragglerDetector());
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
       for (const edge of this.topology.inputs(node.id)) {
         const partitions = this.topology.partitions(this.topology.topicOf(edge));
@@ -66,7 +81,9 @@ export class GraphRuntime {
       node,
       stats: this.stats.get(node.id)!,
       process: (batch: WireBatch, tag: string) => this.options.process(node, batch, tag),
-      replicaFor: (partition: number) => partition % (this.replicas.get(node.id) ?? 1),
+      replicaFor: (partition: number) => this.replicaFor(node, partition),
+      wake: () => this.wake(node.id),
+      replicaDone: (replica: number, records: number, elapsedMs: number) => this.replicaDone(node, replica, records, elapsedMs),
       epochs: {
         get: (partition: number) => this.epochs.get(stateKey(partition)) ?? this.epochSeed,
         bump: (partition: number) => this.epochs.set(stateKey(partition), ++epochBase),
@@ -75,7 +92,9 @@ export class GraphRuntime {
       maxAttempts: this.options.maxAttempts ?? 3,
       onSinkAppend: (records: LogRecord[]) => {
         const now = Date.now();
-        for (const record of records) this.latency.record(now - record.timestamp);
+        const latencies = records.map((record) => now - record.timestamp);
+        for (const ms of latencies) this.latency.record(ms);
+        this.options.onSinkLatency?.(latencies);
       },
     };
   }
@@ -91,6 +110,97 @@ export class GraphRuntime {
 
   replicaCount(node: string): number {
     return this.replicas.get(node) ?? 0;
+  }
+
+  /**
+   * The replica a partition's next batch goes to: its owner (partition mod replicas), unless the
+   * owner straggles, then the less loaded of two random healthy replicas. -1 when scaled to zero.
+   */
+  private replicaFor(node: NodeSpec, partition: number): number {
+    const count = this.replicas.get(node.id) ?? 0;
+    this.lastActivity.set(node.id, Date.now());
+    if (count === 0) return -1;
+    const owner = partition % count;
+    const detector = this.stragglers.get(node.id)!;
+    const chosen = detector.isStraggler(owner, count) ? detector.alternative(owner, count) : owner;
+    detector.begin(chosen);
+    return chosen;
+  }
+
+  private replicaDone(node: NodeSpec, replica: number, records: number, elapsedMs: number): void {
+    const detector = this.stragglers.get(node.id)!;
+    detector.end(replica, elapsedMs / Math.max(1, records));
+    this.busyMs.set(node.id, (this.busyMs.get(node.id) ?? 0) + elapsedMs);
+    this.options.onBatch?.(node.id, records, elapsedMs);
+    const count = this.replicas.get(node.id) ?? 0;
+    if (detector.isStraggler(replica, count) && detector.inFlight(replica) === 0) {
+      // Recycle: a fresh isolate replaces the slow one; its record starts clean.
+      this.options.releaseReplica?.(node, this.instanceTag(node.id, replica));
+      detector.reset(replica);
+      this.options.onStraggler?.(node.id, replica);
+    }
+  }
+
+  instanceTag(node: string, replica: number): string {
+    return `${this.name}/${node}#${replica}`;
+  }
+
+  /** Sets a node's replica count; isolates of replicas scaled away are released. */
+  setReplicas(node: string, count: number, reason = 'autoscaler'): void {
+    const spec = this.spec.nodes.find((n) => n.id === node);
+    if (!spec) return;
+    const bounded = Math.max(spec.replicas.min, Math.min(spec.replicas.max, count));
+    const before = this.replicas.get(node) ?? 0;
+    if (bounded === before) return;
+    this.replicas.set(node, bounded);
+    for (let r = bounded; r < before; r++) this.options.releaseReplica?.(spec, this.instanceTag(node, r));
+    this.options.onReplicas?.(node, bounded, reason);
+  }
+
+  /** A node scaled to zero got a record: back to one replica at once (its cold start is in the latency). */
+  private wake(node: string): void {
+    if ((this.replicas.get(node) ?? 0) === 0) this.setReplicas(node, 1, 'woke on first record');
+  }
+
+  scaleToZeroAfterMs(node: string): number {
+    const spec = this.spec.nodes.find((n) => n.id === node);
+    return spec?.scaleToZeroAfterMs ?? this.spec.scaleToZeroAfterMs ?? DEFAULT_SCALE_TO_ZERO_AFTER_MS;
+  }
+
+  /** Batch time a node spent since the last call (ms), for its busy fraction. */
+  takeBusyMs(node: string): number {
+    const busy = this.busyMs.get(node) ?? 0;
+    this.busyMs.set(node, 0);
+    return busy;
+  }
+
+  /** What the autoscaler measures of a node. */
+  nodeSignals(node: string) {
+    const stats = this.stats.get(node)!;
+    let inputHeads = 0;
+    let partitions = 0;
+    let queueDepth = 0;
+    const group = this.topology.group(node);
+    for (const edge of this.topology.inputs(node)) {
+      const topic = this.topology.topicOf(edge);
+      const count = this.topology.partitions(topic);
+      partitions += count;
+      for (let p = 0; p < count; p++) {
+        const head = this.options.transport.head(topic, p);
+        inputHeads += head;
+        queueDepth += head - this.options.transport.committed(group, topic, p);
+      }
+    }
+    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs };
+  }
+
+  /** Measured sojourn (ms) by Little's law: queued records over the arrival rate, plus a batch. */
+  measuredLatencyMs(node: string, arrivalRate: number): number | null {
+    const stats = this.stats.get(node)!;
+    if (stats.batches === 0) return null;
+    const { queueDepth } = this.nodeSignals(node);
+    const queueMs = arrivalRate > 0 ? (queueDepth / arrivalRate) * 1000 : 0;
+    return Math.round((queueMs + stats.batchMs) * 100) / 100;
   }
 
   /**

@@ -11,14 +11,30 @@ import { GraphRuntime, type IngestRecord } from './graph-runtime.ts';
 import { validateGraph } from './graph-spec.ts';
 import { GraphStore, type StoredGraph } from './graph-store.ts';
 import { Topology } from './topology.ts';
+import { Autoscaler } from './autoscaler/autoscaler.ts';
+import { ModelPolicy, type ScalingPolicy } from './autoscaler/policy.ts';
+import type { GraphMetrics } from './graph-metrics.ts';
 
 export interface GraphServiceOptions {
   maxBatchRecords?: number;
   maxLagRecords?: number;
+  /** Prometheus series of graphs (signals, decisions, latency). */
+  metrics?: GraphMetrics;
+  /** Host cores available to isolates: the autoscaler's CPU budget (default 1). */
+  cores?: number;
+  /** Frees a replica's isolate on every host (scale-down, straggler recycling). */
+  releaseReplica?(instanceTag: string): void;
+  /** Scaling policy per graph (default: the latency model). Benches swap in baselines. */
+  policy?(graph: string): ScalingPolicy;
+  /** Autoscaler decision interval (default 1000 ms); 0 disables the autoscaler. */
+  autoscaleIntervalMs?: number;
+  /** Autoscaler stable window before scaling down (default 10000 ms). */
+  stableWindowMs?: number;
 }
 
 export class GraphService {
   private readonly runtimes = new Map<string, GraphRuntime>();
+  private readonly autoscalers = new Map<string, Autoscaler>();
   private readonly store: GraphStore;
   private readonly log: SqliteLog;
   private readonly functions: FunctionService;
@@ -39,14 +55,49 @@ export class GraphService {
   }
 
   private launch(graph: StoredGraph): GraphRuntime {
+    const metrics = this.options.metrics;
+    const labels = (node: string) => ({ graph: graph.name, node });
     const runtime = new GraphRuntime(graph.name, graph.spec, {
       transport: this.log,
       process: (node, batch, tag) => this.functions.process(this.functions.registry.require(node.function), batch, tag),
       maxBatchRecords: this.options.maxBatchRecords,
       maxLagRecords: this.options.maxLagRecords,
+      releaseReplica: (_node, tag) => this.options.releaseReplica?.(tag),
+      onReplicas: (node, replicas, reason) => {
+        metrics?.replicas.set(labels(node), replicas);
+        if (reason === 'woke on first record') metrics?.decisions.inc({ ...labels(node), action: 'wake' });
+      },
+      onStraggler: (node) => metrics?.stragglers.inc(labels(node)),
+      onBatch: (node, records, elapsedMs) => {
+        metrics?.batchService.observe(labels(node), elapsedMs / 1000);
+        metrics?.recordService.observe(labels(node), elapsedMs / 1000 / Math.max(1, records));
+      },
+      onSinkLatency: (latencies) => {
+        for (const ms of latencies) metrics?.endToEnd.observe({ graph: graph.name }, ms / 1000);
+      },
     });
     this.runtimes.set(graph.name, runtime);
+    for (const node of graph.spec.nodes) metrics?.replicas.set(labels(node.id), runtime.replicaCount(node.id));
     runtime.start();
+    const intervalMs = this.options.autoscaleIntervalMs ?? 1000;
+    if (intervalMs > 0) {
+      const autoscaler = new Autoscaler(runtime, {
+        policy: this.options.policy?.(graph.name) ?? new ModelPolicy(),
+        cores: this.options.cores ?? 1,
+        intervalMs,
+        stableWindowMs: this.options.stableWindowMs,
+        onDecision: (node, decision) => {
+          metrics?.decisions.inc({ ...labels(node), action: decision.action });
+          metrics?.arrivalRate.set(labels(node), decision.arrivalRate);
+          metrics?.queueDepth.set(labels(node), runtime.nodeSignals(node).queueDepth);
+          metrics?.busyFraction.set(labels(node), Math.min(1, runtime.takeBusyMs(node) / intervalMs / Math.max(1, runtime.replicaCount(node))));
+          if (decision.predictedMs !== null) metrics?.predictedLatency.set(labels(node), decision.predictedMs / 1000);
+          if (decision.measuredMs !== null) metrics?.measuredLatency.set(labels(node), decision.measuredMs / 1000);
+        },
+      });
+      this.autoscalers.set(graph.name, autoscaler);
+      autoscaler.start();
+    }
     return runtime;
   }
 
@@ -62,6 +113,8 @@ export class GraphService {
     assertFunctionName(name);
     const spec = validateGraph(input, (fn) => this.functions.registry.get(fn) !== null);
     return this.serialize(name, async () => {
+      this.autoscalers.get(name)?.stop();
+      this.autoscalers.delete(name);
       await this.runtimes.get(name)?.stop();
       this.runtimes.delete(name);
       const stored = this.store.put(name, spec);
@@ -73,9 +126,12 @@ export class GraphService {
   delete(name: string): Promise<void> {
     return this.serialize(name, async () => {
       if (!this.store.get(name)) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
+      this.autoscalers.get(name)?.stop();
+      this.autoscalers.delete(name);
       await this.runtimes.get(name)?.stop();
       this.runtimes.delete(name);
       this.store.delete(name);
+      this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
       this.log.deleteState(Topology.prefix(name));
     });
@@ -94,7 +150,21 @@ export class GraphService {
   describe(name: string) {
     const stored = this.store.get(name);
     if (!stored) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
-    return { ...stored, status: this.runtime(name).status() };
+    const status = this.runtime(name).status();
+    const decisions = this.autoscalers.get(name)?.decisions;
+    for (const [id, node] of Object.entries(status.nodes)) {
+      const d = decisions?.get(id);
+      Object.assign(node as object, {
+        predictedLatencyMs: d?.predictedMs ?? null,
+        measuredLatencyMs: d?.measuredMs ?? null,
+        lastDecision: d ? { at: new Date(d.at).toISOString(), action: d.action, from: d.from, to: d.replicas, reason: d.reason } : null,
+      });
+    }
+    return { ...stored, status };
+  }
+
+  autoscaler(name: string): Autoscaler | undefined {
+    return this.autoscalers.get(name);
   }
 
   ingest(name: string, source: string, records: IngestRecord[], idempotencyKey?: string) {
@@ -102,6 +172,8 @@ export class GraphService {
   }
 
   async close(): Promise<void> {
+    for (const autoscaler of this.autoscalers.values()) autoscaler.stop();
+    this.autoscalers.clear();
     await Promise.all([...this.runtimes.values()].map((r) => r.stop()));
     this.runtimes.clear();
   }

@@ -26,8 +26,12 @@ export interface TaskContext {
   stats: NodeStats;
   /** Runs the node's function over a batch on the replica `instanceTag`. */
   process(batch: WireBatch, instanceTag: string): Promise<WireBatchResult>;
-  /** Replica that owns `partition` of this node's inputs right now. */
+  /** Replica the next batch of `partition` goes to; -1 when the node is scaled to zero. */
   replicaFor(partition: number): number;
+  /** Asks for a replica when the node is scaled to zero and records arrived. */
+  wake(): void;
+  /** Reports a batch's service on a replica (straggler detection). */
+  replicaDone(replica: number, records: number, elapsedMs: number): void;
   /** Current epoch of a state partition; `bump` invalidates what isolates hold. */
   epochs: { get(partition: number): number; bump(partition: number): void };
   maxBatchRecords: number;
@@ -54,6 +58,8 @@ export class PartitionTask {
   private batchLimit: number;
   private poisonAttempts = 0;
   private backoffMs = 0;
+  /** Replica that processed the previous batch: a change of replica invalidates its state copy. */
+  private lastReplica = -1;
 
   constructor(ctx: TaskContext, edge: EdgeSpec, partition: number) {
     this.ctx = ctx;
@@ -165,7 +171,16 @@ export class PartitionTask {
   /** Dispatches to the owning replica; ships the state partition when the isolate lacks it. */
   private async run_(records: StoredRecord[]): Promise<WireBatchResult> {
     const { node, topology, transport, epochs } = this.ctx;
-    const tag = `${topology.graph}/${node.id}#${this.ctx.replicaFor(this.partition)}`;
+    let replica = this.ctx.replicaFor(this.partition);
+    if (replica < 0) {
+      this.ctx.wake();
+      replica = this.ctx.replicaFor(this.partition);
+    }
+    // Another replica may hold an older copy of this partition's state at the same epoch.
+    if (replica !== this.lastReplica && this.lastReplica !== -1) epochs.bump(this.partition);
+    this.lastReplica = replica;
+    const tag = `${topology.graph}/${node.id}#${replica}`;
+    const dispatched = performance.now();
     const wire: WireRecord[] = records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {}, offset: r.offset, timestamp: r.timestamp }));
     const namespace = topology.stateNamespace(node.id);
     const state = { namespace, partition: this.partition, epoch: epochs.get(this.partition) };
@@ -175,6 +190,7 @@ export class PartitionTask {
       result = await this.ctx.process({ records: wire, state: { ...state, snapshot }, maxAttempts: this.ctx.maxAttempts }, tag);
       if (result.needState) throw new TributaryError('ERR_INTERNAL', 'replica refused the state snapshot');
     }
+    this.ctx.replicaDone(replica, records.length, performance.now() - dispatched);
     return result;
   }
 

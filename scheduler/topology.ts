@@ -70,6 +70,21 @@ export class Topology {
     return this.kinds.get(id);
   }
 
+  /** Every source-to-sink path through the DAG, as the node ids along it. */
+  nodePaths(): string[][] {
+    const paths: string[][] = [];
+    const walk = (id: string, trail: string[]) => {
+      const next = this.spec.edges.filter((e) => e.from === id);
+      if (next.length === 0 || this.kinds.get(id) === 'sink') {
+        if (trail.length > 0) paths.push(trail);
+        return;
+      }
+      for (const edge of next) walk(edge.to, this.kinds.get(edge.to) === 'node' ? [...trail, edge.to] : trail);
+    };
+    for (const source of this.spec.sources) walk(source.id, []);
+    return paths;
+  }
+
   inputs(node: string): EdgeSpec[] {
     return this.spec.edges.filter((e) => e.to === node);
   }

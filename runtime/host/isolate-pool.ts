@@ -139,14 +139,20 @@ export class IsolatePool {
     }
   }
 
-  /** Disposes an instance once its queued calls have finished. */
+  /** Drops the instances of one graph replica (`graph/node#r`), e.g. after scale-down. */
+  unloadTag(tag: string): void {
+    for (const key of [...this.instances.keys()]) {
+      if (key.endsWith(`#${tag}`)) this.instances.delete(key); // the LRU's dispose hook retires them
+    }
+  }
+
+  /**
+   * Disposes an instance once its queued calls have finished. Never synchronously: a call that
+   * acquired it in this turn of the event loop has not started yet, and must find it alive.
+   */
   private retire(instance: FunctionInstance): void {
-    if (!instance.isBusy) return instance.dispose();
-    const timer = setInterval(() => {
-      if (instance.isBusy) return;
-      clearInterval(timer);
-      instance.dispose();
-    }, 50);
+    const attempt = () => (instance.isBusy ? setTimeout(attempt, 50) : instance.dispose());
+    setImmediate(attempt);
   }
 
   private async takeSlot(memoryLimitMb: number): Promise<IsolateSlot> {

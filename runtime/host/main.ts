@@ -31,6 +31,9 @@ async function handle(request: HostRequest, logs: LogLine[]): Promise<{ value: u
     case 'unload':
       pool.unload(request.name, request.exceptKey);
       return { value: null, coldStart: false };
+    case 'unloadTag':
+      pool.unloadTag(request.tag);
+      return { value: null, coldStart: false };
     case 'stats':
       return { value: pool.stats, coldStart: false };
   }

@@ -1,0 +1,55 @@
+/**
+ * Predicts a graph's end-to-end latency from measured per-node arrival and service rates, as a
+ * function of each node's replica count, and composes nodes along the DAG's critical path.
+ *
+ * A node's records wait in an M/M/c queue (erlang-c.ts) whose servers are its *effective*
+ * replicas — min(replicas, input partitions, host cores): a partition is consumed by one task at a
+ * time, and a host runs one isolate at a time, so replicas past either bound add nothing to a
+ * CPU-bound node. On top of the queue wait comes the batch it rides in: one batch service time.
+ */
+import { waitQuantile } from './erlang-c.ts';
+
+export interface NodeSignals {
+  id: string;
+  /** Records/s arriving on the node's input edges (measured). */
+  arrivalRate: number;
+  /** Mean service time per record (s), measured on one replica. */
+  recordServiceS: number;
+  /** Mean wall time of a batch (s): dispatch, isolate, commit. */
+  batchServiceS: number;
+  /** Partitions of the node's input edges (upper bound on parallel consumers). */
+  partitions: number;
+}
+
+export interface ModelOptions {
+  /** Host processes (cores) available to run isolates. */
+  cores: number;
+  /** Percentile of the SLO, e.g. 99. */
+  percentile: number;
+}
+
+export function effectiveServers(replicas: number, signals: NodeSignals, options: ModelOptions): number {
+  return Math.max(0, Math.min(replicas, signals.partitions, options.cores));
+}
+
+/** Predicted p-th percentile sojourn time (s) of a node with `replicas`; Infinity if it cannot keep up. */
+export function nodeLatency(replicas: number, signals: NodeSignals, options: ModelOptions): number {
+  const servers = effectiveServers(replicas, signals, options);
+  if (servers === 0) return signals.arrivalRate > 0 ? Infinity : 0;
+  if (signals.recordServiceS <= 0) return signals.batchServiceS;
+  const serviceRate = 1 / signals.recordServiceS;
+  return waitQuantile(servers, signals.arrivalRate, serviceRate, options.percentile / 100) + signals.batchServiceS;
+}
+
+/**
+ * End-to-end prediction: the longest path through the DAG by predicted node latency. `paths` is
+ * every source-to-sink path as node ids (sources and sinks themselves add nothing).
+ */
+export function endToEndLatency(paths: string[][], latencyOf: (node: string) => number): { latencyS: number; criticalPath: string[] } {
+  let worst = { latencyS: 0, criticalPath: [] as string[] };
+  for (const path of paths) {
+    const latencyS = path.reduce((sum, node) => sum + latencyOf(node), 0);
+    if (latencyS > worst.latencyS || worst.criticalPath.length === 0) worst = { latencyS, criticalPath: path };
+  }
+  return worst;
+}
