@@ -39,7 +39,8 @@ export interface ScalingPolicy {
 const ms = (seconds: number) => (Number.isFinite(seconds) ? Math.round(seconds * 1000 * 100) / 100 : null);
 
 function idleToZero(node: NodeInput): ScalingDecision | null {
-  if (node.min === 0 && node.arrivalRate === 0 && node.queueDepth === 0 && node.idleMs >= node.scaleToZeroAfterMs) {
+  // idleMs counts from the last record in or out, so it already means "no arrivals".
+  if (node.min === 0 && node.queueDepth === 0 && node.idleMs >= node.scaleToZeroAfterMs) {
     return { node: node.id, replicas: 0, reason: `idle for ${Math.round(node.idleMs / 1000)} s ≥ scaleToZeroAfterMs`, predictedMs: 0 };
   }
   return null;
