@@ -2,7 +2,7 @@
  * The composition root of a control-plane process: registry, host supervisor, metrics, services
  * and the hono app. `startPlatform` resolves once every host process is ready.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Hono } from 'hono';
 import { FunctionRegistry } from '../runtime/function-registry.ts';
 import { FunctionService } from '../runtime/function-service.ts';
@@ -14,6 +14,13 @@ import { GraphService } from '../scheduler/graph-service.ts';
 import { GraphStore } from '../scheduler/graph-store.ts';
 import { GraphMetrics } from '../scheduler/graph-metrics.ts';
 import type { ScalingPolicy } from '../scheduler/autoscaler/policy.ts';
+import { BrokerPool } from '../connectors/kafka/broker-pool.ts';
+import { platformBrokers } from '../connectors/kafka/brokers.ts';
+import { KafkaStateStore } from '../connectors/kafka/kafka-state-store.ts';
+import { Bucket, type S3Options } from '../connectors/s3/bucket.ts';
+import { S3StateStore } from '../connectors/s3/s3-state-store.ts';
+import { SharedDeployments, deploymentsDir } from '../connectors/s3/shared-deployments.ts';
+import { specKey } from '../runtime/function-spec.ts';
 
 export interface PlatformOptions {
   /** Where functions and logs persist (default ./.tributary). */
@@ -30,12 +37,20 @@ export interface PlatformOptions {
   maxLagRecords?: number;
   /** fsync every log commit (default false: durable across process crashes). */
   fsync?: boolean;
+  /** Kafka bootstrap brokers of graphs' Kafka edges (default TRIBUTARY_KAFKA_BROKERS, else 127.0.0.1:9092). */
+  kafkaBrokers?: string | string[];
   /** Autoscaler decision interval (default 1000 ms; 0 disables it). */
   autoscaleIntervalMs?: number;
   /** Time the autoscaler waits before scaling down (default 10000 ms). */
   stableWindowMs?: number;
   /** Scaling policy per graph (default: the latency model); benches pass baselines. */
   policy?(graph: string): ScalingPolicy;
+  /**
+   * Object storage (`serve --s3-endpoint --s3-bucket`): env.STATE on S3, and function and graph
+   * deployments shared with every control plane using the same bucket (polled every
+   * `pollIntervalMs`, default 1000). Checked at startup: a bad setting fails with ERR_S3_CONFIG.
+   */
+  s3?: S3Options & { pollIntervalMs?: number };
 }
 
 export interface Platform {
@@ -64,12 +79,31 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
       metrics.isolates.set({ host: String(host), state: 'loaded' }, stats.instances);
     },
   });
-  const registry = new FunctionRegistry(dataDir);
-  await supervisor.start();
-  const functions = new FunctionService(registry, supervisor, metrics);
+  // S3 is checked before any host starts, so that a bad setting fails fast and leaves nothing behind.
+  const bucket = options.s3 ? await Bucket.open(options.s3) : null;
+  // With S3, functions and graphs are a local copy of the bucket's deploy log.
+  const deployDir = bucket ? deploymentsDir(dataDir, bucket) : dataDir;
+  const registry = new FunctionRegistry(deployDir);
+  const graphStore = new GraphStore(deployDir);
   const log = new SqliteLog({ dataDir, fsync: options.fsync });
-  const graphStore = new GraphStore(dataDir);
+  // Kafka clients connect lazily: a graph without Kafka edges never opens a connection.
+  const kafka = { pool: new BrokerPool(platformBrokers(options.kafkaBrokers)), state: new KafkaStateStore(dataDir) };
+  let shared: SharedDeployments | undefined;
+  let stateStore: S3StateStore | undefined;
+  if (bucket) {
+    try {
+      shared = await SharedDeployments.open({ bucket, registry, graphs: graphStore, cursorPath: join(deployDir, 'deploy-log.json'), pollIntervalMs: options.s3?.pollIntervalMs });
+      stateStore = await S3StateStore.open({ bucket, transport: log });
+    } catch (error) {
+      for (const resource of [registry, graphStore, log, bucket]) resource.close();
+      throw error;
+    }
+  }
+  await supervisor.start();
+  const functions = new FunctionService(registry, supervisor, metrics, shared);
   const graphs = new GraphService(graphStore, log, functions, {
+    stateStore,
+    recorder: shared,
     maxBatchRecords: options.maxBatchRecords,
     maxLagRecords: options.maxLagRecords,
     metrics: new GraphMetrics(metrics.registry),
@@ -78,7 +112,16 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     autoscaleIntervalMs: options.autoscaleIntervalMs,
     stableWindowMs: options.stableWindowMs,
     policy: options.policy,
+    kafka,
   });
+  if (shared) {
+    shared.onFunction = (name, version) => {
+      if (version === null) functions.logs.drop(name);
+      void supervisor.broadcast(version === null ? { op: 'unload', name } : { op: 'unload', name, exceptKey: specKey(version) });
+    };
+    shared.onGraph = (name) => graphs.refresh(name);
+    shared.start();
+  }
   graphs.start();
   const app = createApp({ functions, graphs, supervisor, metrics, token: options.token ?? process.env.TRIBUTARY_TOKEN });
   return {
@@ -90,11 +133,16 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     metrics,
     dataDir,
     async close() {
+      shared?.stop();
       await graphs.close();
+      await kafka.pool.close();
+      kafka.state.close();
+      await stateStore?.close(); // publishes what it can; the rest is published at the next start
       await supervisor.close();
       registry.close();
       graphStore.close();
       log.close();
+      bucket?.close();
     },
   };
 }

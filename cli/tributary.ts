@@ -34,7 +34,11 @@ class UsageError extends Error {}
 
 const commands: Record<string, Command> = {
   serve: {
-    usage: 'tributary serve [--port 8787] [--host 127.0.0.1] [--data-dir ./.tributary] [--hosts N] [--with-examples]',
+    usage:
+      'tributary serve [--port 8787] [--host 127.0.0.1] [--data-dir ./.tributary] [--hosts N] [--with-examples]\n' +
+      '                [--s3-bucket NAME [--s3-endpoint URL]]   state and deployments in S3; region and\n' +
+      '                credentials from AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)\n' +
+      '                [--kafka-brokers host:port,...]   Kafka edges (default $TRIBUTARY_KAFKA_BROKERS or 127.0.0.1:9092)',
     summary: 'run the platform (control plane + isolate host processes)',
     options: {
       port: { type: 'string', default: '8787' },
@@ -42,15 +46,21 @@ const commands: Record<string, Command> = {
       'data-dir': { type: 'string', default: './.tributary' },
       hosts: { type: 'string' },
       'with-examples': { type: 'boolean', default: false },
+      's3-bucket': { type: 'string' },
+      's3-endpoint': { type: 'string' },
+      'kafka-brokers': { type: 'string' },
       help: common.help,
     },
     async run({ values }) {
+      if (values['s3-endpoint'] !== undefined && values['s3-bucket'] === undefined) throw new UsageError('--s3-endpoint needs --s3-bucket');
       const { startServer } = await import('../api/server.ts');
       const server = await startServer({
         port: Number(values.port),
         host: String(values.host),
         dataDir: String(values['data-dir']),
         hosts: values.hosts ? Number(values.hosts) : undefined,
+        kafkaBrokers: values['kafka-brokers'] as string | undefined,
+        s3: values['s3-bucket'] === undefined ? undefined : { bucket: String(values['s3-bucket']), endpoint: values['s3-endpoint'] as string | undefined },
       });
       if (values['with-examples']) {
         const { deployExamples, startWordCountDemo } = await import('./examples.ts');
@@ -59,6 +69,7 @@ const commands: Record<string, Command> = {
         console.log(`deployed examples: ${names.join(', ')}; graph 'wordcount' fed 5 lines/s`);
       }
       console.log(`tributary listening on ${server.url} (data dir ${server.platform.dataDir})`);
+      if (values['s3-bucket'] !== undefined) console.log(`state and deployments in s3://${values['s3-bucket']} (${values['s3-endpoint'] ?? 'AWS S3'})`);
       console.log(`try: curl '${server.url}/v1/invoke/hello?name=Ada'`);
       if (values['with-examples']) console.log(`     curl '${server.url}/v1/graphs/wordcount/sinks/counts?limit=20'`);
       const stop = () => void server.close().then(() => process.exit(0));
@@ -160,7 +171,11 @@ export async function main(argv: string[]): Promise<number> {
     else if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       console.error(`tributary ${name}: ${(error as Error).message}\nusage: ${command.usage}`);
       return 2;
-    } else console.error(`tributary: ${(error as Error).message}`);
+    } else {
+      // Platform errors carry a stable code (ERR_S3_CONFIG at startup...): show it.
+      const code = (error as { code?: unknown }).code;
+      console.error(`tributary: ${typeof code === 'string' && code.startsWith('ERR_') ? `${code}: ` : ''}${(error as Error).message}`);
+    }
     return 1;
   }
 }

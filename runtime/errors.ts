@@ -37,6 +37,30 @@ export const ERROR_CODES = {
   ERR_HOST_CRASHED: { status: 503, kind: 'system', retriable: true },
   /** No host process is available to run the call (all restarting, or shutting down). */
   ERR_UNAVAILABLE: { status: 503, kind: 'system', retriable: true },
+  /**
+   * The S3 settings do not work, found at startup: the bucket does not exist, the credentials are
+   * rejected, or the endpoint does not answer. The message names the setting to fix.
+   */
+  ERR_S3_CONFIG: { status: 500, kind: 'user', retriable: false },
+  /**
+   * An S3 request failed while running (server down, timeout, throttled, bucket gone): the batch
+   * or deploy that needed it failed without effect and can be retried.
+   */
+  ERR_S3_UNAVAILABLE: { status: 503, kind: 'system', retriable: true },
+  /**
+   * The Kafka brokers of a source, sink or edge cannot be reached (refused, timed out, no
+   * metadata). A deploy answering it has still stored the graph: its Kafka edges show as degraded
+   * in `GET /v1/graphs/{name}` and retry with backoff. Mapped from kafkajs errors in one table,
+   * `connectors/kafka/kafka-errors.ts`.
+   */
+  ERR_KAFKA_UNAVAILABLE: { status: 503, kind: 'system', retriable: true },
+  /**
+   * A transactional producer was fenced: a newer producer with the same transactionalId (the new
+   * owner of the input partition) exists. Its transaction is aborted; the new owner redoes it.
+   */
+  ERR_KAFKA_FENCED: { status: 409, kind: 'system', retriable: true },
+  /** The broker refused a request for good (authorization, invalid topic, record too large). */
+  ERR_KAFKA_REJECTED: { status: 502, kind: 'system', retriable: false },
   /** A bug in Tributary itself. */
   ERR_INTERNAL: { status: 500, kind: 'system', retriable: false },
 } as const satisfies Record<string, ErrorClass>;

@@ -104,6 +104,30 @@ export class FunctionRegistry {
     }
   }
 
+  /** The number `addVersion` would give the next version of `name` (deleted versions count). */
+  nextVersion(name: string): number {
+    return (this.db.prepare('SELECT COALESCE(MAX(version), 0) + 1 AS next FROM function_versions WHERE name = ?').get(name) as { next: number }).next;
+  }
+
+  /**
+   * Records a version numbered elsewhere (shared deployments replaying the bucket's deploy log):
+   * idempotent, and live even if an earlier delete marked its row. Its code must be stored first.
+   */
+  applyVersion(version: FunctionVersion): void {
+    this.db
+      .prepare(
+        `INSERT INTO function_versions (name, version, kind, sha256, created_at, memory_limit_mb, timeout_ms, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+         ON CONFLICT (name, version) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, created_at = excluded.created_at,
+           memory_limit_mb = excluded.memory_limit_mb, timeout_ms = excluded.timeout_ms, deleted = 0`,
+      )
+      .run(version.name, version.version, version.kind, version.sha256, version.createdAt, version.memoryLimitMb, version.timeoutMs);
+    this.latest.delete(version.name);
+  }
+
+  hasCode(sha256: string, kind: FunctionKind): boolean {
+    return existsSync(this.codePath(sha256, kind));
+  }
+
   /** Latest live version of `name`, or null. */
   get(name: string): FunctionVersion | null {
     const cached = this.latest.get(name);

@@ -17,16 +17,31 @@ export interface DeployRequest extends FunctionLimits {
   code: string | Uint8Array;
 }
 
+/**
+ * Where deploys are recorded so that other control planes see them (S3 shared deployments,
+ * connectors/s3/shared-deployments.ts). Without one, the local registry alone is the record.
+ */
+export interface FunctionRecorder {
+  /** Records a new version (its code already in the local registry) and returns it, numbered. */
+  addVersion(request: { name: string; kind: FunctionKind; sha256: string; code: string | Uint8Array } & FunctionLimits): Promise<FunctionVersion>;
+  /** Marks every version deleted; false when there was none. */
+  delete(name: string): Promise<boolean>;
+  /** Catches up with deploys made elsewhere; called when a name is not found locally. */
+  refresh(): Promise<void>;
+}
+
 export class FunctionService {
   readonly registry: FunctionRegistry;
   readonly logs = new LogBuffer();
   private readonly supervisor: HostSupervisor;
   private readonly metrics: RuntimeMetrics;
+  private readonly recorder: FunctionRecorder | undefined;
 
-  constructor(registry: FunctionRegistry, supervisor: HostSupervisor, metrics: RuntimeMetrics) {
+  constructor(registry: FunctionRegistry, supervisor: HostSupervisor, metrics: RuntimeMetrics, recorder?: FunctionRecorder) {
     this.registry = registry;
     this.supervisor = supervisor;
     this.metrics = metrics;
+    this.recorder = recorder;
   }
 
   async deploy(request: DeployRequest): Promise<FunctionVersion> {
@@ -37,15 +52,23 @@ export class FunctionService {
     await this.supervisor.call(request.name, { op: 'validate', spec: probe, code: request.code });
     this.metrics.coldStarts.inc({ function: request.name }); // validation loaded it on its home host
     this.registry.storeCode(request.code, request.kind);
-    const version = this.registry.addVersion(request.name, request.kind, sha256, limits);
+    const version = this.recorder
+      ? await this.recorder.addVersion({ name: request.name, kind: request.kind, sha256, code: request.code, ...limits })
+      : this.registry.addVersion(request.name, request.kind, sha256, limits);
     // Older versions finish their in-flight calls, then their isolates are released.
     void this.supervisor.broadcast({ op: 'unload', name: request.name, exceptKey: specKey(version) });
     return version;
   }
 
   async invoke(name: string, request: WireRequest): Promise<WireResponse> {
-    const version = this.registry.require(name);
+    const version = this.registry.get(name) ?? (await this.lookupMiss(name));
     return this.run(version, 'http', (spec) => this.supervisor.call(name, { op: 'fetch', spec, request }));
+  }
+
+  /** Not known here: with shared deployments it may have just been deployed elsewhere. */
+  private async lookupMiss(name: string): Promise<FunctionVersion> {
+    await this.recorder?.refresh();
+    return this.registry.require(name);
   }
 
   /**
@@ -83,7 +106,7 @@ export class FunctionService {
   }
 
   async delete(name: string): Promise<void> {
-    if (!this.registry.delete(name)) throw new TributaryError('ERR_NOT_FOUND', `no function named '${name}'`);
+    if (!(this.recorder ? await this.recorder.delete(name) : this.registry.delete(name))) throw new TributaryError('ERR_NOT_FOUND', `no function named '${name}'`);
     this.logs.drop(name);
     await this.supervisor.broadcast({ op: 'unload', name });
   }

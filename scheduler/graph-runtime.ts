@@ -2,6 +2,8 @@
  * A deployed graph while it runs: one PartitionTask per (node, input edge, partition), the
  * replicas each node runs on, state epochs, and the ingest and read paths of its sources and sinks.
  */
+import { EmbeddedStateStore } from '../connectors/state/embedded-state-store.ts';
+import type { StateStore } from '../connectors/state/state-store.ts';
 import type { LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
 import { TributaryError } from '../runtime/errors.ts';
 import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
@@ -11,9 +13,13 @@ import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
 import { PartitionTask } from './partition-task.ts';
 import { Topology } from './topology.ts';
+import { KafkaGraph, type KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
+import { isKafkaEdge } from './kafka/kafka-topics.ts';
 
 export interface GraphRuntimeOptions {
   transport: Transport;
+  /** Where env.STATE lives (default: the embedded store, in the transport's own database). */
+  stateStore?: StateStore;
   /** Frees the isolate of a replica that was scaled away or recycled. */
   releaseReplica?(node: NodeSpec, instanceTag: string): void;
   /** Called on every replica change, with the reason. */
@@ -30,6 +36,8 @@ export interface GraphRuntimeOptions {
   maxAttempts?: number;
   /** Ingest answers 429 when a source edge's unconsumed records exceed this (default 200000). */
   maxLagRecords?: number;
+  /** Kafka clients and state, for graphs with Kafka sources, sinks or edges. */
+  kafka?: KafkaRuntimeOptions;
 }
 
 export interface IngestRecord {
@@ -47,7 +55,10 @@ export class GraphRuntime {
   readonly stats = new Map<string, NodeStats>();
   /** Source ingest → sink commit, per record. */
   readonly latency = new LatencyRecorder();
+  /** The Kafka edges' consumers and topics; null for a graph wholly on the embedded log. */
+  readonly kafka: KafkaGraph | null;
   private readonly options: GraphRuntimeOptions;
+  private readonly stateStore: StateStore;
   private readonly tasks: PartitionTask[] = [];
   private readonly replicas = new Map<string, number>();
   private readonly stragglers = new Map<string, StragglerDetector>();
@@ -61,12 +72,16 @@ export class GraphRuntime {
     this.name = name;
     this.spec = spec;
     this.options = options;
+    this.stateStore = options.stateStore ?? new EmbeddedStateStore(options.transport);
     this.topology = new Topology(name, spec, options.transport);
+    if (KafkaGraph.needed(spec) && !options.kafka) throw new TributaryError('ERR_INTERNAL', 'graph has Kafka edges but the platform has no Kafka configuration');
+    this.kafka = KafkaGraph.needed(spec) ? new KafkaGraph({ ...options.kafka!, topology: this.topology, contextFor: (node) => this.taskContext(node) }) : null;
     for (const node of spec.nodes) {
       this.stats.set(node.id, new NodeStats());
       this.stragglers.set(node.id, new StragglerDetector());
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
       for (const edge of this.topology.inputs(node.id)) {
+        if (isKafkaEdge(spec, edge)) continue; // consumed by KafkaGraph's edge tasks
         const partitions = this.topology.partitions(this.topology.topicOf(edge));
         for (let partition = 0; partition < partitions; partition++) this.tasks.push(new PartitionTask(this.taskContext(node), edge, partition));
       }
@@ -77,6 +92,7 @@ export class GraphRuntime {
     const stateKey = (partition: number) => `${node.id}\u0000${partition}`;
     return {
       transport: this.options.transport,
+      stateStore: this.stateStore,
       topology: this.topology,
       node,
       stats: this.stats.get(node.id)!,
@@ -101,11 +117,12 @@ export class GraphRuntime {
 
   start(): void {
     for (const task of this.tasks) task.start();
+    this.kafka?.start();
   }
 
   /** Stops every task after its in-flight batch commits. */
   async stop(): Promise<void> {
-    await Promise.all(this.tasks.map((task) => task.stop()));
+    await Promise.all([...this.tasks.map((task) => task.stop()), this.kafka?.stop()]);
   }
 
   replicaCount(node: string): number {
@@ -209,6 +226,7 @@ export class GraphRuntime {
    */
   ingest(source: string, records: IngestRecord[], idempotencyKey?: string): { accepted: number; duplicate: boolean } {
     if (this.topology.kindOf(source) !== 'source') throw new TributaryError('ERR_NOT_FOUND', `graph '${this.name}' has no source '${source}'`);
+    if (this.spec.sources.find((s) => s.id === source)?.type === 'kafka') throw new TributaryError('ERR_BAD_REQUEST', `source '${source}' is a Kafka source: produce to its topic instead`);
     const routes = this.topology.outputs(source);
     const maxLag = this.options.maxLagRecords ?? 200_000;
     for (const route of routes) {
@@ -237,6 +255,18 @@ export class GraphRuntime {
     return lag;
   }
 
+  /** Reads a sink, a log sink or (through the broker) a Kafka sink. */
+  async readSinkRecords(sink: string, from: number, limit: number): Promise<StoredRecord[]> {
+    if (this.kafka && this.spec.sinks.find((s) => s.id === sink)?.type === 'kafka') return this.kafka.readSink(sink, from, limit);
+    return this.readSink(sink, from, limit);
+  }
+
+  /** Reads a node's dead letters, from the embedded log or (Kafka-fed nodes) the dead-letter topic. */
+  async readDeadLetterRecords(node: string, from: number, limit: number): Promise<StoredRecord[]> {
+    if (this.kafka?.nodes.has(node)) return this.kafka.readDeadLetters(node, from, limit);
+    return this.readDeadLetters(node, from, limit);
+  }
+
   readSink(sink: string, from: number, limit: number): StoredRecord[] {
     if (this.topology.kindOf(sink) !== 'sink') throw new TributaryError('ERR_NOT_FOUND', `graph '${this.name}' has no sink '${sink}'`);
     return this.options.transport.read(this.topology.sinkTopic(sink), 0, from, limit);
@@ -252,7 +282,8 @@ export class GraphRuntime {
     const nodes: Record<string, unknown> = {};
     for (const node of this.spec.nodes) {
       const stats = this.stats.get(node.id)!;
-      const queueDepth = this.tasks.filter((t) => this.topology.inputs(node.id).includes(t.edge)).reduce((sum, t) => sum + t.lag, 0);
+      const onKafka = this.kafka?.nodes.has(node.id) ?? false;
+      const queueDepth = onKafka ? this.kafka!.queueDepth(node.id) : this.tasks.filter((t) => this.topology.inputs(node.id).includes(t.edge)).reduce((sum, t) => sum + t.lag, 0);
       nodes[node.id] = {
         function: node.function,
         replicas: this.replicaCount(node.id),
@@ -263,10 +294,11 @@ export class GraphRuntime {
         batches: stats.batches,
         latency: { batchMs: round(stats.batchMs), perRecordMs: round(stats.recordMs, 4) },
         lastError: stats.lastError,
-        deadLetters: transport.head(this.topology.deadLetterTopic(node.id), 0),
+        deadLetters: onKafka ? this.kafka!.deadLetterCount(node.id) : transport.head(this.topology.deadLetterTopic(node.id), 0),
       };
     }
     const edges = this.spec.edges.map((edge) => {
+      if (this.kafka?.isKafkaEdge(edge)) return { from: edge.from, to: edge.to, delivery: edge.delivery, partitionBy: edge.partitionBy, ...this.kafka.edgeStatus(edge) };
       const topic = this.topology.topicOf(edge);
       const partitions = this.topology.partitions(topic);
       const consumer = this.topology.kindOf(edge.to) === 'node' ? this.topology.group(edge.to) : null;
@@ -285,7 +317,9 @@ export class GraphRuntime {
         partitions: perPartition,
       };
     });
-    const sinks = Object.fromEntries(this.spec.sinks.map((s) => [s.id, { records: transport.head(this.topology.sinkTopic(s.id), 0) }]));
+    const sinks = Object.fromEntries(
+      this.spec.sinks.map((s) => [s.id, s.type === 'kafka' ? { topic: s.topic, offsets: this.kafka?.sinkOffsets(s.id) ?? 0 } : { records: transport.head(this.topology.sinkTopic(s.id), 0) }]),
+    );
     const latency = { p50Ms: this.latency.percentile(50), p99Ms: this.latency.percentile(99) };
     return { name: this.name, nodes, edges, sinks, endToEndLatency: latency };
   }

@@ -4,16 +4,19 @@
  * when the platform starts.
  */
 import type { SqliteLog } from '../connectors/embedded/sqlite-log.ts';
+import { EmbeddedStateStore } from '../connectors/state/embedded-state-store.ts';
+import type { StateStore } from '../connectors/state/state-store.ts';
 import { TributaryError } from '../runtime/errors.ts';
 import { assertFunctionName } from '../runtime/function-registry.ts';
 import type { FunctionService } from '../runtime/function-service.ts';
 import { GraphRuntime, type IngestRecord } from './graph-runtime.ts';
-import { validateGraph } from './graph-spec.ts';
+import { validateGraph, type GraphSpec } from './graph-spec.ts';
 import { GraphStore, type StoredGraph } from './graph-store.ts';
 import { Topology } from './topology.ts';
 import { Autoscaler } from './autoscaler/autoscaler.ts';
 import { ModelPolicy, type ScalingPolicy } from './autoscaler/policy.ts';
 import type { GraphMetrics } from './graph-metrics.ts';
+import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 
 export interface GraphServiceOptions {
   maxBatchRecords?: number;
@@ -30,6 +33,21 @@ export interface GraphServiceOptions {
   autoscaleIntervalMs?: number;
   /** Autoscaler stable window before scaling down (default 10000 ms). */
   stableWindowMs?: number;
+  /** Where env.STATE lives (default: the embedded store, in the log's database). */
+  stateStore?: StateStore;
+  /** Records deploys and deletes where other control planes see them (S3 shared deployments). */
+  recorder?: GraphRecorder;
+  /** Kafka clients and the state store of Kafka-fed nodes (graphs with Kafka sources, sinks or edges). */
+  kafka?: KafkaRuntimeOptions;
+}
+
+/**
+ * Where graph deploys are recorded so that other control planes see them
+ * (connectors/s3/shared-deployments.ts). It also applies them to the local GraphStore.
+ */
+export interface GraphRecorder {
+  putGraph(name: string, spec: GraphSpec): Promise<StoredGraph>;
+  deleteGraph(name: string): Promise<void>;
 }
 
 export class GraphService {
@@ -39,6 +57,9 @@ export class GraphService {
   private readonly log: SqliteLog;
   private readonly functions: FunctionService;
   private readonly options: GraphServiceOptions;
+  private readonly stateStore: StateStore;
+  /** Version of the spec each running graph was launched with. */
+  private readonly launched = new Map<string, number>();
   /** Deploys and deletes of one graph run one at a time. */
   private readonly locks = new Map<string, Promise<unknown>>();
 
@@ -47,6 +68,7 @@ export class GraphService {
     this.log = log;
     this.functions = functions;
     this.options = options;
+    this.stateStore = options.stateStore ?? new EmbeddedStateStore(log);
   }
 
   /** Restarts every deployed graph from its committed offsets. */
@@ -59,9 +81,11 @@ export class GraphService {
     const labels = (node: string) => ({ graph: graph.name, node });
     const runtime = new GraphRuntime(graph.name, graph.spec, {
       transport: this.log,
+      stateStore: this.stateStore,
       process: (node, batch, tag) => this.functions.process(this.functions.registry.require(node.function), batch, tag),
       maxBatchRecords: this.options.maxBatchRecords,
       maxLagRecords: this.options.maxLagRecords,
+      kafka: this.options.kafka,
       releaseReplica: (_node, tag) => this.options.releaseReplica?.(tag),
       onReplicas: (node, replicas, reason) => {
         metrics?.replicas.set(labels(node), replicas);
@@ -77,6 +101,7 @@ export class GraphService {
       },
     });
     this.runtimes.set(graph.name, runtime);
+    this.launched.set(graph.name, graph.version);
     for (const node of graph.spec.nodes) metrics?.replicas.set(labels(node.id), runtime.replicaCount(node.id));
     runtime.start();
     const intervalMs = this.options.autoscaleIntervalMs ?? 1000;
@@ -113,27 +138,69 @@ export class GraphService {
     assertFunctionName(name);
     const spec = validateGraph(input, (fn) => this.functions.registry.get(fn) !== null);
     return this.serialize(name, async () => {
+      // Shared deployments: recorded in the bucket first, so that a failure there changes nothing.
+      const recorded = this.options.recorder ? await this.options.recorder.putGraph(name, spec) : null;
       this.autoscalers.get(name)?.stop();
       this.autoscalers.delete(name);
       await this.runtimes.get(name)?.stop();
       this.runtimes.delete(name);
-      const stored = this.store.put(name, spec);
-      this.launch(stored);
+      const stored = recorded ?? this.store.put(name, spec);
+      const runtime = this.launch(stored);
+      // Unreachable brokers: the graph stays deployed, its Kafka edges degraded and retrying.
+      await runtime.kafka?.waitReady().catch((error: TributaryError) => {
+        throw new TributaryError(error.code, `graph '${name}' deployed (version ${stored.version}) but its Kafka edges are degraded, retrying with backoff: ${error.message}`, {
+          details: { graph: { name, version: stored.version } },
+        });
+      });
       return stored;
+    });
+  }
+
+  /**
+   * Brings the running graph in line with the GraphStore after a deploy or delete made by another
+   * control plane (shared deployments): relaunches it on the new version, or stops it and deletes
+   * its records and state. A no-op when it already runs the stored version.
+   */
+  refresh(name: string): Promise<void> {
+    return this.serialize(name, async () => {
+      const stored = this.store.get(name);
+      if (stored ? this.launched.get(name) === stored.version : !this.launched.has(name)) return;
+      this.autoscalers.get(name)?.stop();
+      this.autoscalers.delete(name);
+      await this.runtimes.get(name)?.stop();
+      this.runtimes.delete(name);
+      if (stored) {
+        this.launch(stored);
+        return;
+      }
+      this.options.metrics?.forget(name);
+      this.log.deleteTopics(Topology.prefix(name));
+      await this.stateStore.deleteNamespaces(Topology.prefix(name));
+      this.launched.delete(name);
     });
   }
 
   delete(name: string): Promise<void> {
     return this.serialize(name, async () => {
-      if (!this.store.get(name)) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
+      const stored = this.store.get(name);
+      if (!stored) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
       this.autoscalers.get(name)?.stop();
       this.autoscalers.delete(name);
       await this.runtimes.get(name)?.stop();
       this.runtimes.delete(name);
-      this.store.delete(name);
+      try {
+        // State first: when its store fails (S3 down) the graph runs on and the delete can be retried.
+        await this.stateStore.deleteNamespaces(Topology.prefix(name));
+        if (this.options.recorder) await this.options.recorder.deleteGraph(name);
+        else this.store.delete(name);
+      } catch (error) {
+        this.launch(stored);
+        throw error;
+      }
+      this.launched.delete(name);
       this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
-      this.log.deleteState(Topology.prefix(name));
+      this.options.kafka?.state.deleteNamespace(Topology.prefix(name));
     });
   }
 

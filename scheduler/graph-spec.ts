@@ -3,6 +3,7 @@
  * problem at once, each with the JSON path it concerns, rather than stopping at the first.
  */
 import { TributaryError, type ErrorCode } from '../runtime/errors.ts';
+import { checkKafkaEdge, checkKafkaGraph, checkKafkaSink, checkKafkaSource } from './kafka/kafka-spec.ts';
 
 export type Delivery = 'at-most-once' | 'at-least-once' | 'exactly-once';
 export type PartitionBy = 'key' | 'round-robin';
@@ -19,14 +20,26 @@ export interface NodeSpec {
   scaleToZeroAfterMs?: number;
 }
 
-export interface SourceSpec {
+export type SourceSpec = { id: string; type: 'http' } | KafkaSourceSpec;
+
+/** Records of an existing Kafka topic (created with the edge's `partitions` if missing). */
+export interface KafkaSourceSpec {
   id: string;
-  type: 'http';
+  type: 'kafka';
+  topic: string;
+  /** Consumer group (default `tributary.<graph>.<node>`); a source naming one feeds one node. */
+  group?: string;
+  /** `host:port` list (default: the platform's `--kafka-brokers`). */
+  brokers?: string[];
 }
 
-export interface SinkSpec {
+export type SinkSpec = { id: string; type: 'log' } | KafkaSinkSpec;
+
+export interface KafkaSinkSpec {
   id: string;
-  type: 'log';
+  type: 'kafka';
+  topic: string;
+  brokers?: string[];
 }
 
 export interface EdgeSpec {
@@ -37,6 +50,10 @@ export interface EdgeSpec {
   partitionBy?: PartitionBy;
   /** Partitions of the edge's log (default 4). Fixed once the edge exists. */
   partitions?: number;
+  /** 'kafka': the edge is a Kafka topic (default 'embedded', the SQLite log). Edges from Kafka sources and into Kafka sinks are on Kafka. */
+  transport?: 'embedded' | 'kafka';
+  /** Kafka edges: ms between commits of the consuming node (default 100), or 'auto' to fit the graph's SLO. */
+  commitIntervalMs?: number | 'auto';
 }
 
 export interface GraphSpec {
@@ -111,11 +128,13 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
   });
   sources.forEach((source, i) => {
     declare(source, `$.sources[${i}]`, 'source');
-    if (source.type !== 'http') problem(`$.sources[${i}].type`, `unsupported source type '${String(source.type)}' (supported: http)`);
+    if (source.type === 'kafka') checkKafkaSource(source, `$.sources[${i}]`, problem);
+    else if (source.type !== 'http') problem(`$.sources[${i}].type`, `unsupported source type '${String(source.type)}' (supported: http, kafka)`);
   });
   sinks.forEach((sink, i) => {
     declare(sink, `$.sinks[${i}]`, 'sink');
-    if (sink.type !== 'log') problem(`$.sinks[${i}].type`, `unsupported sink type '${String(sink.type)}' (supported: log)`);
+    if (sink.type === 'kafka') checkKafkaSink(sink, `$.sinks[${i}]`, problem);
+    else if (sink.type !== 'log') problem(`$.sinks[${i}].type`, `unsupported sink type '${String(sink.type)}' (supported: log, kafka)`);
   });
 
   const fed = new Set<string>();
@@ -138,6 +157,7 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
     if (edge.partitions !== undefined && !(Number.isInteger(edge.partitions) && (edge.partitions as number) >= 1 && (edge.partitions as number) <= 256)) {
       problem(`${path}.partitions`, 'partitions must be an integer in [1, 256]');
     }
+    checkKafkaEdge(edge, path, problem);
     if (typeof from === 'string' && typeof to === 'string') {
       if (seenEdges.has(`${from}->${to}`)) problem(path, `duplicate edge ${from} -> ${to}`);
       seenEdges.add(`${from}->${to}`);
@@ -151,6 +171,7 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
     if (kind === 'source' && !feeds.has(id)) problem(`$.sources[id=${id}]`, `source '${id}' feeds nothing`);
   }
   for (const cycle of findCycles(adjacency)) problem('$.edges', `cycle: ${cycle.join(' -> ')}`, 'ERR_GRAPH_CYCLE');
+  checkKafkaGraph({ nodes, sources, sinks, edges, hasSlo: input.slo !== undefined }, problem);
 
   const slo = input.slo;
   if (slo !== undefined) {
@@ -175,18 +196,32 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
       replicas: (n.replicas as NodeSpec['replicas']) ?? { min: 1, max: 1 },
       ...(n.scaleToZeroAfterMs !== undefined ? { scaleToZeroAfterMs: n.scaleToZeroAfterMs as number } : {}),
     })),
-    sources: sources.map((s) => ({ id: s.id as string, type: 'http' })),
-    sinks: sinks.map((s) => ({ id: s.id as string, type: 'log' })),
+    sources: sources.map((s): SourceSpec =>
+      s.type === 'kafka'
+        ? { id: s.id as string, type: 'kafka', topic: s.topic as string, ...(s.group !== undefined ? { group: s.group as string } : {}), ...kafkaBrokers(s.brokers) }
+        : { id: s.id as string, type: 'http' },
+    ),
+    sinks: sinks.map((s): SinkSpec =>
+      s.type === 'kafka' ? { id: s.id as string, type: 'kafka', topic: s.topic as string, ...kafkaBrokers(s.brokers) } : { id: s.id as string, type: 'log' },
+    ),
     edges: edges.map((e) => ({
       from: e.from as string,
       to: e.to as string,
       delivery: e.delivery as Delivery,
       partitionBy: (e.partitionBy as PartitionBy | undefined) ?? 'round-robin',
       ...(e.partitions !== undefined ? { partitions: e.partitions as number } : {}),
+      ...(e.transport !== undefined ? { transport: e.transport as 'embedded' | 'kafka' } : {}),
+      ...(e.commitIntervalMs !== undefined ? { commitIntervalMs: e.commitIntervalMs as number | 'auto' } : {}),
     })),
     ...(slo !== undefined ? { slo: slo as GraphSpec['slo'] } : {}),
     ...(input.scaleToZeroAfterMs !== undefined ? { scaleToZeroAfterMs: input.scaleToZeroAfterMs as number } : {}),
   };
+}
+
+function kafkaBrokers(value: unknown): { brokers?: string[] } {
+  if (value === undefined) return {};
+  const list = typeof value === 'string' ? value.split(',') : (value as string[]);
+  return { brokers: list.map((b) => b.trim()).filter((b) => b !== '') };
 }
 
 /** Every elementary cycle found by depth-first search, each reported once as a path of ids. */

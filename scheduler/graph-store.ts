@@ -34,6 +34,16 @@ export class GraphStore {
     return this.get(name)!;
   }
 
+  /** Stores a graph exactly as given, version included (shared deployments replaying the bucket's deploy log). */
+  apply(graph: StoredGraph): void {
+    this.db
+      .prepare(
+        `INSERT INTO graphs (name, spec, version, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, version = excluded.version, updated_at = excluded.updated_at`,
+      )
+      .run(graph.name, JSON.stringify(graph.spec), graph.version, graph.updatedAt);
+  }
+
   get(name: string): StoredGraph | null {
     const row = this.db.prepare('SELECT * FROM graphs WHERE name = ?').get(name) as { name: string; spec: string; version: number; updated_at: string } | undefined;
     return row ? { name: row.name, spec: JSON.parse(row.spec) as GraphSpec, version: row.version, updatedAt: row.updated_at } : null;

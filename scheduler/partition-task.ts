@@ -9,9 +9,14 @@
  *   exactly-once   run, then append outputs, write state and commit the input offset in ONE
  *                  transaction. A crash anywhere leaves all of it or none of it.
  *
+ * State goes through the node's StateStore (connectors/state/state-store.ts): the batch's writes
+ * are staged first (S3: uploaded), and what the store seals joins the batch's transaction, so
+ * state commits with the batch on every store.
+ *
  * Records that throw on every attempt go to the node's dead-letter log with their error. A batch
  * the function cannot finish at all (timeout, OOM) is halved until the poison record is alone.
  */
+import type { StagedState, StateStore } from '../connectors/state/state-store.ts';
 import type { CommitSet, LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
 import { TributaryError } from '../runtime/errors.ts';
 import type { WireBatch, WireBatchResult, WireRecord } from '../runtime/guest/wire.ts';
@@ -21,6 +26,8 @@ import type { Topology } from './topology.ts';
 
 export interface TaskContext {
   transport: Transport;
+  /** Where env.STATE partitions are read from and committed to (embedded or S3). */
+  stateStore: StateStore;
   topology: Topology;
   node: NodeSpec;
   stats: NodeStats;
@@ -143,21 +150,29 @@ export class PartitionTask {
         records: result.failures.map((f) => deadLetter(records[f.index], this.topic, this.partition, f.error.message)),
       });
     }
+    let staged: StagedState | null = null;
     if (result.writes.length > 0) {
-      set.state.push({
+      // May fail (S3 down): the batch then fails before its transaction, and is retried.
+      staged = await this.ctx.stateStore.stage({
         namespace: topology.stateNamespace(node.id),
         partition: this.partition,
+        epoch: this.ctx.epochs.get(this.partition),
         writes: result.writes.map(([key, value]) => ({ key, value })),
       });
+      if (this.abandoned) return staged.aborted();
     }
-    if (this.delivery === 'exactly-once') {
-      set.offsets.push(offset);
+    try {
+      // seal() right before the commit, with no await between: the store orders batches by it.
+      if (staged !== null) set.state.push(...staged.seal());
+      if (this.delivery === 'exactly-once') set.offsets.push(offset);
       transport.commit(set);
-    } else {
-      transport.commit(set);
-      // at-least-once: a crash right here redelivers the batch; at-most-once already committed.
-      if (this.delivery === 'at-least-once') transport.commit({ appends: [], offsets: [offset], state: [] });
+    } catch (error) {
+      staged?.aborted();
+      throw error;
     }
+    staged?.committed();
+    // at-least-once: a crash right here redelivers the batch; at-most-once already committed.
+    if (this.delivery === 'at-least-once') transport.commit({ appends: [], offsets: [offset], state: [] });
     this.next = end;
     stats.failed += result.failures.length;
     stats.recordBatch(records.length, performance.now() - started);
@@ -170,7 +185,7 @@ export class PartitionTask {
 
   /** Dispatches to the owning replica; ships the state partition when the isolate lacks it. */
   private async run_(records: StoredRecord[]): Promise<WireBatchResult> {
-    const { node, topology, transport, epochs } = this.ctx;
+    const { node, topology, stateStore, epochs } = this.ctx;
     let replica = this.ctx.replicaFor(this.partition);
     if (replica < 0) {
       this.ctx.wake();
@@ -185,12 +200,16 @@ export class PartitionTask {
     const namespace = topology.stateNamespace(node.id);
     const state = { namespace, partition: this.partition, epoch: epochs.get(this.partition) };
     let result = await this.ctx.process({ records: wire, state, maxAttempts: this.ctx.maxAttempts }, tag);
+    let loadMs = 0;
     if (result.needState) {
-      const snapshot = transport.stateSnapshot(namespace, this.partition).map((w) => [w.key, w.value!] as [string, string | Uint8Array]);
+      const loading = performance.now();
+      const snapshot = (await stateStore.snapshot(namespace, this.partition)).map((w) => [w.key, w.value!] as [string, string | Uint8Array]);
+      // Loading state (S3: a listing and a GET per key) is not the replica's service time.
+      loadMs = performance.now() - loading;
       result = await this.ctx.process({ records: wire, state: { ...state, snapshot }, maxAttempts: this.ctx.maxAttempts }, tag);
       if (result.needState) throw new TributaryError('ERR_INTERNAL', 'replica refused the state snapshot');
     }
-    this.ctx.replicaDone(replica, records.length, performance.now() - dispatched);
+    this.ctx.replicaDone(replica, records.length, performance.now() - dispatched - loadMs);
     return result;
   }
 

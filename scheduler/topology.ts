@@ -4,6 +4,7 @@
  */
 import type { LogRecord, Transport } from '../connectors/transport.ts';
 import { DEFAULT_PARTITIONS, type EdgeSpec, type GraphSpec } from './graph-spec.ts';
+import { kafkaNodes, kafkaTopicOf } from './kafka/kafka-topics.ts';
 
 export interface OutputRoute {
   edge: EdgeSpec;
@@ -27,18 +28,23 @@ export class Topology {
     for (const s of spec.sinks) this.kinds.set(s.id, 'sink');
     for (const edge of spec.edges) {
       const topic = this.topicOf(edge);
+      // Kafka topics are created asynchronously by KafkaGraph, which reports their partitions here.
+      if (kafkaTopicOf(graph, spec, edge) !== null) continue;
       if (this.kinds.get(edge.to) === 'sink') this.partitionCounts.set(topic, transport.ensureTopic(topic, 1));
       else this.partitionCounts.set(topic, transport.ensureTopic(topic, edge.partitions ?? DEFAULT_PARTITIONS));
     }
-    for (const node of spec.nodes) this.partitionCounts.set(this.deadLetterTopic(node.id), transport.ensureTopic(this.deadLetterTopic(node.id), 1));
+    const onKafka = kafkaNodes(spec);
+    for (const node of spec.nodes.filter((n) => !onKafka.has(n.id))) this.partitionCounts.set(this.deadLetterTopic(node.id), transport.ensureTopic(this.deadLetterTopic(node.id), 1));
   }
 
   static prefix(graph: string): string {
     return `${graph}/`;
   }
 
-  /** An edge into a sink writes the sink's log; any other edge has a log of its own. */
-  topicOf(edge: Pick<EdgeSpec, 'from' | 'to'>): string {
+  /** An edge into a sink writes the sink's log; any other edge has a log of its own (Kafka edges: a Kafka topic). */
+  topicOf(edge: Pick<EdgeSpec, 'from' | 'to' | 'transport'>): string {
+    const kafka = kafkaTopicOf(this.graph, this.spec, edge);
+    if (kafka !== null) return kafka;
     return this.kinds.get(edge.to) === 'sink' ? this.sinkTopic(edge.to) : `${this.graph}/e/${edge.from}->${edge.to}`;
   }
 
@@ -60,6 +66,11 @@ export class Topology {
 
   stateNamespace(node: string): string {
     return `${this.graph}/${node}`;
+  }
+
+  /** Records the partition count of a topic created outside the embedded log (Kafka). */
+  setPartitions(topic: string, partitions: number): void {
+    this.partitionCounts.set(topic, partitions);
   }
 
   partitions(topic: string): number {

@@ -76,16 +76,16 @@ export function graphRoutes(graphs: GraphService): Hono {
     }
   });
 
-  app.get('/:name/sinks/:id', (c) => {
+  app.get('/:name/sinks/:id', async (c) => {
     const from = intQuery(c.req.query('from'), 'from', 0, Number.MAX_SAFE_INTEGER);
     const limit = intQuery(c.req.query('limit'), 'limit', 100, MAX_READ);
-    return c.json({ records: graphs.runtime(c.req.param('name')).readSink(c.req.param('id'), from, limit) });
+    return c.json({ records: await graphs.runtime(c.req.param('name')).readSinkRecords(c.req.param('id'), from, limit) });
   });
 
-  app.get('/:name/nodes/:id/dead-letters', (c) => {
+  app.get('/:name/nodes/:id/dead-letters', async (c) => {
     const from = intQuery(c.req.query('from'), 'from', 0, Number.MAX_SAFE_INTEGER);
     const limit = intQuery(c.req.query('limit'), 'limit', 100, MAX_READ);
-    return c.json({ records: graphs.runtime(c.req.param('name')).readDeadLetters(c.req.param('id'), from, limit) });
+    return c.json({ records: await graphs.runtime(c.req.param('name')).readDeadLetterRecords(c.req.param('id'), from, limit) });
   });
 
   return app;

@@ -1,0 +1,125 @@
+/**
+ * `env.STATE` of nodes whose input is a Kafka edge. The state itself lives where every node's
+ * state lives, the embedded log's `state` table (`log.db`; processes sharing a data directory
+ * share it), partitioned by the input partition. Kafka cannot commit a SQLite write inside its
+ * transaction, so exactly-once edges use the committed consumer offset as the decision of a
+ * two-step commit:
+ *
+ *   1. stage    the transaction's state writes, with the offset `end` it commits, in
+ *               `kafka_state_pending` (one row per input partition), before the Kafka commit;
+ *   2. commit   the Kafka transaction: outputs + the group's offset `end`;
+ *   3. promote  apply the staged writes to `state` and record `end` in `kafka_state_applied`,
+ *               in one SQLite transaction.
+ *
+ * A crash between 2 and 3 leaves a staged row behind. Whoever owns the partition next first
+ * fences the old producer (InitProducerId completes or aborts its transaction), then reads the
+ * committed offset C and calls {@link recover}: staged writes with `end <= C` belong to a
+ * committed transaction and are promoted; others to an aborted one and are dropped. The state
+ * is then exactly the state as of C, which is what the replay from C reads.
+ *
+ * Applying is idempotent: writes of a batch ending at or below the applied offset are skipped,
+ * so promoting twice, or an at-least-once replay of a batch already applied, changes nothing.
+ */
+import { join } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { deserialize, serialize } from 'node:v8';
+import type { StateWrite } from '../transport.ts';
+
+export class KafkaStateStore {
+  private readonly db: DatabaseSync;
+  private readonly stmt: Record<string, StatementSync>;
+
+  /** Opens `log.db` in `dataDir`; the embedded log (SqliteLog) must have created its `state` table. */
+  constructor(dataDir: string) {
+    this.db = new DatabaseSync(join(dataDir, 'log.db'));
+    this.db.exec(`
+      PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      PRAGMA busy_timeout = 5000;
+      CREATE TABLE IF NOT EXISTS kafka_state_applied (
+        ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, next INTEGER NOT NULL,
+        PRIMARY KEY (ns, partition, topic)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS kafka_state_pending (
+        ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, end_offset INTEGER NOT NULL, writes BLOB NOT NULL,
+        PRIMARY KEY (ns, partition, topic)) WITHOUT ROWID;`);
+    this.stmt = {
+      applied: this.db.prepare('SELECT next FROM kafka_state_applied WHERE ns = ? AND partition = ? AND topic = ?'),
+      setApplied: this.db.prepare('INSERT INTO kafka_state_applied (ns, partition, topic, next) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, topic) DO UPDATE SET next = excluded.next'),
+      pending: this.db.prepare('SELECT end_offset, writes FROM kafka_state_pending WHERE ns = ? AND partition = ? AND topic = ?'),
+      stage: this.db.prepare('INSERT OR REPLACE INTO kafka_state_pending (ns, partition, topic, end_offset, writes) VALUES (?, ?, ?, ?, ?)'),
+      unstage: this.db.prepare('DELETE FROM kafka_state_pending WHERE ns = ? AND partition = ? AND topic = ?'),
+      put: this.db.prepare('INSERT INTO state (ns, partition, key, value) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, key) DO UPDATE SET value = excluded.value'),
+      delete: this.db.prepare('DELETE FROM state WHERE ns = ? AND partition = ? AND key = ?'),
+    };
+  }
+
+  /** The end offset of the last batch whose writes were applied, or -1. */
+  applied(ns: string, partition: number, topic: string): number {
+    const row = this.stmt.applied.get(ns, partition, topic) as { next: number } | undefined;
+    return row ? Number(row.next) : -1;
+  }
+
+  /** Applies a batch's writes (at-most/at-least-once) unless one ending at or after `end` was applied. */
+  apply(ns: string, partition: number, topic: string, end: number, writes: StateWrite[]): boolean {
+    return this.transaction(() => this.applyLocked(ns, partition, topic, end, writes));
+  }
+
+  /** Exactly-once, before the Kafka commit: keeps the writes aside until the commit's outcome is known. */
+  stage(ns: string, partition: number, topic: string, end: number, writes: StateWrite[]): void {
+    this.stmt.stage.run(ns, partition, topic, end, serialize(writes.map((w) => [w.key, w.value])));
+  }
+
+  /** Exactly-once, after the Kafka commit: applies the staged writes. */
+  promote(ns: string, partition: number, topic: string): void {
+    this.transaction(() => {
+      const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number; writes: Uint8Array } | undefined;
+      if (!row) return;
+      const writes = (deserialize(row.writes) as Array<[string, string | Uint8Array | null]>).map(([key, value]) => ({ key, value }));
+      this.applyLocked(ns, partition, topic, Number(row.end_offset), writes);
+      this.stmt.unstage.run(ns, partition, topic);
+    });
+  }
+
+  /** Resolves a staged row after the partition's previous transaction is settled and `committed` read. */
+  recover(ns: string, partition: number, topic: string, committed: number): 'promoted' | 'dropped' | 'none' {
+    const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
+    if (!row) return 'none';
+    if (committed >= Number(row.end_offset)) {
+      this.promote(ns, partition, topic);
+      return 'promoted';
+    }
+    this.stmt.unstage.run(ns, partition, topic);
+    return 'dropped';
+  }
+
+  deleteNamespace(prefix: string): void {
+    this.db.prepare('DELETE FROM kafka_state_applied WHERE substr(ns, 1, ?) = ?').run(prefix.length, prefix);
+    this.db.prepare('DELETE FROM kafka_state_pending WHERE substr(ns, 1, ?) = ?').run(prefix.length, prefix);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  private applyLocked(ns: string, partition: number, topic: string, end: number, writes: StateWrite[]): boolean {
+    if (end <= this.applied(ns, partition, topic)) return false;
+    for (const write of writes) {
+      if (write.value === null) this.stmt.delete.run(ns, partition, write.key);
+      else this.stmt.put.run(ns, partition, write.key, write.value);
+    }
+    this.stmt.setApplied.run(ns, partition, topic, end);
+    return true;
+  }
+
+  private transaction<T>(work: () => T): T {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = work();
+      this.db.exec('COMMIT');
+      return result;
+    } catch (error) {
+      this.db.exec('ROLLBACK');
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * Function and graph deployments shared by every control plane pointed at one bucket. Deploys and
+ * deletes are appended to the bucket's deploy log (DeploymentLog) and applied to the local
+ * FunctionRegistry and GraphStore, which stay the read path (an invoke never waits on S3). Events
+ * appended by others are applied by polling the log every `pollIntervalMs` (default 1 s), and at
+ * once when an invoke names a function not known locally: a deploy on one control plane is served
+ * by the others within about a second.
+ *
+ * The local registry and graph store are a copy of the log (kept in `<data-dir>/s3-<bucket>-<hash>/`),
+ * so a bucket's deployments never mix with what a data directory held without S3.
+ *
+ * Graphs: every control plane runs every deployed graph over its own log — records ingested on one
+ * are processed there — with state kept per log (see S3StateStore).
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { TributaryError } from '../../runtime/errors.ts';
+import { sha256Of, type FunctionRegistry, type FunctionVersion } from '../../runtime/function-registry.ts';
+import type { FunctionKind, FunctionLimits } from '../../runtime/function-spec.ts';
+import type { FunctionRecorder } from '../../runtime/function-service.ts';
+import type { GraphSpec } from '../../scheduler/graph-spec.ts';
+import type { GraphRecorder } from '../../scheduler/graph-service.ts';
+import type { GraphStore, StoredGraph } from '../../scheduler/graph-store.ts';
+import type { Bucket } from './bucket.ts';
+import { DeploymentLog, codeKey, type DeploymentEvent, type EventOrigin } from './deployment-log.ts';
+
+export interface SharedDeploymentsOptions {
+  bucket: Bucket;
+  registry: FunctionRegistry;
+  graphs: GraphStore;
+  /** Where the position in the deploy log is kept (next to the local registry). */
+  cursorPath: string;
+  /** How often the deploy log is polled for others' deploys (default 1000 ms). */
+  pollIntervalMs?: number;
+}
+
+/** Where a data directory keeps its copy of a bucket's deployments: one per endpoint and bucket. */
+export function deploymentsDir(dataDir: string, bucket: Bucket): string {
+  return join(dataDir, `s3-${bucket.name}-${createHash('sha256').update(`${bucket.where}\u0000${bucket.name}`).digest('hex').slice(0, 8)}`);
+}
+
+/** An invoke of an unknown name catches up at most this often (a stream of typos must not become a stream of LISTs). */
+const MIN_REFRESH_INTERVAL_MS = 250;
+
+export class SharedDeployments implements FunctionRecorder, GraphRecorder {
+  /** Called after another control plane's function deploy (version) or delete (null) was applied. */
+  onFunction?: (name: string, version: FunctionVersion | null) => void;
+  /** Called after another control plane's graph deploy or delete was applied; a rejection is retried at the next poll. */
+  onGraph?: (name: string) => Promise<void>;
+  private readonly options: SharedDeploymentsOptions;
+  private readonly log: DeploymentLog;
+  private timer: NodeJS.Timeout | null = null;
+  private refreshing: Promise<void> | null = null;
+  private lastRefreshAt = 0;
+  /** Graphs whose runtime still has to catch up with an applied event. */
+  private readonly staleGraphs = new Set<string>();
+  /** Why the last poll failed (S3 down); null once one succeeds. */
+  lastError: Error | null = null;
+
+  private constructor(options: SharedDeploymentsOptions) {
+    this.options = options;
+    this.log = new DeploymentLog({ bucket: options.bucket, cursorPath: options.cursorPath, apply: (event, _seq, origin) => this.apply(event, origin) });
+  }
+
+  /** Replays what the local copy misses of the deploy log, before anything is served. */
+  static async open(options: SharedDeploymentsOptions): Promise<SharedDeployments> {
+    const shared = new SharedDeployments(options);
+    await shared.log.sync();
+    shared.staleGraphs.clear(); // graphs are launched from the store once caught up
+    return shared;
+  }
+
+  /** Starts polling the deploy log. */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.poll(), this.options.pollIntervalMs ?? 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  get position(): number {
+    return this.log.position;
+  }
+
+  private async poll(): Promise<void> {
+    try {
+      await this.log.sync();
+      this.lastError = null;
+    } catch (error) {
+      if (this.lastError === null) console.error(`tributary: cannot read the deploy log: ${(error as Error).message}`);
+      this.lastError = error as Error;
+    }
+    for (const name of [...this.staleGraphs]) {
+      try {
+        await this.onGraph?.(name);
+        this.staleGraphs.delete(name);
+      } catch (error) {
+        console.error(`tributary: graph '${name}' could not follow a deploy made elsewhere (retrying): ${(error as Error).message}`);
+      }
+    }
+  }
+
+  async refresh(): Promise<void> {
+    if (this.refreshing) return this.refreshing;
+    if (Date.now() - this.lastRefreshAt < MIN_REFRESH_INTERVAL_MS) return;
+    this.refreshing = this.poll().finally(() => {
+      this.lastRefreshAt = Date.now();
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  async addVersion(request: { name: string; kind: FunctionKind; sha256: string; code: string | Uint8Array } & FunctionLimits): Promise<FunctionVersion> {
+    // Code first: no event may name code the bucket does not hold.
+    await this.options.bucket.putIfAbsent(codeKey(request.sha256, request.kind), request.code, 'application/octet-stream');
+    const event = await this.log.append(() => ({
+      type: 'function-version' as const,
+      version: {
+        name: request.name,
+        version: this.options.registry.nextVersion(request.name),
+        kind: request.kind,
+        sha256: request.sha256,
+        createdAt: new Date().toISOString(),
+        memoryLimitMb: request.memoryLimitMb,
+        timeoutMs: request.timeoutMs,
+      },
+    }));
+    return event!.version;
+  }
+
+  async delete(name: string): Promise<boolean> {
+    const event = await this.log.append(() => (this.options.registry.get(name) ? { type: 'function-delete' as const, name } : null));
+    return event !== null;
+  }
+
+  async putGraph(name: string, spec: GraphSpec): Promise<StoredGraph> {
+    const event = await this.log.append(() => ({
+      type: 'graph-put' as const,
+      graph: { name, spec, version: (this.options.graphs.get(name)?.version ?? 0) + 1, updatedAt: new Date().toISOString() },
+    }));
+    return event!.graph;
+  }
+
+  async deleteGraph(name: string): Promise<void> {
+    await this.log.append(() => ({ type: 'graph-delete' as const, name }));
+  }
+
+  private async apply(event: DeploymentEvent, origin: EventOrigin): Promise<void> {
+    const { registry, graphs } = this.options;
+    switch (event.type) {
+      case 'function-version': {
+        const { version } = event;
+        if (!registry.hasCode(version.sha256, version.kind)) await this.fetchCode(version.sha256, version.kind);
+        registry.applyVersion(version);
+        if (origin === 'remote') this.onFunction?.(version.name, version);
+        return;
+      }
+      case 'function-delete':
+        registry.delete(event.name);
+        if (origin === 'remote') this.onFunction?.(event.name, null);
+        return;
+      case 'graph-put':
+        graphs.apply(event.graph);
+        if (origin === 'remote') this.staleGraphs.add(event.graph.name);
+        return;
+      case 'graph-delete':
+        graphs.delete(event.name);
+        if (origin === 'remote') this.staleGraphs.add(event.name);
+        return;
+    }
+  }
+
+  private async fetchCode(sha256: string, kind: FunctionKind): Promise<void> {
+    const key = codeKey(sha256, kind);
+    const code = await this.options.bucket.get(key);
+    if (code === null) throw new TributaryError('ERR_S3_UNAVAILABLE', `deployed code s3://${this.options.bucket.name}/${key} is missing`);
+    if (sha256Of(code) !== sha256) throw new TributaryError('ERR_S3_UNAVAILABLE', `deployed code s3://${this.options.bucket.name}/${key} does not match its SHA-256`);
+    this.options.registry.storeCode(code, kind);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Where a graph's Kafka records live. An edge is on Kafka when it starts at a Kafka source (the
+ * source's topic), ends at a Kafka sink (the sink's topic), or says `"transport": "kafka"` (a topic
+ * of its own, `tributary.<graph>.<from>.<to>`). A node fed by Kafka edges dead-letters to
+ * `tributary.<graph>.<node>.dlq` on its input's cluster, and consumes in the group
+ * `tributary.<graph>.<node>` (a Kafka source's own `group` when it names one).
+ */
+import type { EdgeSpec, GraphSpec, KafkaSinkSpec, KafkaSourceSpec } from '../graph-spec.ts';
+
+type EdgeEnds = Pick<EdgeSpec, 'from' | 'to' | 'transport'>;
+
+export function kafkaSourceOf(spec: GraphSpec, id: string): KafkaSourceSpec | undefined {
+  const source = spec.sources.find((s) => s.id === id);
+  return source?.type === 'kafka' ? source : undefined;
+}
+
+export function kafkaSinkOf(spec: GraphSpec, id: string): KafkaSinkSpec | undefined {
+  const sink = spec.sinks.find((s) => s.id === id);
+  return sink?.type === 'kafka' ? sink : undefined;
+}
+
+export function isKafkaEdge(spec: GraphSpec, edge: EdgeEnds): boolean {
+  return edge.transport === 'kafka' || kafkaSourceOf(spec, edge.from) !== undefined || kafkaSinkOf(spec, edge.to) !== undefined;
+}
+
+/** The edge's Kafka topic, or null for an edge on the embedded log. */
+export function kafkaTopicOf(graph: string, spec: GraphSpec, edge: EdgeEnds): string | null {
+  const source = kafkaSourceOf(spec, edge.from);
+  if (source) return source.topic;
+  const sink = kafkaSinkOf(spec, edge.to);
+  if (sink) return sink.topic;
+  return edge.transport === 'kafka' ? `tributary.${graph}.${edge.from}.${edge.to}` : null;
+}
+
+/** The brokers the edge's spec names (a source's or sink's own), or undefined for the platform's. */
+export function edgeBrokers(spec: GraphSpec, edge: EdgeEnds): string[] | undefined {
+  return kafkaSourceOf(spec, edge.from)?.brokers ?? kafkaSinkOf(spec, edge.to)?.brokers;
+}
+
+export function kafkaGroupOf(graph: string, spec: GraphSpec, edge: EdgeEnds): string {
+  return kafkaSourceOf(spec, edge.from)?.group ?? `tributary.${graph}.${edge.to}`;
+}
+
+export function kafkaDeadLetterTopic(graph: string, node: string): string {
+  return `tributary.${graph}.${node}.dlq`;
+}
+
+/** `${graph}/${node}/${topic}/${partition}`: one transactional producer per input partition, stable across restarts and processes. */
+export function transactionalIdOf(graph: string, node: string, topic: string, partition: number): string {
+  return `${graph}/${node}/${topic}/${partition}`;
+}
+
+/** Nodes consuming at least one Kafka edge. */
+export function kafkaNodes(spec: GraphSpec): Set<string> {
+  const nodes = new Set(spec.nodes.map((n) => n.id));
+  return new Set(spec.edges.filter((e) => nodes.has(e.to) && isKafkaEdge(spec, e)).map((e) => e.to));
+}
+
+/** Kafka hops (nodes consuming a Kafka edge) on the graph's longest path: they share its SLO. */
+export function kafkaHops(spec: GraphSpec): number {
+  const consumers = kafkaNodes(spec);
+  const memo = new Map<string, number>();
+  const depth = (id: string): number => {
+    const known = memo.get(id);
+    if (known !== undefined) return known;
+    memo.set(id, 0); // graphs are acyclic (validated); guards anyway
+    const next = spec.edges.filter((e) => e.from === id).map((e) => depth(e.to));
+    const value = (consumers.has(id) ? 1 : 0) + Math.max(0, ...next);
+    memo.set(id, value);
+    return value;
+  };
+  return Math.max(1, ...spec.sources.map((s) => depth(s.id)));
+}
