@@ -17,6 +17,7 @@
 #
 # Environment: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT + 1), KAFKA_VERSION (3.9.2,
 # the newest 3.9.x on Maven Central when this was written), KAFKA_START_TIMEOUT_S (120).
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-3.9.2}"
@@ -39,31 +40,11 @@ MARK="-Dtributary.service=kafka"
 CLI_JAVA=(java -Xmx128m -XX:TieredStopAtLevel=1 -Dlog4j.configuration="file:$STATE/log4j-cli.properties"
   -cp "$CLASSPATH_GLOB")
 
-say() { printf 'kafka: %s\n' "$*"; }
-die() {
-  printf 'kafka: error: %s\n' "$*" >&2
-  exit 1
-}
-
-# True while the process exists and is not a zombie.
-alive() {
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ "${stat%% *}" != Z ]]
-}
-
-# Prints the pid of our broker if it is running.
-running_pid() {
-  local pid
-  [[ -f "$PID_FILE" ]] || return 1
-  pid="$(<"$PID_FILE")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$MARK" || return 1
-  printf '%s\n' "$pid"
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+SERVICE=kafka
+IDENTITY="$MARK"
+# shellcheck source=lib/service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
+ready_now() { ready; }
 
 require_java() {
   local version
@@ -71,29 +52,6 @@ require_java() {
     die "java not found: Kafka needs a JDK >= 11 (Debian: apt-get install openjdk-17-jre-headless)"
   version="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
   ((${version%%.*} >= 11)) || die "java $version found: Kafka $KAFKA_VERSION needs Java >= 11"
-}
-
-# Installs Debian packages non-interactively. Returns non-zero when apt is unusable here
-# (no apt-get, not root and no password-less sudo, no network) instead of failing the script.
-apt_install() {
-  local sudo=() apt_log="$RUN/apt.log"
-  command -v apt-get >/dev/null || return 1
-  if ((EUID != 0)); then
-    if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then return 1; fi
-    sudo=(sudo -n)
-  fi
-  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300)
-  say "installing $* with apt-get (log: $apt_log)"
-  # One apt at a time across our scripts: kafka.sh and prometheus.sh may install concurrently.
-  (
-    flock -w 600 9 || exit 1
-    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-      "${apt[@]}" update >>"$apt_log" 2>&1 || exit 1
-    fi
-    "${apt[@]}" install --no-install-recommends "$@" >>"$apt_log" 2>&1 && exit 0
-    "${apt[@]}" update >>"$apt_log" 2>&1 &&
-      "${apt[@]}" install --no-install-recommends "$@" >>"$apt_log" 2>&1
-  ) 9>"$RUN/apt.lock"
 }
 
 ensure_kcat() {
@@ -199,49 +157,6 @@ EOF
   printf 'request.timeout.ms=3000\ndefault.api.timeout.ms=5000\n' >"$STATE/cli.properties"
 }
 
-stop_broker() {
-  local pid i
-  if ! pid="$(running_pid)"; then
-    rm -f "$PID_FILE"
-    say "not running"
-    return 0
-  fi
-  say "stopping (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT_S * 2; i++)); do
-    alive "$pid" || break
-    sleep 0.5
-  done
-  if alive "$pid"; then
-    say "still running after ${STOP_TIMEOUT_S}s: sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do
-      alive "$pid" || break
-      sleep 0.5
-    done
-  fi
-  rm -f "$PID_FILE"
-  say "stopped"
-}
-
-fail_start() {
-  local pid="$1" reason="$2"
-  printf 'kafka: error: %s; last lines of %s:\n' "$reason" "$LOG" >&2
-  tail -n 40 "$LOG" >&2 || true
-  if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -f "$PID_FILE"
-  exit 1
-}
-
-wait_ready() {
-  local pid="$1" deadline=$((SECONDS + START_TIMEOUT_S))
-  until ready; do
-    alive "$pid" || fail_start "$pid" "the broker exited during startup"
-    ((SECONDS < deadline)) || fail_start "$pid" "the broker did not answer within ${START_TIMEOUT_S}s"
-    sleep 0.5
-  done
-}
-
 start_broker() {
   local pid cluster_id
   require_java
@@ -256,12 +171,12 @@ start_broker() {
   if pid="$(running_pid)"; then
     if cmp -s "$staged/server.properties" "$STATE/server.properties"; then
       rm -rf "$staged"
-      wait_ready "$pid"
+      wait_ready "$pid" "the broker"
       say "already running (pid $pid) on 127.0.0.1:$KAFKA_PORT"
       return 0
     fi
     say "configuration changed: restarting"
-    stop_broker
+    stop_service
   fi
   mv "$staged/server.properties" "$staged/log4j.properties" "$STATE/"
   rm -rf "$staged"
@@ -290,17 +205,17 @@ start_broker() {
   printf '%s\n' "$pid" >"$PID_FILE"
   say "starting Kafka $KAFKA_VERSION (pid $pid), log $LOG"
 
-  wait_ready "$pid"
+  wait_ready "$pid" "the broker"
   say "ready on 127.0.0.1:$KAFKA_PORT (controller 127.0.0.1:$CONTROLLER_PORT)"
 }
 
 restart_broker() {
-  stop_broker
+  stop_service
   start_broker
 }
 
-clean_stop_broker() {
-  stop_broker
+clean_stop_service() {
+  stop_service
   rm -rf "$STATE/data"
   say "removed $STATE/data"
 }
@@ -321,14 +236,6 @@ status_broker() {
   return 1
 }
 
-# Serializes start/stop/restart: test files running in parallel may all ask for the broker.
-with_lock() {
-  mkdir -p "$STATE"
-  exec 9>"$STATE/lock"
-  flock -w $((START_TIMEOUT_S + 900)) 9 || die "timed out waiting for another kafka.sh to finish"
-  "$@"
-}
-
 usage() {
   echo "usage: $0 start | stop [--clean] | restart | status | classpath" >&2
   exit 2
@@ -338,8 +245,8 @@ case "${1:-}" in
 start) with_lock start_broker ;;
 stop)
   case "${2:-}" in
-  "") with_lock stop_broker ;;
-  --clean) with_lock clean_stop_broker ;;
+  "") with_lock stop_service ;;
+  --clean) with_lock clean_stop_service ;;
   *) usage ;;
   esac
   ;;

@@ -14,6 +14,7 @@
 #
 # Environment: PROM_TARGETS (127.0.0.1:8787; comma-separated host:port list, job `tributary`,
 # path /metrics), PROM_PORT (9090), PROM_START_TIMEOUT_S (30).
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 PROM_TARGETS="${PROM_TARGETS:-127.0.0.1:8787}"
@@ -28,76 +29,17 @@ PID_FILE="$STATE/prometheus.pid"
 LOG="$STATE/prometheus.log"
 CONFIG="$STATE/prometheus.yml"
 
-say() { printf 'prometheus: %s\n' "$*"; }
-die() {
-  printf 'prometheus: error: %s\n' "$*" >&2
-  exit 1
-}
-
-# True while the process exists and is not a zombie.
-alive() {
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ "${stat%% *}" != Z ]]
-}
-
-# Prints the pid of our server if it is running; its command line names our config file, so a
-# recycled pid or the system service is never mistaken for it.
-running_pid() {
-  local pid
-  [[ -f "$PID_FILE" ]] || return 1
-  pid="$(<"$PID_FILE")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--config.file=$CONFIG" || return 1
-  printf '%s\n' "$pid"
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Prints the status code of `GET $2` on 127.0.0.1:$1; fails when nothing answers HTTP.
-http_status() {
-  # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
-  timeout 5 bash -c '
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-    printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n" "$2" "$1" >&3
-    read -r proto code _ <&3 && [[ "$proto" == HTTP/* ]] && printf "%s\n" "$code"
-  ' _ "$1" "$2" 2>/dev/null
-}
+SERVICE=prometheus
+IDENTITY="--config.file=$CONFIG"
+# shellcheck source=lib/service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
+ready_now() { ready "$PROM_PORT"; }
 
 ready() { [[ "$(http_status "$1" /-/ready)" == 200 ]]; }
 
-# Installs Debian packages non-interactively; fails with a plain message when apt is unusable.
-apt_install() {
-  local sudo=() apt_log="$RUN/apt.log"
-  command -v apt-get >/dev/null || die "apt-get not found: install $* by hand"
-  if ((EUID != 0)); then
-    if ! command -v sudo >/dev/null || ! sudo -n true 2>/dev/null; then
-      die "not root and no password-less sudo: install $* by hand (apt-get install $*)"
-    fi
-    sudo=(sudo -n)
-  fi
-  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300)
-  say "installing $* with apt-get (log: $apt_log)"
-  # One apt at a time across our scripts: kafka.sh and prometheus.sh may install concurrently.
-  # --no-install-recommends: the recommended node exporter would be one more system service.
-  if ! (
-    flock -w 600 9 || exit 1
-    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-      "${apt[@]}" update >>"$apt_log" 2>&1 || exit 1
-    fi
-    "${apt[@]}" install --no-install-recommends "$@" >>"$apt_log" 2>&1 && exit 0
-    "${apt[@]}" update >>"$apt_log" 2>&1 &&
-      "${apt[@]}" install --no-install-recommends "$@" >>"$apt_log" 2>&1
-  ) 9>"$RUN/apt.lock"; then
-    tail -n 20 "$apt_log" >&2
-    die "apt-get could not install $*"
-  fi
-}
-
 ensure_prometheus() {
   command -v prometheus >/dev/null && return 0
-  apt_install prometheus
+  apt_install prometheus || die "apt-get could not install prometheus (log: $RUN/apt.log); install it by hand"
   command -v prometheus >/dev/null || die "the prometheus package installed no prometheus binary on PATH"
 }
 
@@ -138,49 +80,6 @@ EOF
   printf '# listen 127.0.0.1:%s\n' "$PROM_PORT"
 }
 
-stop_server() {
-  local pid i
-  if ! pid="$(running_pid)"; then
-    rm -f "$PID_FILE"
-    say "not running"
-    return 0
-  fi
-  say "stopping (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT_S * 4; i++)); do
-    alive "$pid" || break
-    sleep 0.25
-  done
-  if alive "$pid"; then
-    say "still running after ${STOP_TIMEOUT_S}s: sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do
-      alive "$pid" || break
-      sleep 0.5
-    done
-  fi
-  rm -f "$PID_FILE"
-  say "stopped"
-}
-
-fail_start() {
-  local pid="$1" reason="$2"
-  printf 'prometheus: error: %s; last lines of %s:\n' "$reason" "$LOG" >&2
-  tail -n 40 "$LOG" >&2 || true
-  if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -f "$PID_FILE"
-  exit 1
-}
-
-wait_ready() {
-  local pid="$1" deadline=$((SECONDS + START_TIMEOUT_S))
-  until ready "$PROM_PORT"; do
-    alive "$pid" || fail_start "$pid" "prometheus exited during startup"
-    ((SECONDS < deadline)) || fail_start "$pid" "prometheus was not ready within ${START_TIMEOUT_S}s"
-    sleep 0.25
-  done
-}
-
 start_server() {
   local pid staged
   mkdir -p "$STATE/data"
@@ -192,12 +91,12 @@ start_server() {
   if pid="$(running_pid)"; then
     if cmp -s "$staged" "$CONFIG"; then
       rm -f "$staged"
-      wait_ready "$pid"
+      wait_ready "$pid" "prometheus"
       say "already running (pid $pid) on http://127.0.0.1:$PROM_PORT, scraping $PROM_TARGETS"
       return 0
     fi
     say "configuration changed: restarting"
-    stop_server
+    stop_service
   fi
   mv "$staged" "$CONFIG"
 
@@ -214,17 +113,17 @@ start_server() {
   pid=$!
   printf '%s\n' "$pid" >"$PID_FILE"
   say "starting $(prometheus --version 2>&1 | head -n 1 | cut -d' ' -f1-3) (pid $pid), log $LOG"
-  wait_ready "$pid"
+  wait_ready "$pid" "prometheus"
   say "ready on http://127.0.0.1:$PROM_PORT, scraping $PROM_TARGETS every 1s"
 }
 
 restart_server() {
-  stop_server
+  stop_service
   start_server
 }
 
-clean_stop_server() {
-  stop_server
+clean_stop_service() {
+  stop_service
   rm -rf "$STATE/data"
   say "removed $STATE/data"
 }
@@ -245,14 +144,6 @@ status_server() {
   return 1
 }
 
-# Serializes start/stop/restart: test files running in parallel may all ask for the server.
-with_lock() {
-  mkdir -p "$STATE"
-  exec 9>"$STATE/lock"
-  flock -w $((START_TIMEOUT_S + 900)) 9 || die "timed out waiting for another prometheus.sh to finish"
-  "$@"
-}
-
 usage() {
   echo "usage: $0 start | stop [--clean] | restart | status" >&2
   exit 2
@@ -262,8 +153,8 @@ case "${1:-}" in
 start) with_lock start_server ;;
 stop)
   case "${2:-}" in
-  "") with_lock stop_server ;;
-  --clean) with_lock clean_stop_server ;;
+  "") with_lock stop_service ;;
+  --clean) with_lock clean_stop_service ;;
   *) usage ;;
   esac
   ;;

@@ -16,6 +16,7 @@
 #
 # Environment: S3_PORT (9000), S3_ACCESS_KEY (tributary), S3_SECRET_KEY (tributary-secret),
 # S3_START_TIMEOUT_S (60). S3Proxy 4.1.0 was the newest release on Maven Central when this was written.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 # The BOM versions in install_s3proxy are the ones this release's pom imports: update them together.
@@ -36,41 +37,11 @@ LOG="$STATE/s3proxy.log"
 # Put on the server's command line so that a recycled pid is never mistaken for our server.
 MARK="-Dtributary.service=s3"
 
-say() { printf 's3: %s\n' "$*"; }
-die() {
-  printf 's3: error: %s\n' "$*" >&2
-  exit 1
-}
-
-# True while the process exists and is not a zombie.
-alive() {
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ "${stat%% *}" != Z ]]
-}
-
-# Prints the pid of our server if it is running.
-running_pid() {
-  local pid
-  [[ -f "$PID_FILE" ]] || return 1
-  pid="$(<"$PID_FILE")"
-  [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$MARK" || return 1
-  printf '%s\n' "$pid"
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# Prints the status code of `GET $2` on 127.0.0.1:$1; fails when nothing answers HTTP.
-http_status() {
-  # shellcheck disable=SC2016 # expanded by the inner bash, from its arguments
-  timeout 5 bash -c '
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-    printf "GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n" "$2" "$1" >&3
-    read -r proto code _ <&3 && [[ "$proto" == HTTP/* ]] && printf "%s\n" "$code"
-  ' _ "$1" "$2" 2>/dev/null
-}
+SERVICE=s3
+IDENTITY="$MARK"
+# shellcheck source=lib/service.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/service.sh"
+ready_now() { ready "$S3_PORT"; }
 
 # Ready means the server answers an HTTP request, whatever the status (403 without credentials).
 ready() { http_status "$1" / >/dev/null; }
@@ -156,49 +127,6 @@ print_endpoint() {
     "(path-style, any region)"
 }
 
-stop_server() {
-  local pid i
-  if ! pid="$(running_pid)"; then
-    rm -f "$PID_FILE"
-    say "not running"
-    return 0
-  fi
-  say "stopping (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < STOP_TIMEOUT_S * 2; i++)); do
-    alive "$pid" || break
-    sleep 0.5
-  done
-  if alive "$pid"; then
-    say "still running after ${STOP_TIMEOUT_S}s: sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 20; i++)); do
-      alive "$pid" || break
-      sleep 0.5
-    done
-  fi
-  rm -f "$PID_FILE"
-  say "stopped"
-}
-
-fail_start() {
-  local pid="$1" reason="$2"
-  printf 's3: error: %s; last lines of %s:\n' "$reason" "$LOG" >&2
-  tail -n 40 "$LOG" >&2 || true
-  if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-  rm -f "$PID_FILE"
-  exit 1
-}
-
-wait_ready() {
-  local pid="$1" deadline=$((SECONDS + START_TIMEOUT_S))
-  until ready "$S3_PORT"; do
-    alive "$pid" || fail_start "$pid" "S3Proxy exited during startup"
-    ((SECONDS < deadline)) || fail_start "$pid" "S3Proxy did not answer within ${START_TIMEOUT_S}s"
-    sleep 0.25
-  done
-}
-
 start_server() {
   local pid staged
   require_java
@@ -210,13 +138,13 @@ start_server() {
   if pid="$(running_pid)"; then
     if cmp -s "$staged" "$STATE/s3proxy.conf"; then
       rm -f "$staged"
-      wait_ready "$pid"
+      wait_ready "$pid" "S3Proxy"
       say "already running (pid $pid)"
       print_endpoint
       return 0
     fi
     say "configuration changed: restarting"
-    stop_server
+    stop_service
   fi
   mv "$staged" "$STATE/s3proxy.conf"
 
@@ -233,18 +161,18 @@ start_server() {
   pid=$!
   printf '%s\n' "$pid" >"$PID_FILE"
   say "starting S3Proxy $S3PROXY_VERSION (pid $pid), log $LOG"
-  wait_ready "$pid"
+  wait_ready "$pid" "S3Proxy"
   say "ready"
   print_endpoint
 }
 
 restart_server() {
-  stop_server
+  stop_service
   start_server
 }
 
-clean_stop_server() {
-  stop_server
+clean_stop_service() {
+  stop_service
   rm -rf "$STATE/data"
   say "removed $STATE/data"
 }
@@ -265,14 +193,6 @@ status_server() {
   return 1
 }
 
-# Serializes start/stop/restart: test files running in parallel may all ask for the server.
-with_lock() {
-  mkdir -p "$STATE"
-  exec 9>"$STATE/lock"
-  flock -w $((START_TIMEOUT_S + 900)) 9 || die "timed out waiting for another s3.sh to finish"
-  "$@"
-}
-
 usage() {
   echo "usage: $0 start | stop [--clean] | restart | status" >&2
   exit 2
@@ -282,8 +202,8 @@ case "${1:-}" in
 start) with_lock start_server ;;
 stop)
   case "${2:-}" in
-  "") with_lock stop_server ;;
-  --clean) with_lock clean_stop_server ;;
+  "") with_lock stop_service ;;
+  --clean) with_lock clean_stop_service ;;
   *) usage ;;
   esac
   ;;
