@@ -18,6 +18,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import '../connectors/kafka/kafkajs-patches.ts'; // before kafkajs: the patched modules (see there)
 import kafkajs from 'kafkajs';
 import { startPlatform } from '../api/platform.ts';
 import { ensureService, SERVICE_DEFAULTS } from '../scripts/services.ts';
@@ -164,7 +165,7 @@ async function bareLoop(lines: string[]) {
 
 const dataDir = mkdtempSync(join(tmpdir(), 'tributary-bench-kafka-'));
 await ensureService('kafka');
-const platform = await startPlatform({ dataDir, autoscaleIntervalMs: 0, kafkaBrokers: BROKERS });
+const platform = await startPlatform({ dataDir, autoscaleIntervalMs: 0, kafkaBrokers: BROKERS, maxBatchRecords: Number(process.env.BENCH_KAFKA_BATCH ?? 1000) });
 
 async function graphRun(lines: string[], delivery: Delivery, commitIntervalMs?: number | 'auto') {
   const name = unique('wc');

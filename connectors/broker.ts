@@ -57,7 +57,7 @@ export interface GroupConsumerOptions {
   readCommitted?: boolean;
   /** Partitions processed at the same time (default: all of them). */
   concurrency?: number;
-  /** Longest wait of one fetch for new data (default 100 ms). */
+  /** Longest wait of one fetch for new data (default 20 ms: an idle consumer sends ~50 fetches/s; a busy one is not slowed). */
   maxWaitMs?: number;
   /** A member silent for this long is removed from the group (default 6000, the broker's minimum). */
   sessionTimeoutMs?: number;

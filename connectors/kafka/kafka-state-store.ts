@@ -19,6 +19,12 @@
  *
  * Applying is idempotent: writes of a batch ending at or below the applied offset are skipped,
  * so promoting twice, or an at-least-once replay of a batch already applied, changes nothing.
+ *
+ * Every exactly-once commit is staged and promoted, with or without writes: the applied offset is
+ * then a committed offset this store knows for certain. The scheduler needs that because kafkajs
+ * reads offsets without KIP-447's `requireStable`, and the group coordinator applies a committed
+ * transaction's offsets asynchronously after the transaction completes: a read right after
+ * fencing the previous owner can return an older offset than the one it committed.
  */
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
@@ -62,6 +68,12 @@ export class KafkaStateStore {
   /** Applies a batch's writes (at-most/at-least-once) unless one ending at or after `end` was applied. */
   apply(ns: string, partition: number, topic: string, end: number, writes: StateWrite[]): boolean {
     return this.transaction(() => this.applyLocked(ns, partition, topic, end, writes));
+  }
+
+  /** The end offset of a staged (not yet promoted) transaction, or null. */
+  pendingEnd(ns: string, partition: number, topic: string): number | null {
+    const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
+    return row ? Number(row.end_offset) : null;
   }
 
   /** Exactly-once, before the Kafka commit: keeps the writes aside until the commit's outcome is known. */

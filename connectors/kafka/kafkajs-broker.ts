@@ -257,7 +257,7 @@ class KafkaJsGroupConsumer implements GroupConsumer {
       // A joining member waits for every other member to rejoin, and they notice on their next heartbeat.
       heartbeatInterval: 1000,
       rebalanceTimeout: 20_000,
-      maxWaitTimeInMs: this.options.maxWaitMs ?? 100,
+      maxWaitTimeInMs: this.options.maxWaitMs ?? 20,
       maxBytesPerPartition: 1024 * 1024,
       readUncommitted: this.options.readCommitted === false,
       allowAutoTopicCreation: false,
@@ -336,7 +336,9 @@ class KafkaJsProducer implements BrokerProducer {
       transactionTimeout: options.transactionTimeoutMs ?? 30_000,
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner, // unused: every message names its partition
-      retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 5 },
+      // Short first retries: right after a commit, AddPartitionsToTxn answers CONCURRENT_TRANSACTIONS
+      // until the previous transaction's markers are written (a few ms), and kafkajs retries it.
+      retry: { initialRetryTime: 10, maxRetryTime: 2000, retries: 10 },
     });
   }
 
@@ -384,7 +386,7 @@ class KafkaJsProducer implements BrokerProducer {
           } catch (error) {
             // kafkajs #296: the previous transaction's markers are still being written; retry.
             if (isConcurrentTransactions(error) && attempt < 20) {
-              await new Promise((resolve) => setTimeout(resolve, 10 * (attempt + 1)));
+              await new Promise((resolve) => setTimeout(resolve, 5 * (attempt + 1)));
               continue;
             }
             throw translateKafkaError(error, `adding offsets to a transaction of ${what}`);

@@ -62,13 +62,17 @@ export function groupMessagesPerPartition({ topic, partitionMetadata, messages, 
   return result;
 }
 
-/** Replaces a kafkajs module in the CommonJS cache; must run before the modules using it load. */
-function install(module: string, replacement: unknown): void {
+/**
+ * Replaces a kafkajs module in the CommonJS cache before `user` (the module that captures it at
+ * load) loads. Throws if `user` loaded first: import this module before anything imports kafkajs.
+ */
+function install(module: string, user: string, replacement: unknown): void {
   const require = createRequire(import.meta.url);
+  if (require.cache[require.resolve(user)]) throw new Error(`kafkajs was loaded before connectors/kafka/kafkajs-patches.ts: import it first (${user} holds the unpatched ${module})`);
   const path = require.resolve(module);
-  if (!require.cache[path]) require(path); // load it, then swap its exports before its users capture them
+  if (!require.cache[path]) require(path);
   require.cache[path]!.exports = replacement;
 }
 
-install('kafkajs/src/consumer/filterAbortedMessages.js', filterAbortedMessages);
-install('kafkajs/src/producer/groupMessagesPerPartition.js', groupMessagesPerPartition);
+install('kafkajs/src/consumer/filterAbortedMessages.js', 'kafkajs/src/consumer/batch.js', filterAbortedMessages);
+install('kafkajs/src/producer/groupMessagesPerPartition.js', 'kafkajs/src/producer/sendMessages.js', groupMessagesPerPartition);

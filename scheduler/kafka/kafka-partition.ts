@@ -17,9 +17,12 @@
  * transactional producer with the stable transactionalId `${graph}/${node}/${topic}/${partition}`
  * registers (InitProducerId), which bumps the producer epoch — any older producer with that id,
  * a zombie owner included, can no longer commit — and completes or aborts the transaction it left.
- * Only then is the committed offset read (kafkajs's OffsetFetch lacks KIP-447's requireStable, so
- * earlier it could miss a pending commit), staged state recovered, and the fetch position moved
- * there. One producer per input partition, because kafkajs sends TxnOffsetCommit v0-v2 without
+ * Only then is the committed offset read, staged state recovered, and the fetch position moved
+ * there. kafkajs's OffsetFetch lacks KIP-447's requireStable, and even after InitProducerId the
+ * group coordinator applies a committed transaction's offsets asynchronously, so the offset read
+ * is raised to the last commit this data directory promoted, and re-read while a staged commit
+ * is past it (found by test/kafka-crash-recovery.test.ts: a stale read redid a committed batch).
+ * One producer per input partition, because kafkajs sends TxnOffsetCommit v0-v2 without
  * KIP-447's member id and generation: the group coordinator cannot fence a zombie's offsets, only
  * the transaction coordinator can, per transactionalId.
  *
@@ -71,6 +74,9 @@ interface OpenTransaction {
 }
 
 const MAX_BACKOFF_MS = 2000;
+/** Re-reads of a partition's offset while a staged transaction's outcome is unknown (10 × 100 ms). */
+const STABLE_OFFSET_RETRIES = 10;
+const STABLE_OFFSET_WAIT_MS = 100;
 const USER_FAULTS = new Set(['ERR_FN_TIMEOUT', 'ERR_FN_OOM', 'ERR_FN_BAD_RESPONSE']);
 
 export class KafkaPartition {
@@ -273,13 +279,13 @@ export class KafkaPartition {
     if (this.txn) {
       const commitStarted = performance.now();
       const txn = this.txn;
-      const staged = txn.writes.size > 0;
-      if (staged) this.ctx.state.stage(this.namespace, this.partition, this.ctx.topic, txn.end, toWrites(txn.writes));
+      // Staged even without writes: the promoted offset is what activation trusts (see KafkaStateStore).
+      this.ctx.state.stage(this.namespace, this.partition, this.ctx.topic, txn.end, toWrites(txn.writes));
       await txn.tx.sendOffsets(this.ctx.group, this.ctx.topic, this.partition, txn.end);
       await txn.tx.commit();
       this.txn = null;
       this.committed = txn.end;
-      if (staged) this.ctx.state.promote(this.namespace, this.partition, this.ctx.topic);
+      this.ctx.state.promote(this.namespace, this.partition, this.ctx.topic);
       this.ctx.task.onSinkAppend?.(txn.sinkRecords);
       this.lastCommitMs = performance.now() - commitStarted;
       return;
@@ -433,8 +439,20 @@ export class KafkaPartition {
       }
       this.producer = producer;
     }
-    const committed = (await broker.committed(group, topic))[this.partition] ?? -1;
-    if (this.delivery === 'exactly-once') this.ctx.state.recover(this.namespace, this.partition, topic, committed);
+    let committed = (await broker.committed(group, topic))[this.partition] ?? -1;
+    if (this.delivery === 'exactly-once') {
+      const { state } = this.ctx;
+      // kafkajs's OffsetFetch lacks KIP-447's requireStable: the group coordinator may not have
+      // applied the settled transaction's offsets yet. A promoted commit is certain; a staged one
+      // past the offset read is either aborted or not yet applied: re-read for up to a second.
+      committed = Math.max(committed, state.applied(this.namespace, this.partition, topic));
+      const pending = state.pendingEnd(this.namespace, this.partition, topic);
+      for (let i = 0; pending !== null && committed < pending && i < STABLE_OFFSET_RETRIES; i++) {
+        await new Promise((resolve) => setTimeout(resolve, STABLE_OFFSET_WAIT_MS));
+        committed = Math.max(committed, (await broker.committed(group, topic))[this.partition] ?? -1);
+      }
+      state.recover(this.namespace, this.partition, topic, committed);
+    }
     // A group without a committed offset starts at the earliest record still in the log.
     const start = committed >= 0 ? committed : ((await broker.lowWatermarks(topic))[this.partition] ?? 0);
     this.ctx.task.epochs.bump(this.partition);
