@@ -129,10 +129,17 @@ describe('Kafka WordCount under kill -9 of scaled-out hosts and a broker restart
 
     const expected = expectedCounts(lines);
     const total = [...expected.values()].reduce((a, b) => a + b, 0);
+    let eoSoFar = 0;
     const eo = await waitFor(async () => {
       const records = await readCommitted(sinks.eo, broker.brokers);
+      eoSoFar = records.length;
       return records.length >= total ? records : null;
-    }, 90_000, 'the exactly-once sink to hold every count');
+    }, 90_000, 'the exactly-once sink to hold every count').catch(async (error: Error) => {
+      // What the processes report, for the failure message.
+      const status = await Promise.all(servers.map(async (s) => ((await fetch(`${s.url}/v1/graphs/${graphName}`).then((r) => r.json()).catch(() => null)) as any)?.status));
+      const brief = status.map((st) => st && { edges: st.edges.map((e: any) => [e.from, e.to, e.state, e.reason, e.lag, e.partitions.map((p: any) => [p.committed, p.head, p.owned ? 'own' : ''])]), nodes: Object.fromEntries(Object.entries(st.nodes).map(([k, n]: [string, any]) => [k, [n.processed, n.lastError]])) });
+      throw new Error(`${error.message}: ${eoSoFar} of ${total}; status ${JSON.stringify(brief)}`);
+    });
     const alo = await waitFor(async () => {
       const seen = byWord(await readCommitted(sinks.alo, broker.brokers));
       return [...expected].every(([word, n]) => Math.max(0, ...(seen.get(word) ?? [])) >= n) ? seen : null;
@@ -150,7 +157,6 @@ describe('Kafka WordCount under kill -9 of scaled-out hosts and a broker restart
     expect(brokerRestarted).toBe(true);
 
     const eoSeen = byWord(eo);
-    if (process.env.KAFKA_TEST_DUMP) (await import('node:fs')).writeFileSync(process.env.KAFKA_TEST_DUMP, JSON.stringify({ eo, logs: servers.map((s) => s.output) }));
     expect(eo.length).toBe(total);
     expect(new Set(eoSeen.keys())).toEqual(new Set(expected.keys()));
     for (const [word, n] of expected) {

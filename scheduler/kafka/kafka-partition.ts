@@ -85,8 +85,6 @@ export class KafkaPartition {
   private lock: Promise<unknown> = Promise.resolve();
   private ready = false;
   private closed = false;
-  /** Set by an activation's seek: batches fetched from another offset are stale until one starts here. */
-  private seekTarget: number | null = null;
   /** Next offset to process (null: no committed offset yet, take what the consumer fetches). */
   private position: number | null = null;
   /** Last committed offset (the group's, as this owner knows it). */
@@ -171,10 +169,10 @@ export class KafkaPartition {
           return;
         }
       }
-      if (this.seekTarget !== null) {
-        if (batch.fetchedOffset !== this.seekTarget) return; // fetched before our seek took effect
-        this.seekTarget = null;
-      }
+      // Fetched before our seek took effect. (A fetch waits for every batch of the previous one, so
+      // once the seek is applied no older batch can arrive. Comparing offsets instead would wait
+      // forever when the first batch after the seek holds only aborted records, which the
+      // consumer skips without handing over.)
       if (control.isStale()) return;
       const position = this.position;
       const records = position === null ? batch.records : batch.records.filter((r) => r.offset >= position);
@@ -460,7 +458,6 @@ export class KafkaPartition {
     this.position = start;
     this.uncommitted = null;
     this.lastCommitAt = Date.now();
-    this.seekTarget = start;
     this.ctx.consumer()?.seek(this.partition, start);
     this.ready = true;
   }
