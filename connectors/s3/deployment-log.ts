@@ -41,6 +41,7 @@ export interface DeploymentLogOptions {
 
 const LOG_PREFIX = 'deploy/log/';
 const SEQ_DIGITS = 12;
+const EVENT_KEY = /^deploy\/log\/(\d{12})\.json$/;
 /** Give up an append after this many lost races in a row (a sign of something else than contention). */
 const MAX_APPEND_ATTEMPTS = 50;
 
@@ -84,7 +85,11 @@ export class DeploymentLog {
     const keys = await bucket.list(LOG_PREFIX, logKey(this.applied));
     let count = 0;
     for (const key of keys) {
-      const seq = Number(key.slice(LOG_PREFIX.length, LOG_PREFIX.length + SEQ_DIGITS));
+      // Only whole event keys: S3Proxy's filesystem backend lists an object being written under a
+      // temporary name (`<key>-<uuid>`), which is gone by the time it is read.
+      const match = EVENT_KEY.exec(key);
+      if (!match) continue;
+      const seq = Number(match[1]);
       if (!Number.isSafeInteger(seq) || seq <= this.applied) continue;
       const body = await bucket.get(key);
       if (body === null) throw new Error(`deploy log event ${key} vanished while being read`);
