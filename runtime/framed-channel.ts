@@ -51,6 +51,12 @@ export class FramedChannel<Out, In> {
     const body = serialize(message);
     const header = Buffer.allocUnsafe(HEADER_BYTES);
     header.writeUInt32LE(body.length, 0);
+    // An idle socket gets the frame at once (latency); while earlier bytes are still queued in
+    // the socket, frames gather and leave together at the end of the event-loop turn (throughput).
+    if (!this.flushScheduled && this.stream.writableLength === 0) {
+      this.stream.write(Buffer.concat([header, body]));
+      return;
+    }
     this.outgoing.push(header, body);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
