@@ -40,7 +40,16 @@ export type HostCall = DistributiveOmit<HostRequest, 'id'>;
 interface Pending {
   resolve(reply: HostReply): void;
   reject(error: TributaryError): void;
+  /** performance.now() after which the host is presumed wedged (see the watchdog). */
+  deadline: number;
 }
+
+/** Slack on top of a call's own timeout before its host is presumed wedged. */
+const WEDGED_AFTER_MS = 5000;
+/** Deadline of calls that carry no function timeout (stats, unload, validate of WASM). */
+const DEFAULT_CALL_MS = 30_000;
+/** After SIGTERM on close, a host that has not exited (event loop blocked) is SIGKILLed. */
+const CLOSE_GRACE_MS = 3000;
 
 class HostHandle {
   child: ChildProcess | null = null;
@@ -57,6 +66,7 @@ export class HostSupervisor {
   private readonly options: HostSupervisorOptions;
   private nextId = 1;
   private closing = false;
+  private watchdog: NodeJS.Timeout | null = null;
 
   constructor(options: HostSupervisorOptions = {}) {
     this.options = options;
@@ -71,6 +81,7 @@ export class HostSupervisor {
   /** Starts every host and resolves when all are ready. */
   async start(): Promise<void> {
     await Promise.all(this.hosts.map((_, index) => this.spawn(index)));
+    this.watch();
   }
 
   /** pid of each host (null while restarting), for tests and the status endpoint. */
@@ -109,7 +120,8 @@ export class HostSupervisor {
     if (!host.ready || !channel || channel.isClosed) throw new TributaryError('ERR_UNAVAILABLE', `host ${index} is not ready`);
     const id = this.nextId++;
     const reply = await new Promise<HostReply>((resolve, reject) => {
-      host.pending.set(id, { resolve, reject });
+      const timeoutMs = 'spec' in request ? request.spec.timeoutMs : DEFAULT_CALL_MS;
+      host.pending.set(id, { resolve, reject, deadline: performance.now() + timeoutMs + WEDGED_AFTER_MS });
       channel.send({ ...request, id } as HostRequest);
     });
     this.options.onStats?.(index, reply.stats);
@@ -188,15 +200,42 @@ export class HostSupervisor {
     this.hosts[index].child?.kill('SIGKILL');
   }
 
+  /**
+   * Watchdog: a host whose event loop is blocked (user code the isolate cannot interrupt) never
+   * answers. A call overdue by WEDGED_AFTER_MS past its own timeout gets its host SIGKILLed: the
+   * calls there fail with ERR_HOST_CRASHED and the host restarts, as after any crash.
+   */
+  private watch(): void {
+    this.watchdog = setInterval(() => {
+      const now = performance.now();
+      this.hosts.forEach((host, index) => {
+        for (const pending of host.pending.values()) {
+          if (pending.deadline < now) {
+            console.error(`tributary: host ${index} stopped answering (a call is ${WEDGED_AFTER_MS} ms past its timeout); killing it`);
+            this.kill(index);
+            return;
+          }
+        }
+      });
+    }, 1000);
+    this.watchdog.unref();
+  }
+
   async close(): Promise<void> {
     this.closing = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     await Promise.all(
       this.hosts.map(
         (host) =>
           new Promise<void>((resolve) => {
-            if (!host.child) return resolve();
-            host.child.once('exit', () => resolve());
-            host.child.kill('SIGTERM');
+            const child = host.child;
+            if (!child) return resolve();
+            const force = setTimeout(() => child.kill('SIGKILL'), CLOSE_GRACE_MS);
+            child.once('exit', () => {
+              clearTimeout(force);
+              resolve();
+            });
+            child.kill('SIGTERM');
           }),
       ),
     );

@@ -22,6 +22,15 @@ export function install(host: HostRefs, options: InstallOptions) {
   const global = globalThis;
   installWebApis(global, host);
   const fireTimer = installTimers(global, host);
+  // Atomics.wait would block the host's thread in a way V8's termination does not always
+  // interrupt; browsers forbid it on the main thread too.
+  Object.defineProperty(Atomics, 'wait', {
+    value: function wait() {
+      throw new TypeError('Atomics.wait is not allowed in functions (it would block the host); use Atomics.waitAsync');
+    },
+    writable: false,
+    configurable: false,
+  });
   const env = Object.freeze({});
   const dispatcher = createDispatcher(global, { maxBodyBytes: options.maxBodyBytes, env });
 
