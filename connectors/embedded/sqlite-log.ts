@@ -212,11 +212,6 @@ export class SqliteLog implements Transport {
     return (this.stmt.snapshot.all(namespace, partition) as Array<{ key: string; value: string | Uint8Array }>).map((row) => ({ key: row.key, value: row.value }));
   }
 
-  /** Deletes batches wholly below `before` (every consumer is past them). */
-  truncate(topic: string, partition: number, before: number): void {
-    this.db.prepare('DELETE FROM batches WHERE topic = ? AND partition = ? AND base + count <= ? AND base + count < ?').run(topic, partition, before, this.head(topic, partition));
-  }
-
   deleteTopics(prefix: string): void {
     this.db.prepare('DELETE FROM batches WHERE substr(topic, 1, ?) = ?').run(prefix.length, prefix);
     this.db.prepare('DELETE FROM offsets WHERE substr(topic, 1, ?) = ?').run(prefix.length, prefix);

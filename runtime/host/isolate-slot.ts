@@ -31,10 +31,9 @@ interface Invocation {
 type SyncEntry = 'load' | 'loadWasm' | 'fireTimer' | 'warmup';
 type AsyncEntry = 'fetch' | 'process';
 
-/** Entry points an invocation body may call: synchronous ones return the guest's value. */
+/** Entry points an invocation body may call (the hot path, fetch and process, is runEntry). */
 export interface GuestCall {
   sync(fn: 'loadWasm', args: unknown[]): unknown;
-  async(fn: AsyncEntry, payload: unknown): Promise<GuestResult<unknown>>;
 }
 
 /** V8 code cache for the bootstrap bundle: produced once per host process, by us. */
@@ -130,7 +129,6 @@ export class IsolateSlot implements BindingSink {
     this.invocation = { deadline, timeoutMs, fail };
     const call: GuestCall = {
       sync: (fn, args) => this.enterSync(fn, args),
-      async: (fn, payload) => this.enterAsync(fn, payload),
     };
     try {
       return await Promise.race([body(call), failed]);
@@ -205,18 +203,6 @@ export class IsolateSlot implements BindingSink {
 
   private enterSync(fn: SyncEntry, args: unknown[]): unknown {
     return this.guest[fn].applySync(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: this.remainingMs() });
-  }
-
-  private enterAsync(fn: AsyncEntry, payload: unknown): Promise<GuestResult<unknown>> {
-    const callId = this.nextCallId++;
-    const settled = new Promise<GuestResult<unknown>>((resolve) => this.calls.set(callId, resolve));
-    try {
-      this.guest.start.applySync(undefined, [callId, fn, payload], { arguments: { copy: true }, timeout: this.remainingMs() });
-    } catch (error) {
-      this.calls.delete(callId);
-      throw error;
-    }
-    return settled;
   }
 
   /** Hands a linked module's namespace to the guest dispatcher. */
