@@ -13,8 +13,24 @@ export const ERROR_CODES = {
   ERR_WASM_INVALID: { status: 400, kind: 'user', retriable: false },
   /** Request is malformed: bad query parameter, unsupported content type, bad name. */
   ERR_BAD_REQUEST: { status: 400, kind: 'user', retriable: false },
-  /** A request or response body exceeded its byte limit. */
+  /**
+   * A byte limit was exceeded: a request body, a function's response (body or header bytes), a
+   * batch's emitted bytes, or any message that would not fit the host channel. Fails that call only.
+   */
   ERR_TOO_LARGE: { status: 413, kind: 'user', retriable: false },
+  /** A JSON value (ingested record, emitted value) nests deeper than MAX_JSON_DEPTH. */
+  ERR_TOO_DEEP: { status: 400, kind: 'user', retriable: false },
+  /** A count limit was reached (functions, graphs, emits per record); the limit is in the message. */
+  ERR_QUOTA_EXCEEDED: { status: 400, kind: 'user', retriable: false },
+  /** A graph exceeds a size limit (nodes, edges, partitions, replicas.max); `problems` says which. */
+  ERR_GRAPH_TOO_LARGE: { status: 400, kind: 'user', retriable: false },
+  /** The request body did not arrive within BODY_READ_TIMEOUT_MS. */
+  ERR_BODY_TIMEOUT: { status: 408, kind: 'user', retriable: true },
+  /**
+   * The function's queue on its host is full (MAX_QUEUED_CALLS_PER_INSTANCE calls, or
+   * MAX_QUEUED_BYTES_PER_HOST bytes waiting): nothing ran; retry after `Retry-After` seconds.
+   */
+  ERR_OVERLOADED: { status: 503, kind: 'system', retriable: true },
   /** No function (or graph) with that name. */
   ERR_NOT_FOUND: { status: 404, kind: 'user', retriable: false },
   /** Missing or wrong bearer token. */
@@ -23,6 +39,8 @@ export const ERROR_CODES = {
   ERR_FN_THREW: { status: 500, kind: 'user', retriable: false },
   /** The function exceeded its `timeoutMs`; its isolate is discarded. */
   ERR_FN_TIMEOUT: { status: 504, kind: 'user', retriable: false },
+  /** The function used more than its CPU-time budget (`cpuLimitMs`); its isolate is discarded. */
+  ERR_FN_CPU_LIMIT: { status: 503, kind: 'user', retriable: false },
   /** The function exceeded its `memoryLimitMb`; its isolate is discarded. */
   ERR_FN_OOM: { status: 503, kind: 'user', retriable: false },
   /** The function returned something that is not a Response (or WASM broke the ABI). */

@@ -19,3 +19,50 @@ export const LOG_LINES_PER_FUNCTION = 1000;
 export const MAX_LOG_LINE_BYTES = 8 * 1024;
 /** Console lines one invocation may emit before further lines are dropped. */
 export const MAX_LOG_LINES_PER_INVOCATION = 200;
+
+/*
+ * Platform ceilings. Each is enforced at the boundary where the value arrives and answered with
+ * its own error code (see the limits table in README.md); none is a 500.
+ */
+
+/** CPU time one invocation may use, timers and awaits included (default: its timeoutMs, capped here). */
+export const MAX_CPU_LIMIT_MS = 30_000;
+
+/** Deployed functions per platform (ERR_QUOTA_EXCEEDED beyond). */
+export const MAX_FUNCTIONS = 10_000;
+/** Versions kept per function: older ones are pruned (code and isolates released once idle). */
+export const MAX_VERSIONS_PER_FUNCTION = 10;
+
+/** Graph size ceilings (ERR_GRAPH_TOO_LARGE). */
+export const MAX_GRAPHS = 1000;
+export const MAX_GRAPH_NODES = 256;
+export const MAX_GRAPH_EDGES = 1024;
+export const MAX_EDGE_PARTITIONS = 256;
+/** Partitions over all edges of one graph: each is a log partition and a consumer task. */
+export const MAX_GRAPH_PARTITIONS = 4096;
+/**
+ * replicas.max per node. A replica is one isolate; a host keeps at most 256 loaded instances and
+ * runs one isolate per core at a time, so more replicas than this cannot add capacity on one machine.
+ */
+export const MAX_REPLICAS = 64;
+
+/** Nesting depth of JSON values: ingested records, emitted values (ERR_TOO_DEEP). */
+export const MAX_JSON_DEPTH = 64;
+/** Bytes of a function response's header names and values together. */
+export const MAX_RESPONSE_HEADER_BYTES = 64 * 1024;
+/** Outputs one input record may emit (ERR_QUOTA_EXCEEDED fails that record). */
+export const MAX_EMITS_PER_RECORD = 10_000;
+/** Bytes of everything one batch emits (ERR_TOO_LARGE fails that batch). */
+export const MAX_BATCH_OUTPUT_BYTES = 64 * 1024 * 1024;
+/** Largest message on the control plane ↔ host channel; a bigger result fails its call with ERR_TOO_LARGE. */
+export const MAX_CHANNEL_MESSAGE_BYTES = 128 * 1024 * 1024;
+
+/** A request body must arrive within this long after its headers (ERR_BODY_TIMEOUT). */
+export const BODY_READ_TIMEOUT_MS = 30_000;
+
+/** Calls waiting for one function instance on a host, beyond the ones running (ERR_OVERLOADED beyond). */
+export const MAX_QUEUED_CALLS_PER_INSTANCE = 64;
+/** Payload bytes of calls waiting on one host (ERR_OVERLOADED beyond). */
+export const MAX_QUEUED_BYTES_PER_HOST = 256 * 1024 * 1024;
+/** Instances of one function version a host runs side by side when calls overlap (HTTP; a graph replica is always one). */
+export const MAX_INSTANCES_PER_FUNCTION = 4;
