@@ -21,6 +21,7 @@ import { Bucket, type S3Options } from '../connectors/s3/bucket.ts';
 import { S3StateStore } from '../connectors/s3/s3-state-store.ts';
 import { SharedDeployments, deploymentsDir } from '../connectors/s3/shared-deployments.ts';
 import { specKey } from '../runtime/function-spec.ts';
+import { Guard } from '../runtime/guard.ts';
 
 export interface PlatformOptions {
   /** Where functions and logs persist (default ./.tributary). */
@@ -67,6 +68,7 @@ export interface Platform {
 export async function startPlatform(options: PlatformOptions = {}): Promise<Platform> {
   const dataDir = resolve(options.dataDir ?? './.tributary');
   const metrics = new RuntimeMetrics();
+  const guard = new Guard({ onError: ({ where }) => metrics.controlPlaneErrors.inc({ where }) });
   const supervisor = new HostSupervisor({
     hosts: options.hosts,
     warmSlots: options.warmSlots,
@@ -113,6 +115,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     stableWindowMs: options.stableWindowMs,
     policy: options.policy,
     kafka,
+    guard,
   });
   if (shared) {
     shared.onFunction = (name, version) => {

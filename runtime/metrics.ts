@@ -43,6 +43,13 @@ export class RuntimeMetrics {
     registers: [this.registry],
   });
 
+  readonly controlPlaneErrors = new Counter({
+    name: 'tributary_control_plane_errors_total',
+    help: 'Errors caught in control-plane timers, intervals and event handlers (the loop went on), by where they happened',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tributary_controlplane_' });
   }

@@ -17,6 +17,7 @@ import { Autoscaler } from './autoscaler/autoscaler.ts';
 import { ModelPolicy, type ScalingPolicy } from './autoscaler/policy.ts';
 import type { GraphMetrics } from './graph-metrics.ts';
 import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
+import type { Guard } from '../runtime/guard.ts';
 
 export interface GraphServiceOptions {
   maxBatchRecords?: number;
@@ -39,6 +40,8 @@ export interface GraphServiceOptions {
   recorder?: GraphRecorder;
   /** Kafka clients and the state store of Kafka-fed nodes (graphs with Kafka sources, sinks or edges). */
   kafka?: KafkaRuntimeOptions;
+  /** Reports errors caught in the graphs' timers and handlers (default: log only). */
+  guard?: Guard;
 }
 
 /**
