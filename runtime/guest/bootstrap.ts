@@ -16,6 +16,8 @@ import type { GuestResult, ModuleShape } from './wire.ts';
 
 export interface InstallOptions {
   maxBodyBytes: number;
+  /** The isolate's heap limit: also the budget for memory V8 allocates outside the heap. */
+  memoryLimitMb: number;
 }
 
 export function install(host: HostRefs, options: InstallOptions) {

@@ -81,7 +81,7 @@ export class IsolateSlot implements BindingSink {
       script.release();
       const api = (await context.evalClosure(
         `const g = globalThis.__tributaryBoot; delete globalThis.__tributaryBoot;
-         return g({ log: $0, randomBytes: $1, urlParse: $2, urlSet: $3, structuredClone: $4, setTimer: $5, clearTimer: $6, settle: $7 }, { maxBodyBytes: $8 });`,
+         return g({ log: $0, randomBytes: $1, urlParse: $2, urlSet: $3, structuredClone: $4, setTimer: $5, clearTimer: $6, settle: $7 }, { maxBodyBytes: $8, memoryLimitMb: $9 });`,
         [
           new ivm.Reference((level: unknown, line: unknown) => bindings.log(sink, level, line)),
           new ivm.Reference(bindings.randomBytes),
@@ -92,6 +92,7 @@ export class IsolateSlot implements BindingSink {
           new ivm.Reference((id: unknown) => bindings.clearTimer(sink, id)),
           new ivm.Reference((id: unknown, result: unknown) => sink.settle(id as number, result)),
           options.maxBodyBytes,
+          options.memoryLimitMb,
         ],
         { result: { reference: true } },
       )) as ivm.Reference;
