@@ -1,3 +1,5 @@
+import { MAX_CPU_LIMIT_MS } from './limits.ts';
+
 /** What a host needs to know to run one version of a function. Plain data: crosses the IPC channel. */
 export type FunctionKind = 'js' | 'wasm';
 
@@ -6,6 +8,16 @@ export interface FunctionLimits {
   memoryLimitMb: number;
   /** Wall-clock budget per invocation in ms (default 1000), module evaluation included. */
   timeoutMs: number;
+  /**
+   * CPU-time budget per invocation in ms, timers and awaits included (default: timeoutMs, capped
+   * at MAX_CPU_LIMIT_MS). Absent on versions deployed before it existed: read it through cpuLimitOf.
+   */
+  cpuLimitMs?: number;
+}
+
+/** The CPU budget of a function: its own, else its timeout capped at MAX_CPU_LIMIT_MS. */
+export function cpuLimitOf(limits: FunctionLimits): number {
+  return limits.cpuLimitMs ?? Math.min(limits.timeoutMs, MAX_CPU_LIMIT_MS);
 }
 
 export interface FunctionSpec extends FunctionLimits {
@@ -23,7 +35,7 @@ export interface FunctionSpec extends FunctionLimits {
  * What makes two loaded instances interchangeable: same function, same code, same limits. The
  * version number is not part of it, so an upload can load the instance before its version exists.
  */
-export function specKey(spec: Pick<FunctionSpec, 'name' | 'sha256' | 'memoryLimitMb' | 'timeoutMs' | 'instanceTag'>): string {
+export function specKey(spec: Pick<FunctionSpec, 'name' | 'sha256' | 'memoryLimitMb' | 'timeoutMs' | 'cpuLimitMs' | 'instanceTag'>): string {
   const tag = spec.instanceTag ? `#${spec.instanceTag}` : '';
-  return `${spec.name}@${spec.sha256.slice(0, 16)}/${spec.memoryLimitMb}mb/${spec.timeoutMs}ms${tag}`;
+  return `${spec.name}@${spec.sha256.slice(0, 16)}/${spec.memoryLimitMb}mb/${spec.timeoutMs}ms/${cpuLimitOf(spec)}cpu${tag}`;
 }

@@ -18,6 +18,14 @@ export interface InstallOptions {
   maxBodyBytes: number;
   /** The isolate's heap limit: also the budget for memory V8 allocates outside the heap. */
   memoryLimitMb: number;
+  /** Bytes of a response's header names and values together (runtime/limits.ts MAX_RESPONSE_HEADER_BYTES). */
+  maxResponseHeaderBytes: number;
+  /** Outputs one input record may emit (MAX_EMITS_PER_RECORD). */
+  maxEmitsPerRecord: number;
+  /** Bytes of everything one batch emits (MAX_BATCH_OUTPUT_BYTES). */
+  maxBatchOutputBytes: number;
+  /** Nesting depth of emitted values (MAX_JSON_DEPTH). */
+  maxJsonDepth: number;
 }
 
 export function install(host: HostRefs, options: InstallOptions) {

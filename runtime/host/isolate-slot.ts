@@ -11,6 +11,7 @@
  */
 import ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
+import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_RESPONSE_HEADER_BYTES } from '../limits.ts';
 import type { GuestResult } from '../guest/wire.ts';
 import * as bindings from './host-bindings.ts';
 import type { BindingSink, LogLevel } from './host-bindings.ts';
@@ -34,6 +35,17 @@ type AsyncEntry = 'fetch' | 'process';
 /** Entry points an invocation body may call (the hot path, fetch and process, is runEntry). */
 export interface GuestCall {
   sync(fn: 'loadWasm', args: unknown[]): unknown;
+}
+
+/** The ceilings the guest enforces itself (runtime/limits.ts), handed over at boot. */
+function guestLimits(options: SlotOptions) {
+  return {
+    maxBodyBytes: options.maxBodyBytes,
+    maxResponseHeaderBytes: MAX_RESPONSE_HEADER_BYTES,
+    maxEmitsPerRecord: MAX_EMITS_PER_RECORD,
+    maxBatchOutputBytes: MAX_BATCH_OUTPUT_BYTES,
+    maxJsonDepth: MAX_JSON_DEPTH,
+  };
 }
 
 /** V8 code cache for the bootstrap bundle: produced once per host process, by us. */
@@ -81,7 +93,7 @@ export class IsolateSlot implements BindingSink {
       script.release();
       const api = (await context.evalClosure(
         `const g = globalThis.__tributaryBoot; delete globalThis.__tributaryBoot;
-         return g({ log: $0, randomBytes: $1, urlParse: $2, urlSet: $3, structuredClone: $4, setTimer: $5, clearTimer: $6, settle: $7 }, { maxBodyBytes: $8, memoryLimitMb: $9 });`,
+         return g({ log: $0, randomBytes: $1, urlParse: $2, urlSet: $3, structuredClone: $4, setTimer: $5, clearTimer: $6, settle: $7 }, { ...$8, memoryLimitMb: $9 });`,
         [
           new ivm.Reference((level: unknown, line: unknown) => bindings.log(sink, level, line)),
           new ivm.Reference(bindings.randomBytes),
@@ -91,7 +103,7 @@ export class IsolateSlot implements BindingSink {
           new ivm.Reference((id: unknown, delayMs: unknown) => bindings.setTimer(sink, id, delayMs)),
           new ivm.Reference((id: unknown) => bindings.clearTimer(sink, id)),
           new ivm.Reference((id: unknown, result: unknown) => sink.settle(id as number, result)),
-          options.maxBodyBytes,
+          new ivm.ExternalCopy(guestLimits(options)).copyInto(),
           options.memoryLimitMb,
         ],
         { result: { reference: true } },
