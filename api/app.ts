@@ -9,10 +9,10 @@
 import { Hono } from 'hono';
 import type { FunctionService } from '../runtime/function-service.ts';
 import type { HostSupervisor } from '../runtime/host-supervisor.ts';
-import { MAX_BODY_BYTES } from '../runtime/limits.ts';
+import { BODY_READ_TIMEOUT_MS, MAX_BODY_BYTES } from '../runtime/limits.ts';
 import type { RuntimeMetrics } from '../runtime/metrics.ts';
 import { requireToken } from './auth.ts';
-import { limitBody } from './body.ts';
+import type { BodyLimits } from './body.ts';
 import { errorBody, errorResponse } from './errors.ts';
 import { functionRoutes } from './routes/functions.ts';
 import { graphRoutes } from './routes/graphs.ts';
@@ -24,20 +24,28 @@ export interface AppServices {
   graphs: GraphService;
   supervisor: HostSupervisor;
   metrics: RuntimeMetrics;
-  /** When set, /v1/functions* and /v1/graphs* require `Authorization: Bearer <token>`. */
+  /**
+   * When set, /v1/functions*, /v1/graphs* and /metrics require `Authorization: Bearer <token>`;
+   * the invoke route never forwards it to a function.
+   */
   token?: string;
+  /** Largest request body (default MAX_BODY_BYTES): 413 ERR_TOO_LARGE beyond. */
   maxBodyBytes?: number;
+  /** Time a request body may take to arrive once a route reads it (default BODY_READ_TIMEOUT_MS): 408 ERR_BODY_TIMEOUT. */
+  bodyReadTimeoutMs?: number;
 }
 
 export function createApp(services: AppServices): Hono {
   const app = new Hono();
   const auth = requireToken(services.token);
-  const limit = limitBody(services.maxBodyBytes ?? MAX_BODY_BYTES);
+  // Bodies are read by the routes, after routing, through readBody (api/body.ts).
+  const body: BodyLimits = { maxBytes: services.maxBodyBytes ?? MAX_BODY_BYTES, timeoutMs: services.bodyReadTimeoutMs ?? BODY_READ_TIMEOUT_MS };
 
   app.onError((error, c) => errorResponse(c, error));
-  app.notFound((c) => c.json(errorBody('ERR_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname}`), 404));
+  app.notFound((c) => c.json(errorBody('ERR_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`), 404));
 
   app.get('/healthz', (c) => c.json({ status: 'ok', hosts: services.supervisor.pids() }));
+  app.use('/metrics', auth);
   app.get('/metrics', async (c) => {
     const { registry } = services.metrics;
     return c.body(await registry.metrics(), 200, { 'content-type': registry.contentType });
@@ -47,11 +55,8 @@ export function createApp(services: AppServices): Hono {
   app.use('/v1/functions/*', auth);
   app.use('/v1/graphs', auth);
   app.use('/v1/graphs/*', auth);
-  app.use('/v1/functions/*', limit);
-  app.use('/v1/invoke/*', limit);
-  app.route('/v1/functions', functionRoutes(services.functions));
-  app.route('/v1/invoke', invokeRoutes(services.functions));
-  app.use('/v1/graphs/*', limit);
-  app.route('/v1/graphs', graphRoutes(services.graphs));
+  app.route('/v1/functions', functionRoutes(services.functions, body));
+  app.route('/v1/invoke', invokeRoutes(services.functions, { body, token: services.token }));
+  app.route('/v1/graphs', graphRoutes(services.graphs, body));
   return app;
 }

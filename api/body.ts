@@ -1,11 +1,72 @@
-/** Request bodies with a byte ceiling: 413 ERR_TOO_LARGE before anything is buffered past it. */
-import type { MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { errorBody } from './errors.ts';
+/**
+ * Request bodies, read only once a route has decided it wants them (the function exists, the
+ * upload's name, content type, limits and quota are fine) and never without bounds: at most
+ * `maxBytes` (413 ERR_TOO_LARGE, counted while streaming, so a body without Content-Length cannot
+ * grow past it either) and within `timeoutMs` of starting to read (408 ERR_BODY_TIMEOUT, so a
+ * client that stalls mid-body cannot pin what it sent so far).
+ *
+ * @example
+ *   const bytes = await readBody(c.req.raw, { maxBytes: MAX_BODY_BYTES, timeoutMs: BODY_READ_TIMEOUT_MS });
+ */
+import { TributaryError } from '../runtime/errors.ts';
 
-export function limitBody(maxBytes: number): MiddlewareHandler {
-  return bodyLimit({
-    maxSize: maxBytes,
-    onError: (c) => c.json(errorBody('ERR_TOO_LARGE', `request body exceeds ${maxBytes} bytes`), 413),
+export interface BodyLimits {
+  /** Largest body accepted, in bytes (default MAX_BODY_BYTES). */
+  maxBytes: number;
+  /** Time the whole body may take to arrive once reading starts (default BODY_READ_TIMEOUT_MS). */
+  timeoutMs: number;
+}
+
+/** The body's bytes (empty when there is none); the stream is cancelled on any failure. */
+export async function readBody(request: Request, limits: BodyLimits): Promise<Uint8Array> {
+  const declared = request.headers.get('content-length');
+  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > limits.maxBytes) throw tooLarge(limits.maxBytes);
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new TributaryError('ERR_BODY_TIMEOUT', `request body did not arrive within ${limits.timeoutMs} ms`)),
+      limits.timeoutMs,
+    );
   });
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), expired]);
+      if (done) break;
+      total += value.byteLength;
+      if (total > limits.maxBytes) throw tooLarge(limits.maxBytes);
+      chunks.push(value);
+    }
+  } catch (error) {
+    reader.cancel().catch(() => {});
+    if (error instanceof TributaryError) throw error;
+    // The client went away mid-body (reset, aborted): nothing to answer it, nothing to log.
+    throw new TributaryError('ERR_BAD_REQUEST', 'request body could not be read (connection closed mid-body)');
+  } finally {
+    clearTimeout(timer);
+  }
+  return concat(chunks, total);
+}
+
+/** The body as UTF-8 text (invalid sequences replaced: JSON parsing reports them). */
+export async function readText(request: Request, limits: BodyLimits): Promise<string> {
+  return new TextDecoder().decode(await readBody(request, limits));
+}
+
+function tooLarge(maxBytes: number): TributaryError {
+  return new TributaryError('ERR_TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0];
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
 }

@@ -52,6 +52,17 @@ export interface PlatformOptions {
    * `pollIntervalMs`, default 1000). Checked at startup: a bad setting fails with ERR_S3_CONFIG.
    */
   s3?: S3Options & { pollIntervalMs?: number };
+  /** Functions that may exist at once (default MAX_FUNCTIONS): a new name beyond is 400 ERR_QUOTA_EXCEEDED. */
+  maxFunctions?: number;
+  /** Versions kept per function (default MAX_VERSIONS_PER_FUNCTION); older ones are pruned on deploy. */
+  maxVersionsPerFunction?: number;
+  /** Largest request body (default MAX_BODY_BYTES): 413 ERR_TOO_LARGE beyond. */
+  maxBodyBytes?: number;
+  /**
+   * Time a request body may take to arrive (default BODY_READ_TIMEOUT_MS, 30 s): 408
+   * ERR_BODY_TIMEOUT, and the HTTP server's request timeout is derived from it (api/server.ts).
+   */
+  bodyReadTimeoutMs?: number;
 }
 
 export interface Platform {
@@ -85,7 +96,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const bucket = options.s3 ? await Bucket.open(options.s3) : null;
   // With S3, functions and graphs are a local copy of the bucket's deploy log.
   const deployDir = bucket ? deploymentsDir(dataDir, bucket) : dataDir;
-  const registry = new FunctionRegistry(deployDir);
+  const registry = new FunctionRegistry(deployDir, { maxVersions: options.maxVersionsPerFunction });
   const graphStore = new GraphStore(deployDir);
   const log = new SqliteLog({ dataDir, fsync: options.fsync });
   // Kafka clients connect lazily: a graph without Kafka edges never opens a connection.
@@ -102,7 +113,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     }
   }
   await supervisor.start();
-  const functions = new FunctionService(registry, supervisor, metrics, shared);
+  const functions = new FunctionService(registry, supervisor, metrics, { recorder: shared, maxFunctions: options.maxFunctions });
   const graphs = new GraphService(graphStore, log, functions, {
     stateStore,
     recorder: shared,
@@ -119,14 +130,22 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   });
   if (shared) {
     shared.onFunction = (name, version) => {
-      if (version === null) functions.logs.drop(name);
+      if (version === null) functions.forget(name).catch((error: unknown) => guard.report('shared.onFunction', { function: name }, error));
       void supervisor.broadcast(version === null ? { op: 'unload', name } : { op: 'unload', name, exceptKey: specKey(version) });
     };
     shared.onGraph = (name) => graphs.refresh(name);
     shared.start();
   }
   graphs.start();
-  const app = createApp({ functions, graphs, supervisor, metrics, token: options.token ?? process.env.TRIBUTARY_TOKEN });
+  const app = createApp({
+    functions,
+    graphs,
+    supervisor,
+    metrics,
+    token: options.token ?? process.env.TRIBUTARY_TOKEN,
+    maxBodyBytes: options.maxBodyBytes,
+    bodyReadTimeoutMs: options.bodyReadTimeoutMs,
+  });
   return {
     app,
     functions,

@@ -1,6 +1,7 @@
 /** A small HTTP client for the CLI's remote commands; errors print their stable code. */
 export interface ClientOptions {
   url: string;
+  /** The management token: sent as `Authorization: Bearer`, except to /v1/invoke/ (tenants' functions). */
   token?: string;
 }
 
@@ -16,7 +17,7 @@ export class ApiError extends Error {
 
 export async function request(options: ClientOptions, method: string, path: string, init: { body?: string | Uint8Array; contentType?: string } = {}): Promise<Response> {
   const headers: Record<string, string> = {};
-  if (options.token) headers.authorization = `Bearer ${options.token}`;
+  if (options.token && !path.startsWith('/v1/invoke/')) headers.authorization = `Bearer ${options.token}`;
   if (init.contentType) headers['content-type'] = init.contentType;
   let response: Response;
   try {

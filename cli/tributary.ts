@@ -1,7 +1,8 @@
 #!/usr/bin/env -S node --no-node-snapshot
 /**
  * The `tributary` command line: `serve` runs the platform; the other commands talk to a running
- * one at --url (default $TRIBUTARY_URL or http://127.0.0.1:8787) with $TRIBUTARY_TOKEN if set.
+ * one at --url (default $TRIBUTARY_URL or http://127.0.0.1:8787), the management ones with
+ * $TRIBUTARY_TOKEN if set. `invoke` never sends the token: the request reaches a tenant's function.
  */
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
@@ -20,8 +21,14 @@ const common = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+/** The management API's client: with the token. */
 function client(values: Record<string, unknown>): ClientOptions {
   return { url: String(values.url), token: process.env.TRIBUTARY_TOKEN };
+}
+
+/** The invoke route's client: never the token, which would be handed to someone else's code. */
+function anonymous(values: Record<string, unknown>): ClientOptions {
+  return { url: String(values.url) };
 }
 
 function need(positionals: string[], index: number, what: string): string {
@@ -78,9 +85,15 @@ const commands: Record<string, Command> = {
     },
   },
   deploy: {
-    usage: 'tributary deploy <file.js|file.wasm> [--name NAME] [--memory-limit-mb N] [--timeout-ms N]',
+    usage: 'tributary deploy <file.js|file.wasm> [--name NAME] [--memory-limit-mb N] [--timeout-ms N] [--cpu-limit-ms N]',
     summary: 'upload a function (a new version if it exists)',
-    options: { ...common, name: { type: 'string' }, 'memory-limit-mb': { type: 'string' }, 'timeout-ms': { type: 'string' } },
+    options: {
+      ...common,
+      name: { type: 'string' },
+      'memory-limit-mb': { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      'cpu-limit-ms': { type: 'string' },
+    },
     async run({ values, positionals }) {
       const file = need(positionals, 0, 'file');
       const wasm = extname(file) === '.wasm';
@@ -88,6 +101,7 @@ const commands: Record<string, Command> = {
       const query = new URLSearchParams();
       if (values['memory-limit-mb']) query.set('memoryLimitMb', String(values['memory-limit-mb']));
       if (values['timeout-ms']) query.set('timeoutMs', String(values['timeout-ms']));
+      if (values['cpu-limit-ms']) query.set('cpuLimitMs', String(values['cpu-limit-ms']));
       const res = await request(client(values), 'PUT', `/v1/functions/${encodeURIComponent(name)}?${query}`, {
         body: readFileSync(file),
         contentType: wasm ? 'application/wasm' : 'application/javascript',
@@ -102,7 +116,7 @@ const commands: Record<string, Command> = {
     async run({ values, positionals }) {
       const name = need(positionals, 0, 'name');
       const method = String(values.method ?? (values.data === undefined ? 'GET' : 'POST'));
-      const res = await request(client(values), method, `/v1/invoke/${encodeURIComponent(name)}${values.path}`, {
+      const res = await request(anonymous(values), method, `/v1/invoke/${encodeURIComponent(name)}${values.path}`, {
         body: values.data === undefined ? undefined : String(values.data),
       });
       process.stdout.write(Buffer.from(await res.arrayBuffer()));

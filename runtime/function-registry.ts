@@ -1,19 +1,25 @@
 /**
  * Uploaded functions and their versions, persisted in the data directory: metadata in SQLite
- * (`tributary.db`, WAL), code in immutable content-addressed files (`code/<sha256>.js|.wasm`).
- * A re-upload makes a new version; older versions stay readable so calls in flight finish on them.
+ * (`functions.db`, WAL), code in immutable content-addressed files (`code/<sha256>.js|.wasm`).
+ * A re-upload makes a new version; the previous ones stay readable so calls in flight finish on
+ * them, up to `maxVersions` per function: older rows are removed and their code files deleted once
+ * no remaining version uses the same bytes.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, renameSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { LRUCache } from 'lru-cache';
 import { TributaryError } from './errors.ts';
-import type { FunctionKind, FunctionLimits, FunctionSpec } from './function-spec.ts';
+import { cpuLimitOf, type FunctionKind, type FunctionLimits, type FunctionSpec } from './function-spec.ts';
+import { MAX_VERSIONS_PER_FUNCTION } from './limits.ts';
 
 /** Names are URL path segments and log labels: keep them boring. */
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export interface FunctionVersion extends FunctionLimits {
+  /** Always set on versions read from the registry (cpuLimitOf for versions stored before it existed). */
+  cpuLimitMs?: number;
   name: string;
   version: number;
   kind: FunctionKind;
@@ -29,7 +35,22 @@ interface Row {
   created_at: string;
   memory_limit_mb: number;
   timeout_ms: number;
+  /** NULL on rows written before the column existed. */
+  cpu_limit_ms: number | null;
 }
+
+export interface RegistryOptions {
+  /** Versions kept per function (default MAX_VERSIONS_PER_FUNCTION); older ones are pruned on deploy. */
+  maxVersions?: number;
+}
+
+/**
+ * Latest versions kept in memory for the invoke path: hits only (an unknown name is looked up in
+ * SQLite every time, so a flood of made-up names costs queries, not memory), bounded by count and
+ * by approximate bytes.
+ */
+const CACHE_ENTRIES = 4096;
+const CACHE_BYTES = 4 * 1024 * 1024;
 
 export function assertFunctionName(name: string): void {
   if (!NAME_PATTERN.test(name)) {
@@ -44,10 +65,16 @@ export function sha256Of(code: string | Uint8Array): string {
 export class FunctionRegistry {
   private readonly db: DatabaseSync;
   private readonly codeDir: string;
-  /** Latest live version by name; the invoke path reads it on every call. Dropped on any write. */
-  private readonly latest = new Map<string, FunctionVersion | null>();
+  private readonly maxVersions: number;
+  /** Latest live version by name, for names that exist; the invoke path reads it on every call. Dropped on any write. */
+  private readonly latest = new LRUCache<string, FunctionVersion>({
+    max: CACHE_ENTRIES,
+    maxSize: CACHE_BYTES,
+    sizeCalculation: (version) => 256 + version.name.length,
+  });
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, options: RegistryOptions = {}) {
+    this.maxVersions = options.maxVersions ?? MAX_VERSIONS_PER_FUNCTION;
     mkdirSync(dataDir, { recursive: true });
     this.codeDir = join(dataDir, 'code');
     mkdirSync(this.codeDir, { recursive: true });
@@ -66,6 +93,14 @@ export class FunctionRegistry {
         deleted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (name, version)
       );`);
+    // Databases from before cpuLimitMs existed: add the column; their rows read as cpuLimitOf().
+    const columns = this.db.prepare('PRAGMA table_info(function_versions)').all() as Array<{ name: string }>;
+    if (!columns.some((column) => column.name === 'cpu_limit_ms')) this.db.exec('ALTER TABLE function_versions ADD COLUMN cpu_limit_ms INTEGER');
+  }
+
+  /** Entries of the latest-version cache (tests assert it stays bounded). */
+  get cacheSize(): number {
+    return this.latest.size;
   }
 
   codePath(sha256: string, kind: FunctionKind): string {
@@ -84,24 +119,61 @@ export class FunctionRegistry {
     return sha256;
   }
 
-  /** Records a new version of `name`; versions count up from 1 and are never reused. */
+  /**
+   * Records a new version of `name`; versions count up from 1 and are never reused. Versions
+   * beyond the newest `maxVersions` are pruned (see `prune`).
+   */
   addVersion(name: string, kind: FunctionKind, sha256: string, limits: FunctionLimits): FunctionVersion {
     const createdAt = new Date().toISOString();
+    const cpuLimitMs = cpuLimitOf(limits);
     this.db.exec('BEGIN IMMEDIATE');
+    let next: number;
     try {
-      const { next } = this.db.prepare('SELECT COALESCE(MAX(version), 0) + 1 AS next FROM function_versions WHERE name = ?').get(name) as {
-        next: number;
-      };
+      next = (this.db.prepare('SELECT COALESCE(MAX(version), 0) + 1 AS next FROM function_versions WHERE name = ?').get(name) as { next: number }).next;
       this.db
-        .prepare('INSERT INTO function_versions (name, version, kind, sha256, created_at, memory_limit_mb, timeout_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(name, next, kind, sha256, createdAt, limits.memoryLimitMb, limits.timeoutMs);
+        .prepare('INSERT INTO function_versions (name, version, kind, sha256, created_at, memory_limit_mb, timeout_ms, cpu_limit_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(name, next, kind, sha256, createdAt, limits.memoryLimitMb, limits.timeoutMs, cpuLimitMs);
       this.db.exec('COMMIT');
-      this.latest.delete(name);
-      return { name, version: next, kind, sha256, createdAt, ...limits };
     } catch (error) {
       this.db.exec('ROLLBACK');
       throw error;
     }
+    this.latest.delete(name);
+    this.prune(name);
+    return { name, version: next, kind, sha256, createdAt, memoryLimitMb: limits.memoryLimitMb, timeoutMs: limits.timeoutMs, cpuLimitMs };
+  }
+
+  /**
+   * Removes the rows of `name` older than its newest `maxVersions` live versions (and rows an
+   * earlier delete marked, but the newest row), then deletes the code files no remaining live version uses. Only
+   * this data directory's files: a bucket's code objects are never touched. Hosts release the
+   * pruned versions' isolates once idle when told to unload all but the latest (FunctionService).
+   * Returns the pruned versions.
+   */
+  prune(name: string): FunctionVersion[] {
+    const oldestKept = this.db
+      .prepare('SELECT version FROM function_versions WHERE name = ? AND deleted = 0 ORDER BY version DESC LIMIT 1 OFFSET ?')
+      .get(name, this.maxVersions - 1) as { version: number } | undefined;
+    // The newest row is never removed, live or marked, so MAX(version) and the numbering stay as they were.
+    const where = 'name = ? AND version < (SELECT MAX(version) FROM function_versions WHERE name = ?) AND (deleted = 1 OR version < ?)';
+    const args = [name, name, oldestKept?.version ?? 0] as const;
+    const pruned = (this.db.prepare(`SELECT * FROM function_versions WHERE ${where}`).all(...args) as unknown as Row[]).map(fromRow);
+    if (pruned.length === 0) return [];
+    this.db.prepare(`DELETE FROM function_versions WHERE ${where}`).run(...args);
+    const used = this.db.prepare('SELECT 1 FROM function_versions WHERE sha256 = ? AND kind = ? AND deleted = 0 LIMIT 1');
+    const checked = new Set<string>();
+    for (const version of pruned) {
+      const path = this.codePath(version.sha256, version.kind);
+      if (checked.has(path)) continue;
+      checked.add(path);
+      if (used.get(version.sha256, version.kind) === undefined) rmSync(path, { force: true });
+    }
+    return pruned;
+  }
+
+  /** Live functions (names with at least one version not deleted). */
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(DISTINCT name) AS n FROM function_versions WHERE deleted = 0').get() as { n: number }).n;
   }
 
   /** The number `addVersion` would give the next version of `name` (deleted versions count). */
@@ -113,15 +185,16 @@ export class FunctionRegistry {
    * Records a version numbered elsewhere (shared deployments replaying the bucket's deploy log):
    * idempotent, and live even if an earlier delete marked its row. Its code must be stored first.
    */
-  applyVersion(version: FunctionVersion): void {
+  applyVersion(version: FunctionVersion): FunctionVersion[] {
     this.db
       .prepare(
-        `INSERT INTO function_versions (name, version, kind, sha256, created_at, memory_limit_mb, timeout_ms, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, 0)
+        `INSERT INTO function_versions (name, version, kind, sha256, created_at, memory_limit_mb, timeout_ms, cpu_limit_ms, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
          ON CONFLICT (name, version) DO UPDATE SET kind = excluded.kind, sha256 = excluded.sha256, created_at = excluded.created_at,
-           memory_limit_mb = excluded.memory_limit_mb, timeout_ms = excluded.timeout_ms, deleted = 0`,
+           memory_limit_mb = excluded.memory_limit_mb, timeout_ms = excluded.timeout_ms, cpu_limit_ms = excluded.cpu_limit_ms, deleted = 0`,
       )
-      .run(version.name, version.version, version.kind, version.sha256, version.createdAt, version.memoryLimitMb, version.timeoutMs);
+      .run(version.name, version.version, version.kind, version.sha256, version.createdAt, version.memoryLimitMb, version.timeoutMs, version.cpuLimitMs ?? null);
     this.latest.delete(version.name);
+    return this.prune(version.name);
   }
 
   hasCode(sha256: string, kind: FunctionKind): boolean {
@@ -133,7 +206,7 @@ export class FunctionRegistry {
     const cached = this.latest.get(name);
     if (cached !== undefined) return cached;
     const found = this.read(name);
-    this.latest.set(name, found);
+    if (found) this.latest.set(name, found);
     return found;
   }
 
@@ -189,6 +262,7 @@ export class FunctionRegistry {
       sha256: version.sha256,
       memoryLimitMb: version.memoryLimitMb,
       timeoutMs: version.timeoutMs,
+      cpuLimitMs: cpuLimitOf(version),
       codePath: this.codePath(version.sha256, version.kind),
     };
   }
@@ -207,5 +281,6 @@ function fromRow(row: Row): FunctionVersion {
     createdAt: row.created_at,
     memoryLimitMb: row.memory_limit_mb,
     timeoutMs: row.timeout_ms,
+    cpuLimitMs: row.cpu_limit_ms ?? cpuLimitOf({ memoryLimitMb: row.memory_limit_mb, timeoutMs: row.timeout_ms }),
   };
 }

@@ -3,11 +3,12 @@
  * (route to the function's host, record metrics and console output), list, delete.
  */
 import { TributaryError } from './errors.ts';
-import { specKey, type FunctionKind, type FunctionLimits } from './function-spec.ts';
+import { cpuLimitOf, specKey, type FunctionKind, type FunctionLimits } from './function-spec.ts';
 import { FunctionRegistry, assertFunctionName, sha256Of, type FunctionVersion } from './function-registry.ts';
 import type { WireBatch, WireBatchResult, WireRequest, WireResponse } from './guest/wire.ts';
 import type { LogLine } from './host/function-instance.ts';
 import type { HostSupervisor } from './host-supervisor.ts';
+import { MAX_CPU_LIMIT_MS, MAX_FUNCTIONS } from './limits.ts';
 import { LogBuffer } from './log-buffer.ts';
 import type { RuntimeMetrics } from './metrics.ts';
 
@@ -30,39 +31,77 @@ export interface FunctionRecorder {
   refresh(): Promise<void>;
 }
 
+export interface FunctionServiceOptions {
+  recorder?: FunctionRecorder;
+  /** Functions that may exist at once (default MAX_FUNCTIONS): deploying a new name beyond is ERR_QUOTA_EXCEEDED. */
+  maxFunctions?: number;
+}
+
 export class FunctionService {
   readonly registry: FunctionRegistry;
   readonly logs = new LogBuffer();
   private readonly supervisor: HostSupervisor;
   private readonly metrics: RuntimeMetrics;
   private readonly recorder: FunctionRecorder | undefined;
+  private readonly maxFunctions: number;
+  /** New names being deployed (validated on a host, not yet recorded): they count against the quota. */
+  private readonly arriving = new Set<string>();
 
-  constructor(registry: FunctionRegistry, supervisor: HostSupervisor, metrics: RuntimeMetrics, recorder?: FunctionRecorder) {
+  constructor(registry: FunctionRegistry, supervisor: HostSupervisor, metrics: RuntimeMetrics, options: FunctionServiceOptions = {}) {
     this.registry = registry;
     this.supervisor = supervisor;
     this.metrics = metrics;
-    this.recorder = recorder;
+    this.recorder = options.recorder;
+    this.maxFunctions = options.maxFunctions ?? MAX_FUNCTIONS;
+  }
+
+  /**
+   * Throws ERR_QUOTA_EXCEEDED when `name` is new and MAX_FUNCTIONS exist (or are arriving); a new
+   * version of an existing function is always fine. Upload routes call it before reading the body.
+   */
+  assertQuota(name: string): void {
+    if (this.registry.get(name) !== null || this.arriving.has(name)) return;
+    if (this.registry.count() + this.arriving.size >= this.maxFunctions) {
+      throw new TributaryError('ERR_QUOTA_EXCEEDED', `${this.maxFunctions} functions exist: delete one before deploying a new name`, {
+        details: { limit: 'functions', max: this.maxFunctions },
+      });
+    }
   }
 
   async deploy(request: DeployRequest): Promise<FunctionVersion> {
     assertFunctionName(request.name);
-    const sha256 = sha256Of(request.code);
-    const limits = { memoryLimitMb: request.memoryLimitMb, timeoutMs: request.timeoutMs };
-    const probe = { name: request.name, version: 0, kind: request.kind, sha256, codePath: '', ...limits };
-    await this.supervisor.call(request.name, { op: 'validate', spec: probe, code: request.code });
-    this.metrics.coldStarts.inc({ function: request.name }); // validation loaded it on its home host
-    this.registry.storeCode(request.code, request.kind);
-    const version = this.recorder
-      ? await this.recorder.addVersion({ name: request.name, kind: request.kind, sha256, code: request.code, ...limits })
-      : this.registry.addVersion(request.name, request.kind, sha256, limits);
-    // Older versions finish their in-flight calls, then their isolates are released.
-    void this.supervisor.broadcast({ op: 'unload', name: request.name, exceptKey: specKey(version) });
-    return version;
+    const limits = { memoryLimitMb: request.memoryLimitMb, timeoutMs: request.timeoutMs, cpuLimitMs: cpuLimitOf(request) };
+    if (!Number.isInteger(limits.cpuLimitMs) || limits.cpuLimitMs < 1 || limits.cpuLimitMs > Math.min(limits.timeoutMs, MAX_CPU_LIMIT_MS)) {
+      throw new TributaryError('ERR_BAD_REQUEST', `cpuLimitMs must be an integer in [1, ${Math.min(limits.timeoutMs, MAX_CPU_LIMIT_MS)}]`);
+    }
+    this.assertQuota(request.name);
+    const arriving = this.registry.get(request.name) === null && !this.arriving.has(request.name);
+    if (arriving) this.arriving.add(request.name);
+    try {
+      const sha256 = sha256Of(request.code);
+      const probe = { name: request.name, version: 0, kind: request.kind, sha256, codePath: '', ...limits };
+      await this.supervisor.call(request.name, { op: 'validate', spec: probe, code: request.code });
+      this.metrics.coldStarts.inc({ function: request.name }); // validation loaded it on its home host
+      this.registry.storeCode(request.code, request.kind);
+      // Versions beyond MAX_VERSIONS_PER_FUNCTION are pruned as this one is recorded (FunctionRegistry.prune).
+      const version = this.recorder
+        ? await this.recorder.addVersion({ name: request.name, kind: request.kind, sha256, code: request.code, ...limits })
+        : this.registry.addVersion(request.name, request.kind, sha256, limits);
+      // Older (and pruned) versions finish their in-flight calls, then their isolates are released.
+      void this.supervisor.broadcast({ op: 'unload', name: request.name, exceptKey: specKey(version) });
+      return version;
+    } finally {
+      if (arriving) this.arriving.delete(request.name);
+    }
   }
 
-  async invoke(name: string, request: WireRequest): Promise<WireResponse> {
-    const version = this.registry.get(name) ?? (await this.lookupMiss(name));
-    return this.run(version, 'http', (spec) => this.supervisor.call(name, { op: 'fetch', spec, request }));
+  /** The latest version of `name`, or ERR_NOT_FOUND. Invoke routes resolve before reading a body. */
+  async resolve(name: string): Promise<FunctionVersion> {
+    return this.registry.get(name) ?? (await this.lookupMiss(name));
+  }
+
+  async invoke(version: FunctionVersion, request: WireRequest): Promise<WireResponse> {
+    return this.run(version, 'http', (spec) => this.supervisor.call(version.name, { op: 'fetch', spec, request }));
   }
 
   /** Not known here: with shared deployments it may have just been deployed elsewhere. */
@@ -107,7 +146,19 @@ export class FunctionService {
 
   async delete(name: string): Promise<void> {
     if (!(this.recorder ? await this.recorder.delete(name) : this.registry.delete(name))) throw new TributaryError('ERR_NOT_FOUND', `no function named '${name}'`);
+    try {
+      await this.supervisor.broadcast({ op: 'unload', name });
+    } finally {
+      await this.forget(name);
+    }
+  }
+
+  /**
+   * Drops what the control plane keeps about a deleted function: its console lines and every
+   * metric series labelled with it. (A call still in flight when it ran may record one last series.)
+   */
+  async forget(name: string): Promise<void> {
     this.logs.drop(name);
-    await this.supervisor.broadcast({ op: 'unload', name });
+    await this.metrics.forgetFunction(name);
   }
 }

@@ -19,6 +19,12 @@ export const LOG_LINES_PER_FUNCTION = 1000;
 export const MAX_LOG_LINE_BYTES = 8 * 1024;
 /** Console lines one invocation may emit before further lines are dropped. */
 export const MAX_LOG_LINES_PER_INVOCATION = 200;
+/** Bytes of console text kept per function (oldest lines dropped first), beside the line count. */
+export const LOG_BYTES_PER_FUNCTION = 1024 * 1024;
+/** Functions whose console output is kept; the least recently written one is dropped beyond. */
+export const LOG_FUNCTIONS_KEPT = 1000;
+/** Bytes of console text kept over all functions (least recently written functions dropped first). */
+export const LOG_BYTES_TOTAL = 64 * 1024 * 1024;
 
 /*
  * Platform ceilings. Each is enforced at the boundary where the value arrives and answered with
@@ -66,3 +72,8 @@ export const MAX_QUEUED_CALLS_PER_INSTANCE = 64;
 export const MAX_QUEUED_BYTES_PER_HOST = 256 * 1024 * 1024;
 /** Instances of one function version a host runs side by side when calls overlap (HTTP; a graph replica is always one). */
 export const MAX_INSTANCES_PER_FUNCTION = 4;
+
+/** Longest idle time a graph (or node) may set before scaling to zero: 7 days (ERR_GRAPH_INVALID beyond). */
+export const MAX_SCALE_TO_ZERO_AFTER_MS = 7 * 24 * 60 * 60 * 1000;
+/** Largest `slo.latencyMs` of a graph: 1 hour (ERR_GRAPH_INVALID beyond). */
+export const MAX_SLO_LATENCY_MS = 3_600_000;

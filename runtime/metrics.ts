@@ -53,4 +53,45 @@ export class RuntimeMetrics {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'tributary_controlplane_' });
   }
+
+  /** Drops every series labelled with a deleted function, so /metrics lists only what exists. */
+  forgetFunction(name: string): Promise<number> {
+    return removeSeries(this.registry, { function: name });
+  }
+}
+
+/**
+ * Removes, from every metric in `registry` that has all of `match`'s label names, each series
+ * whose labels include `match` (whatever its other labels). prom-client's `remove` takes a full
+ * label set, so the existing sets are listed first. Returns how many series were removed.
+ *
+ * @example
+ *   await removeSeries(registry, { graph: 'wordcount' }); // every node, action, bucket of it
+ */
+export async function removeSeries(registry: Registry, match: Record<string, string>): Promise<number> {
+  const keys = Object.keys(match);
+  let removed = 0;
+  // prom-client types these as plain objects; they are the Counter/Gauge/Histogram instances.
+  for (const metric of registry.getMetricsAsArray() as unknown as LabelledMetric[]) {
+    const labelNames = metric.labelNames ?? [];
+    if (!keys.every((key) => labelNames.includes(key))) continue;
+    const seen = new Set<string>();
+    for (const { labels } of (await metric.get()).values) {
+      if (!keys.every((key) => String(labels[key]) === match[key])) continue;
+      // Histogram buckets add `le` (summaries `quantile`): keep only the metric's own labels.
+      const own = Object.fromEntries(labelNames.filter((label) => labels[label] !== undefined).map((label) => [label, labels[label]!]));
+      const id = JSON.stringify(own);
+      if (seen.has(id)) continue;
+      seen.add(id);
+      metric.remove(own);
+      removed++;
+    }
+  }
+  return removed;
+}
+
+interface LabelledMetric {
+  labelNames?: readonly string[];
+  get(): Promise<{ values: Array<{ labels: Partial<Record<string, string | number>> }> }>;
+  remove(labels: Record<string, string | number>): void;
 }

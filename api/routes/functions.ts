@@ -1,12 +1,18 @@
-/** /v1/functions: upload (PUT), list, show, delete, logs. */
+/**
+ * /v1/functions: upload (PUT), list, show, delete, logs. An upload checks everything it can
+ * without the body first (name, content type, query limits, the functions quota), then reads it.
+ */
 import { Hono } from 'hono';
 import { TributaryError } from '../../runtime/errors.ts';
-import type { FunctionKind, FunctionLimits } from '../../runtime/function-spec.ts';
+import { assertFunctionName } from '../../runtime/function-registry.ts';
+import { cpuLimitOf, type FunctionKind, type FunctionLimits } from '../../runtime/function-spec.ts';
 import type { FunctionService } from '../../runtime/function-service.ts';
 import {
-  DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIMEOUT_MS, MAX_MEMORY_LIMIT_MB, MAX_TIMEOUT_MS, MIN_MEMORY_LIMIT_MB, MIN_TIMEOUT_MS,
+  DEFAULT_MEMORY_LIMIT_MB, DEFAULT_TIMEOUT_MS, MAX_CPU_LIMIT_MS, MAX_MEMORY_LIMIT_MB, MAX_TIMEOUT_MS, MIN_MEMORY_LIMIT_MB, MIN_TIMEOUT_MS,
   LOG_LINES_PER_FUNCTION,
 } from '../../runtime/limits.ts';
+import { readBody, type BodyLimits } from '../body.ts';
+import { integerParam } from '../query.ts';
 
 const JS_TYPES = new Set(['application/javascript', 'text/javascript', 'application/x-javascript']);
 
@@ -14,32 +20,27 @@ function kindOf(contentType: string | undefined): FunctionKind {
   const mime = (contentType ?? '').split(';')[0].trim().toLowerCase();
   if (JS_TYPES.has(mime)) return 'js';
   if (mime === 'application/wasm') return 'wasm';
-  throw new TributaryError('ERR_BAD_REQUEST', `unsupported Content-Type '${mime}': use application/javascript, text/javascript or application/wasm`);
+  throw new TributaryError('ERR_BAD_REQUEST', `unsupported Content-Type '${mime.slice(0, 80)}': use application/javascript, text/javascript or application/wasm`);
 }
 
-function intParam(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
-  if (value === undefined || value === '') return fallback;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < min || parsed > max) {
-    throw new TributaryError('ERR_BAD_REQUEST', `${name} must be an integer in [${min}, ${max}], got '${value.slice(0, 40)}'`);
-  }
-  return parsed;
+/** `memoryLimitMb`, `timeoutMs` and `cpuLimitMs` (at most the timeout and MAX_CPU_LIMIT_MS; default cpuLimitOf). */
+export function limitsFromQuery(query: Record<string, string | undefined>): Required<FunctionLimits> {
+  const memoryLimitMb = integerParam(query.memoryLimitMb, 'memoryLimitMb', { fallback: DEFAULT_MEMORY_LIMIT_MB, min: MIN_MEMORY_LIMIT_MB, max: MAX_MEMORY_LIMIT_MB });
+  const timeoutMs = integerParam(query.timeoutMs, 'timeoutMs', { fallback: DEFAULT_TIMEOUT_MS, min: MIN_TIMEOUT_MS, max: MAX_TIMEOUT_MS });
+  const cpuLimitMs = integerParam(query.cpuLimitMs, 'cpuLimitMs', { fallback: cpuLimitOf({ memoryLimitMb, timeoutMs }), min: 1, max: Math.min(timeoutMs, MAX_CPU_LIMIT_MS) });
+  return { memoryLimitMb, timeoutMs, cpuLimitMs };
 }
 
-export function limitsFromQuery(query: Record<string, string | undefined>): FunctionLimits {
-  return {
-    memoryLimitMb: intParam(query.memoryLimitMb, 'memoryLimitMb', DEFAULT_MEMORY_LIMIT_MB, MIN_MEMORY_LIMIT_MB, MAX_MEMORY_LIMIT_MB),
-    timeoutMs: intParam(query.timeoutMs, 'timeoutMs', DEFAULT_TIMEOUT_MS, MIN_TIMEOUT_MS, MAX_TIMEOUT_MS),
-  };
-}
-
-export function functionRoutes(functions: FunctionService): Hono {
+export function functionRoutes(functions: FunctionService, body: BodyLimits): Hono {
   const app = new Hono();
 
   app.put('/:name', async (c) => {
+    const name = c.req.param('name');
+    assertFunctionName(name);
     const kind = kindOf(c.req.header('content-type'));
     const limits = limitsFromQuery(c.req.query());
-    const bytes = new Uint8Array(await c.req.arrayBuffer());
+    functions.assertQuota(name);
+    const bytes = await readBody(c.req.raw, body);
     if (bytes.length === 0) throw new TributaryError('ERR_BAD_REQUEST', 'empty body: send the module source or WASM bytes');
     let code: string | Uint8Array = bytes;
     if (kind === 'js') {
@@ -49,7 +50,7 @@ export function functionRoutes(functions: FunctionService): Hono {
         throw new TributaryError('ERR_COMPILE', 'module source is not valid UTF-8');
       }
     }
-    const version = await functions.deploy({ name: c.req.param('name'), kind, code, ...limits });
+    const version = await functions.deploy({ name, kind, code, ...limits });
     return c.json(version, 201);
   });
 
@@ -68,7 +69,7 @@ export function functionRoutes(functions: FunctionService): Hono {
   app.get('/:name/logs', (c) => {
     const name = c.req.param('name');
     functions.registry.require(name);
-    const limit = intParam(c.req.query('limit'), 'limit', LOG_LINES_PER_FUNCTION, 1, LOG_LINES_PER_FUNCTION);
+    const limit = integerParam(c.req.query('limit'), 'limit', { fallback: LOG_LINES_PER_FUNCTION, min: 1, max: LOG_LINES_PER_FUNCTION });
     return c.json({ logs: functions.logs.read(name, limit) });
   });
 

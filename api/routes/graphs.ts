@@ -1,33 +1,39 @@
 /** /v1/graphs: deploy (PUT), show, list, delete, ingest into sources, read sinks and dead letters. */
 import { Hono } from 'hono';
 import { TributaryError } from '../../runtime/errors.ts';
+import { MAX_JSON_DEPTH } from '../../runtime/limits.ts';
 import type { IngestRecord } from '../../scheduler/graph-runtime.ts';
 import type { GraphService } from '../../scheduler/graph-service.ts';
+import { readText, type BodyLimits } from '../body.ts';
+import { parseJson } from '../json.ts';
+import { integerParam } from '../query.ts';
 
 const MAX_READ = 10_000;
 
-function intQuery(value: string | undefined, name: string, fallback: number, max: number): number {
-  if (value === undefined || value === '') return fallback;
-  const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 0 || parsed > max) throw new TributaryError('ERR_BAD_REQUEST', `${name} must be an integer in [0, ${max}]`);
-  return parsed;
+export interface RecordOptions {
+  /** Nesting a record's `value` may have (default MAX_JSON_DEPTH); the record object and the array around it are not counted. */
+  maxValueDepth?: number;
 }
 
-/** A JSON array, or NDJSON (one record per line), of `{"key"?, "value"}`. */
-export function parseRecords(text: string, contentType: string | undefined): IngestRecord[] {
+/**
+ * A JSON array, or NDJSON (one record per line), of `{"key"?, "value"}`. Depth is checked before
+ * parsing: a record's value nests at most `maxValueDepth` arrays/objects (ERR_TOO_DEEP beyond).
+ */
+export function parseRecords(text: string, contentType: string | undefined, options: RecordOptions = {}): IngestRecord[] {
+  const maxValueDepth = options.maxValueDepth ?? MAX_JSON_DEPTH;
   const mime = (contentType ?? '').split(';')[0].trim().toLowerCase();
   let items: unknown[];
-  try {
-    if (mime === 'application/x-ndjson' || mime === 'application/ndjson' || (mime !== 'application/json' && !text.trimStart().startsWith('['))) {
-      items = text.split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line));
-    } else {
-      const parsed = JSON.parse(text);
-      if (!Array.isArray(parsed)) throw new TributaryError('ERR_BAD_REQUEST', 'body must be a JSON array of {"key"?, "value"} (or NDJSON)');
-      items = parsed;
+  if (mime === 'application/x-ndjson' || mime === 'application/ndjson' || (mime !== 'application/json' && !text.trimStart().startsWith('['))) {
+    items = [];
+    let line = 0;
+    for (const raw of text.split('\n')) {
+      line++;
+      if (raw.trim() !== '') items.push(parseJson(raw, { maxDepth: maxValueDepth + 1, what: `NDJSON line ${line}` }));
     }
-  } catch (error) {
-    if (error instanceof TributaryError) throw error;
-    throw new TributaryError('ERR_BAD_REQUEST', `body is not valid JSON/NDJSON: ${(error as Error).message}`);
+  } else {
+    const parsed = parseJson(text, { maxDepth: maxValueDepth + 2, what: 'body' });
+    if (!Array.isArray(parsed)) throw new TributaryError('ERR_BAD_REQUEST', 'body must be a JSON array of {"key"?, "value"} (or NDJSON)');
+    items = parsed;
   }
   return items.map((item, index) => {
     if (typeof item !== 'object' || item === null || Array.isArray(item) || !('value' in item)) {
@@ -39,17 +45,12 @@ export function parseRecords(text: string, contentType: string | undefined): Ing
   });
 }
 
-export function graphRoutes(graphs: GraphService): Hono {
+export function graphRoutes(graphs: GraphService, body: BodyLimits): Hono {
   const app = new Hono();
 
   app.put('/:name', async (c) => {
-    let body: unknown;
-    try {
-      body = await c.req.json();
-    } catch {
-      throw new TributaryError('ERR_BAD_REQUEST', 'graph spec must be JSON');
-    }
-    const stored = await graphs.deploy(c.req.param('name'), body);
+    const spec = parseJson(await readText(c.req.raw, body), { maxDepth: MAX_JSON_DEPTH, what: 'graph spec' });
+    const stored = await graphs.deploy(c.req.param('name'), spec);
     return c.json(stored, 201);
   });
 
@@ -61,30 +62,26 @@ export function graphRoutes(graphs: GraphService): Hono {
   });
 
   app.post('/:name/sources/:id', async (c) => {
-    const records = parseRecords(await c.req.text(), c.req.header('content-type'));
     // Idempotency-Key: a retry after a lost response is answered without appending again.
     const key = c.req.header('idempotency-key');
     if (key !== undefined && (key.length === 0 || key.length > 200)) throw new TributaryError('ERR_BAD_REQUEST', 'Idempotency-Key must be 1-200 characters');
-    try {
-      const { accepted, duplicate } = graphs.ingest(c.req.param('name'), c.req.param('id'), records, key);
-      return c.json({ accepted, duplicate }, 202);
-    } catch (error) {
-      if (error instanceof TributaryError && error.code === 'ERR_BACKPRESSURE') {
-        return c.json({ error: error.toJSON() }, 429, { 'retry-after': '1' });
-      }
-      throw error;
-    }
+    const name = c.req.param('name');
+    graphs.runtime(name); // an unknown graph is a 404 before its body is read
+    const records = parseRecords(await readText(c.req.raw, body), c.req.header('content-type'));
+    // ERR_BACKPRESSURE renders as 429 with Retry-After (api/errors.ts).
+    const { accepted, duplicate } = graphs.ingest(name, c.req.param('id'), records, key);
+    return c.json({ accepted, duplicate }, 202);
   });
 
   app.get('/:name/sinks/:id', async (c) => {
-    const from = intQuery(c.req.query('from'), 'from', 0, Number.MAX_SAFE_INTEGER);
-    const limit = intQuery(c.req.query('limit'), 'limit', 100, MAX_READ);
+    const from = integerParam(c.req.query('from'), 'from', { fallback: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
+    const limit = integerParam(c.req.query('limit'), 'limit', { fallback: 100, min: 0, max: MAX_READ });
     return c.json({ records: await graphs.runtime(c.req.param('name')).readSinkRecords(c.req.param('id'), from, limit) });
   });
 
   app.get('/:name/nodes/:id/dead-letters', async (c) => {
-    const from = intQuery(c.req.query('from'), 'from', 0, Number.MAX_SAFE_INTEGER);
-    const limit = intQuery(c.req.query('limit'), 'limit', 100, MAX_READ);
+    const from = integerParam(c.req.query('from'), 'from', { fallback: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
+    const limit = integerParam(c.req.query('limit'), 'limit', { fallback: 100, min: 0, max: MAX_READ });
     return c.json({ records: await graphs.runtime(c.req.param('name')).readDeadLetterRecords(c.req.param('id'), from, limit) });
   });
 

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { TributaryError } from '../../runtime/errors.ts';
 import { sha256Of, type FunctionRegistry, type FunctionVersion } from '../../runtime/function-registry.ts';
-import type { FunctionKind, FunctionLimits } from '../../runtime/function-spec.ts';
+import { cpuLimitOf, type FunctionKind, type FunctionLimits } from '../../runtime/function-spec.ts';
 import type { FunctionRecorder } from '../../runtime/function-service.ts';
 import type { GraphSpec } from '../../scheduler/graph-spec.ts';
 import type { GraphRecorder } from '../../scheduler/graph-service.ts';
@@ -127,6 +127,7 @@ export class SharedDeployments implements FunctionRecorder, GraphRecorder {
         createdAt: new Date().toISOString(),
         memoryLimitMb: request.memoryLimitMb,
         timeoutMs: request.timeoutMs,
+        cpuLimitMs: cpuLimitOf(request),
       },
     }));
     return event!.version;
