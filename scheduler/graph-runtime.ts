@@ -6,15 +6,17 @@ import { EmbeddedStateStore } from '../connectors/state/embedded-state-store.ts'
 import type { StateStore } from '../connectors/state/state-store.ts';
 import type { LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
 import { TributaryError } from '../runtime/errors.ts';
+import type { Guard } from '../runtime/guard.ts';
 import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
 import { DEFAULT_SCALE_TO_ZERO_AFTER_MS, type GraphSpec, type NodeSpec } from './graph-spec.ts';
 import { StragglerDetector } from './autoscaler/straggler.ts';
+import { GraphFaults } from './graph-faults.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
 import { PartitionTask } from './partition-task.ts';
 import { Topology } from './topology.ts';
 import { KafkaGraph, type KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
-import { isKafkaEdge } from './kafka/kafka-topics.ts';
+import { isKafkaEdge, kafkaSinkOf, kafkaSourceOf } from './kafka/kafka-topics.ts';
 
 export interface GraphRuntimeOptions {
   transport: Transport;
@@ -38,6 +40,8 @@ export interface GraphRuntimeOptions {
   maxLagRecords?: number;
   /** Kafka clients and state, for graphs with Kafka sources, sinks or edges. */
   kafka?: KafkaRuntimeOptions;
+  /** Reports errors caught in the graph's loops, timers and handlers (default: log only). */
+  guard?: Guard;
 }
 
 export interface IngestRecord {
@@ -57,9 +61,13 @@ export class GraphRuntime {
   readonly latency = new LatencyRecorder();
   /** The Kafka edges' consumers and topics; null for a graph wholly on the embedded log. */
   readonly kafka: KafkaGraph | null;
+  /** Errors caught in the graph's control-plane loops; `errors` in its status. */
+  readonly faults: GraphFaults;
   private readonly options: GraphRuntimeOptions;
   private readonly stateStore: StateStore;
   private readonly tasks: PartitionTask[] = [];
+  private readonly nodeSpecs = new Map<string, NodeSpec>();
+  private readonly tasksByNode = new Map<string, PartitionTask[]>();
   private readonly replicas = new Map<string, number>();
   private readonly stragglers = new Map<string, StragglerDetector>();
   private readonly lastActivity = new Map<string, number>();
@@ -72,19 +80,24 @@ export class GraphRuntime {
     this.name = name;
     this.spec = spec;
     this.options = options;
+    this.faults = new GraphFaults(name, options.guard);
     this.stateStore = options.stateStore ?? new EmbeddedStateStore(options.transport);
     this.topology = new Topology(name, spec, options.transport);
     if (KafkaGraph.needed(spec) && !options.kafka) throw new TributaryError('ERR_INTERNAL', 'graph has Kafka edges but the platform has no Kafka configuration');
-    this.kafka = KafkaGraph.needed(spec) ? new KafkaGraph({ ...options.kafka!, topology: this.topology, contextFor: (node) => this.taskContext(node) }) : null;
+    this.kafka = KafkaGraph.needed(spec) ? new KafkaGraph({ ...options.kafka!, topology: this.topology, faults: this.faults, contextFor: (node) => this.taskContext(node) }) : null;
     for (const node of spec.nodes) {
+      this.nodeSpecs.set(node.id, node);
       this.stats.set(node.id, new NodeStats());
       this.stragglers.set(node.id, new StragglerDetector());
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
+      const tasks: PartitionTask[] = [];
       for (const edge of this.topology.inputs(node.id)) {
         if (isKafkaEdge(spec, edge)) continue; // consumed by KafkaGraph's edge tasks
         const partitions = this.topology.partitions(this.topology.topicOf(edge));
-        for (let partition = 0; partition < partitions; partition++) this.tasks.push(new PartitionTask(this.taskContext(node), edge, partition));
+        for (let partition = 0; partition < partitions; partition++) tasks.push(new PartitionTask(this.taskContext(node), edge, partition));
       }
+      this.tasksByNode.set(node.id, tasks);
+      this.tasks.push(...tasks);
     }
   }
 
@@ -94,6 +107,7 @@ export class GraphRuntime {
       transport: this.options.transport,
       stateStore: this.stateStore,
       topology: this.topology,
+      faults: this.faults,
       node,
       stats: this.stats.get(node.id)!,
       process: (batch: WireBatch, tag: string) => this.options.process(node, batch, tag),
@@ -164,8 +178,8 @@ export class GraphRuntime {
 
   /** Sets a node's replica count; isolates of replicas scaled away are released. */
   setReplicas(node: string, count: number, reason = 'autoscaler'): void {
-    const spec = this.spec.nodes.find((n) => n.id === node);
-    if (!spec) return;
+    const spec = this.nodeSpecs.get(node);
+    if (!spec || !Number.isFinite(count)) return;
     const bounded = Math.max(spec.replicas.min, Math.min(spec.replicas.max, count));
     const before = this.replicas.get(node) ?? 0;
     if (bounded === before) return;
@@ -180,7 +194,7 @@ export class GraphRuntime {
   }
 
   scaleToZeroAfterMs(node: string): number {
-    const spec = this.spec.nodes.find((n) => n.id === node);
+    const spec = this.nodeSpecs.get(node);
     return spec?.scaleToZeroAfterMs ?? this.spec.scaleToZeroAfterMs ?? DEFAULT_SCALE_TO_ZERO_AFTER_MS;
   }
 
@@ -226,7 +240,7 @@ export class GraphRuntime {
    */
   ingest(source: string, records: IngestRecord[], idempotencyKey?: string): { accepted: number; duplicate: boolean } {
     if (this.topology.kindOf(source) !== 'source') throw new TributaryError('ERR_NOT_FOUND', `graph '${this.name}' has no source '${source}'`);
-    if (this.spec.sources.find((s) => s.id === source)?.type === 'kafka') throw new TributaryError('ERR_BAD_REQUEST', `source '${source}' is a Kafka source: produce to its topic instead`);
+    if (kafkaSourceOf(this.spec, source)) throw new TributaryError('ERR_BAD_REQUEST', `source '${source}' is a Kafka source: produce to its topic instead`);
     const routes = this.topology.outputs(source);
     const maxLag = this.options.maxLagRecords ?? 200_000;
     for (const route of routes) {
@@ -257,7 +271,7 @@ export class GraphRuntime {
 
   /** Reads a sink, a log sink or (through the broker) a Kafka sink. */
   async readSinkRecords(sink: string, from: number, limit: number): Promise<StoredRecord[]> {
-    if (this.kafka && this.spec.sinks.find((s) => s.id === sink)?.type === 'kafka') return this.kafka.readSink(sink, from, limit);
+    if (this.kafka && kafkaSinkOf(this.spec, sink)) return this.kafka.readSink(sink, from, limit);
     return this.readSink(sink, from, limit);
   }
 
@@ -283,7 +297,7 @@ export class GraphRuntime {
     for (const node of this.spec.nodes) {
       const stats = this.stats.get(node.id)!;
       const onKafka = this.kafka?.nodes.has(node.id) ?? false;
-      const queueDepth = onKafka ? this.kafka!.queueDepth(node.id) : this.tasks.filter((t) => this.topology.inputs(node.id).includes(t.edge)).reduce((sum, t) => sum + t.lag, 0);
+      const queueDepth = onKafka ? this.kafka!.queueDepth(node.id) : (this.tasksByNode.get(node.id) ?? []).reduce((sum, t) => sum + t.lag, 0);
       nodes[node.id] = {
         function: node.function,
         replicas: this.replicaCount(node.id),
@@ -321,7 +335,7 @@ export class GraphRuntime {
       this.spec.sinks.map((s) => [s.id, s.type === 'kafka' ? { topic: s.topic, offsets: this.kafka?.sinkOffsets(s.id) ?? 0 } : { records: transport.head(this.topology.sinkTopic(s.id), 0) }]),
     );
     const latency = { p50Ms: this.latency.percentile(50), p99Ms: this.latency.percentile(99) };
-    return { name: this.name, nodes, edges, sinks, endToEndLatency: latency };
+    return { name: this.name, state: 'running' as const, nodes, edges, sinks, endToEndLatency: latency, errors: this.faults.status() };
   }
 }
 

@@ -2,11 +2,17 @@
  * Graph lifecycle in the control plane: deploy (validate, persist, swap the running graph without
  * losing or repeating a committed record), delete, status, and recovery of every deployed graph
  * when the platform starts.
+ *
+ * A stored graph that cannot launch (it no longer validates — deployed before a limit existed,
+ * or its function is gone — or its runtime fails to start) does not stop the platform nor the
+ * other graphs: it is degraded, with the reason in its status, until it is redeployed or deleted.
  */
 import type { SqliteLog } from '../connectors/embedded/sqlite-log.ts';
 import { EmbeddedStateStore } from '../connectors/state/embedded-state-store.ts';
 import type { StateStore } from '../connectors/state/state-store.ts';
-import { TributaryError } from '../runtime/errors.ts';
+import { asTributaryError, TributaryError } from '../runtime/errors.ts';
+import { MAX_GRAPHS } from '../runtime/limits.ts';
+import { defaultGuard, type Guard } from '../runtime/guard.ts';
 import { assertFunctionName } from '../runtime/function-registry.ts';
 import type { FunctionService } from '../runtime/function-service.ts';
 import { GraphRuntime, type IngestRecord } from './graph-runtime.ts';
@@ -17,7 +23,7 @@ import { Autoscaler } from './autoscaler/autoscaler.ts';
 import { ModelPolicy, type ScalingPolicy } from './autoscaler/policy.ts';
 import type { GraphMetrics } from './graph-metrics.ts';
 import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
-import type { Guard } from '../runtime/guard.ts';
+import type { GraphError } from './graph-faults.ts';
 
 export interface GraphServiceOptions {
   maxBatchRecords?: number;
@@ -65,21 +71,58 @@ export class GraphService {
   private readonly launched = new Map<string, number>();
   /** Deploys and deletes of one graph run one at a time. */
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Stored graphs that could not launch, with why. */
+  private readonly degraded = new Map<string, GraphError>();
+  /** New names being deployed right now: they count against MAX_GRAPHS before they are stored. */
+  private readonly arriving = new Set<string>();
+  private readonly guard: Guard;
 
   constructor(store: GraphStore, log: SqliteLog, functions: FunctionService, options: GraphServiceOptions = {}) {
     this.store = store;
     this.log = log;
     this.functions = functions;
     this.options = options;
+    this.guard = options.guard ?? defaultGuard;
     this.stateStore = options.stateStore ?? new EmbeddedStateStore(log);
   }
 
-  /** Restarts every deployed graph from its committed offsets. */
+  /**
+   * Restarts every deployed graph from its committed offsets. Each is validated again first
+   * (limits and functions may have changed since it was stored); one that fails is degraded.
+   */
   start(): void {
-    for (const graph of this.store.list()) this.launch(graph);
+    for (const name of this.store.names()) {
+      try {
+        const stored = this.store.get(name);
+        if (stored) this.launch(this.revalidated(stored));
+      } catch (error) {
+        this.degrade(name, 'graph.launch', error);
+      }
+    }
+  }
+
+  /** The stored graph with its spec validated against today's limits and functions. */
+  private revalidated(graph: StoredGraph): StoredGraph {
+    return { ...graph, spec: validateGraph(graph.spec, (fn) => this.functions.registry.get(fn) !== null) };
+  }
+
+  private degrade(name: string, where: string, cause: unknown): void {
+    const error = asTributaryError(cause);
+    this.degraded.set(name, { where, code: error.code, message: error.message, at: new Date().toISOString() });
+    this.guard.report(where, { graph: name }, cause);
+  }
+
+  /** Stops the graph's autoscaler and runtime (after their in-flight batches commit). */
+  private async halt(name: string): Promise<void> {
+    this.autoscalers.get(name)?.stop();
+    this.autoscalers.delete(name);
+    // Left in place while it stops: ingest still appends to its log, which the next runtime reads.
+    await this.runtimes.get(name)?.stop();
+    this.runtimes.delete(name);
   }
 
   private launch(graph: StoredGraph): GraphRuntime {
+    this.degraded.delete(graph.name);
     const metrics = this.options.metrics;
     const labels = (node: string) => ({ graph: graph.name, node });
     const runtime = new GraphRuntime(graph.name, graph.spec, {
@@ -102,11 +145,17 @@ export class GraphService {
       onSinkLatency: (latencies) => {
         for (const ms of latencies) metrics?.endToEnd.observe({ graph: graph.name }, ms / 1000);
       },
+      guard: this.guard,
     });
+    try {
+      runtime.start();
+    } catch (error) {
+      void runtime.stop().catch(() => {});
+      throw error;
+    }
     this.runtimes.set(graph.name, runtime);
     this.launched.set(graph.name, graph.version);
     for (const node of graph.spec.nodes) metrics?.replicas.set(labels(node.id), runtime.replicaCount(node.id));
-    runtime.start();
     const intervalMs = this.options.autoscaleIntervalMs ?? 1000;
     if (intervalMs > 0) {
       const autoscaler = new Autoscaler(runtime, {
@@ -117,7 +166,7 @@ export class GraphService {
         onDecision: (node, decision) => {
           metrics?.decisions.inc({ ...labels(node), action: decision.action });
           metrics?.arrivalRate.set(labels(node), decision.arrivalRate);
-          metrics?.queueDepth.set(labels(node), runtime.nodeSignals(node).queueDepth);
+          metrics?.queueDepth.set(labels(node), decision.queueDepth);
           metrics?.busyFraction.set(labels(node), Math.min(1, runtime.takeBusyMs(node) / intervalMs / Math.max(1, runtime.replicaCount(node))));
           if (decision.predictedMs !== null) metrics?.predictedLatency.set(labels(node), decision.predictedMs / 1000);
           if (decision.measuredMs !== null) metrics?.measuredLatency.set(labels(node), decision.measuredMs / 1000);
@@ -140,15 +189,23 @@ export class GraphService {
   deploy(name: string, input: unknown): Promise<StoredGraph> {
     assertFunctionName(name);
     const spec = validateGraph(input, (fn) => this.functions.registry.get(fn) !== null);
-    return this.serialize(name, async () => {
+    const isNew = !this.store.has(name) && !this.arriving.has(name);
+    if (isNew && this.store.count() + this.arriving.size >= MAX_GRAPHS) {
+      throw new TributaryError('ERR_QUOTA_EXCEEDED', `${MAX_GRAPHS} graphs are deployed (MAX_GRAPHS): delete one before deploying '${name}'`);
+    }
+    if (isNew) this.arriving.add(name);
+    const deployed = this.serialize(name, async () => {
       // Shared deployments: recorded in the bucket first, so that a failure there changes nothing.
       const recorded = this.options.recorder ? await this.options.recorder.putGraph(name, spec) : null;
-      this.autoscalers.get(name)?.stop();
-      this.autoscalers.delete(name);
-      await this.runtimes.get(name)?.stop();
-      this.runtimes.delete(name);
+      await this.halt(name);
       const stored = recorded ?? this.store.put(name, spec);
-      const runtime = this.launch(stored);
+      let runtime: GraphRuntime;
+      try {
+        runtime = this.launch(stored);
+      } catch (error) {
+        this.degrade(name, 'graph.launch', error);
+        throw error;
+      }
       // Unreachable brokers: the graph stays deployed, its Kafka edges degraded and retrying.
       await runtime.kafka?.waitReady().catch((error: TributaryError) => {
         throw new TributaryError(error.code, `graph '${name}' deployed (version ${stored.version}) but its Kafka edges are degraded, retrying with backoff: ${error.message}`, {
@@ -157,6 +214,8 @@ export class GraphService {
       });
       return stored;
     });
+    if (isNew) void deployed.finally(() => this.arriving.delete(name)).catch(() => {});
+    return deployed;
   }
 
   /**
@@ -167,15 +226,20 @@ export class GraphService {
   refresh(name: string): Promise<void> {
     return this.serialize(name, async () => {
       const stored = this.store.get(name);
-      if (stored ? this.launched.get(name) === stored.version : !this.launched.has(name)) return;
-      this.autoscalers.get(name)?.stop();
-      this.autoscalers.delete(name);
-      await this.runtimes.get(name)?.stop();
-      this.runtimes.delete(name);
+      if (stored ? this.launched.get(name) === stored.version : !this.launched.has(name) && !this.degraded.has(name)) return;
+      await this.halt(name);
       if (stored) {
-        this.launch(stored);
+        try {
+          this.launch(this.revalidated(stored));
+        } catch (error) {
+          // Degraded meanwhile; the rejection makes shared deployments retry at its next poll.
+          this.launched.delete(name);
+          this.degrade(name, 'graph.launch', error);
+          throw error;
+        }
         return;
       }
+      this.degraded.delete(name);
       this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
       await this.stateStore.deleteNamespaces(Topology.prefix(name));
@@ -187,19 +251,24 @@ export class GraphService {
     return this.serialize(name, async () => {
       const stored = this.store.get(name);
       if (!stored) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
-      this.autoscalers.get(name)?.stop();
-      this.autoscalers.delete(name);
-      await this.runtimes.get(name)?.stop();
-      this.runtimes.delete(name);
+      const wasRunning = this.runtimes.has(name);
+      await this.halt(name);
       try {
         // State first: when its store fails (S3 down) the graph runs on and the delete can be retried.
         await this.stateStore.deleteNamespaces(Topology.prefix(name));
         if (this.options.recorder) await this.options.recorder.deleteGraph(name);
         else this.store.delete(name);
       } catch (error) {
-        this.launch(stored);
+        if (wasRunning) {
+          try {
+            this.launch(stored);
+          } catch (relaunch) {
+            this.degrade(name, 'graph.launch', relaunch);
+          }
+        }
         throw error;
       }
+      this.degraded.delete(name);
       this.launched.delete(name);
       this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
@@ -209,8 +278,10 @@ export class GraphService {
 
   runtime(name: string): GraphRuntime {
     const runtime = this.runtimes.get(name);
-    if (!runtime) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
-    return runtime;
+    if (runtime) return runtime;
+    const degraded = this.degraded.get(name);
+    if (degraded) throw new TributaryError('ERR_UNAVAILABLE', `graph '${name}' is degraded, not running: ${degraded.code}: ${degraded.message}`);
+    throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
   }
 
   list(): StoredGraph[] {
@@ -220,6 +291,11 @@ export class GraphService {
   describe(name: string) {
     const stored = this.store.get(name);
     if (!stored) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
+    const degraded = this.degraded.get(name);
+    if (degraded && !this.runtimes.has(name)) {
+      const status = { name, state: 'degraded' as const, reason: `${degraded.code}: ${degraded.message}`, nodes: {}, edges: [], sinks: {}, endToEndLatency: { p50Ms: null, p99Ms: null }, errors: { count: 1, last: degraded } };
+      return { ...stored, status };
+    }
     const status = this.runtime(name).status();
     const decisions = this.autoscalers.get(name)?.decisions;
     for (const [id, node] of Object.entries(status.nodes)) {

@@ -1,8 +1,20 @@
 /**
  * Process graph specs: the JSON users deploy, and its validation. Validation reports every
- * problem at once, each with the JSON path it concerns, rather than stopping at the first.
+ * problem at once, each with the JSON path it concerns, rather than stopping at the first —
+ * except sizes: a list longer than its limit is refused by its length alone, before anything
+ * iterates it. Everything after that is linear in the spec's size (no recursion down it).
  */
 import { TributaryError, type ErrorCode } from '../runtime/errors.ts';
+import {
+  MAX_EDGE_PARTITIONS,
+  MAX_GRAPH_EDGES,
+  MAX_GRAPH_NODES,
+  MAX_GRAPH_PARTITIONS,
+  MAX_REPLICAS,
+  MAX_SCALE_TO_ZERO_AFTER_MS,
+  MAX_SLO_LATENCY_MS,
+} from '../runtime/limits.ts';
+import { findCycles } from './dag.ts';
 import { checkKafkaEdge, checkKafkaGraph, checkKafkaSink, checkKafkaSource } from './kafka/kafka-spec.ts';
 
 export type Delivery = 'at-most-once' | 'at-least-once' | 'exactly-once';
@@ -72,19 +84,46 @@ export interface Problem {
 }
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** Cycles named one by one in the problems; a graph with more gets one more problem saying so. */
+const MAX_REPORTED_CYCLES = 10;
+/** Problems spelled out in the error's message (all of them are in `problems`). */
+const MAX_SUMMARY_PROBLEMS = 20;
+
+/**
+ * Ceilings on a spec's lists, checked by length before anything iterates them. Sources and sinks
+ * need an edge each (one that they feed, or that feeds them), so they are bounded by the edges.
+ */
+const LIST_LIMITS = { nodes: MAX_GRAPH_NODES, edges: MAX_GRAPH_EDGES, sources: MAX_GRAPH_EDGES, sinks: MAX_GRAPH_EDGES } as const;
+const LIST_LIMIT_NAMES = { nodes: 'MAX_GRAPH_NODES', edges: 'MAX_GRAPH_EDGES', sources: 'MAX_GRAPH_EDGES', sinks: 'MAX_GRAPH_EDGES' } as const;
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** A value for an error message, cut to 80 characters (an id or name may be as long as the body). */
+function shown(value: unknown): string {
+  const text = typeof value === 'string' ? value : String(value);
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
 /**
- * Checks `input` against the spec and the set of deployed functions; returns the typed spec or
- * throws ERR_GRAPH_INVALID (or ERR_GRAPH_CYCLE when cycles are the only problem) with `problems`.
+ * Checks `input` against the spec, the platform's limits and the set of deployed functions;
+ * returns the typed spec or throws with `problems`: ERR_GRAPH_TOO_LARGE when size limits are the
+ * only problem, ERR_GRAPH_CYCLE when cycles are, ERR_GRAPH_INVALID otherwise.
  */
 export function validateGraph(input: unknown, functionExists: (name: string) => boolean): GraphSpec {
   const problems: Problem[] = [];
   const problem = (path: string, message: string, code: ErrorCode = 'ERR_GRAPH_INVALID') => problems.push({ path, code, message });
   if (!isObject(input)) throw new TributaryError('ERR_GRAPH_INVALID', 'graph spec must be a JSON object', { details: { problems: [{ path: '$', code: 'ERR_GRAPH_INVALID', message: 'not an object' }] } });
+
+  // Sizes first, by length alone: a million-element list is refused without being walked.
+  for (const key of ['nodes', 'edges', 'sources', 'sinks'] as const) {
+    const value = input[key];
+    if (Array.isArray(value) && value.length > LIST_LIMITS[key]) {
+      problem(`$.${key}`, `${value.length} ${key}: at most ${LIST_LIMITS[key]} (${LIST_LIMIT_NAMES[key]})`, 'ERR_GRAPH_TOO_LARGE');
+    }
+  }
+  if (problems.length > 0) throw invalidGraph(problems);
 
   const list = (key: string): Record<string, unknown>[] => {
     const value = input[key] ?? [];
@@ -113,49 +152,60 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
     const path = `$.nodes[${i}]`;
     declare(node, path, 'node');
     if (typeof node.function !== 'string') problem(`${path}.function`, 'function must be a function name');
-    else if (!functionExists(node.function)) problem(`${path}.function`, `unknown function '${node.function}'`, 'ERR_NOT_FOUND');
+    else if (!functionExists(node.function)) problem(`${path}.function`, `unknown function '${shown(node.function)}'`, 'ERR_NOT_FOUND');
     const replicas = node.replicas ?? { min: 1, max: 1 };
     if (!isObject(replicas)) problem(`${path}.replicas`, 'replicas must be {min, max}');
     else {
       const { min, max } = replicas;
       if (!Number.isInteger(min) || (min as number) < 0) problem(`${path}.replicas.min`, 'min must be an integer ≥ 0');
       if (!Number.isInteger(max) || (max as number) < 1) problem(`${path}.replicas.max`, 'max must be an integer ≥ 1');
+      else if ((max as number) > MAX_REPLICAS) {
+        problem(`${path}.replicas.max`, `max ${shown(max)} exceeds ${MAX_REPLICAS} (MAX_REPLICAS): more isolates than one machine can run side by side add no capacity`, 'ERR_GRAPH_TOO_LARGE');
+      }
       if (Number.isInteger(min) && Number.isInteger(max) && (min as number) > (max as number)) problem(`${path}.replicas`, 'min must not exceed max');
     }
-    if (node.scaleToZeroAfterMs !== undefined && !(Number.isInteger(node.scaleToZeroAfterMs) && (node.scaleToZeroAfterMs as number) > 0)) {
-      problem(`${path}.scaleToZeroAfterMs`, 'must be a positive integer (ms)');
-    }
+    checkScaleToZero(node.scaleToZeroAfterMs, `${path}.scaleToZeroAfterMs`, problem);
   });
   sources.forEach((source, i) => {
     declare(source, `$.sources[${i}]`, 'source');
     if (source.type === 'kafka') checkKafkaSource(source, `$.sources[${i}]`, problem);
-    else if (source.type !== 'http') problem(`$.sources[${i}].type`, `unsupported source type '${String(source.type)}' (supported: http, kafka)`);
+    else if (source.type !== 'http') problem(`$.sources[${i}].type`, `unsupported source type '${shown(source.type)}' (supported: http, kafka)`);
   });
   sinks.forEach((sink, i) => {
     declare(sink, `$.sinks[${i}]`, 'sink');
     if (sink.type === 'kafka') checkKafkaSink(sink, `$.sinks[${i}]`, problem);
-    else if (sink.type !== 'log') problem(`$.sinks[${i}].type`, `unsupported sink type '${String(sink.type)}' (supported: log, kafka)`);
+    else if (sink.type !== 'log') problem(`$.sinks[${i}].type`, `unsupported sink type '${shown(sink.type)}' (supported: log, kafka)`);
   });
 
   const fed = new Set<string>();
   const feeds = new Set<string>();
   const adjacency = new Map<string, string[]>();
   const seenEdges = new Set<string>();
+  const kafkaSinks = new Set(sinks.filter((s) => s.type === 'kafka').map((s) => s.id));
+  let totalPartitions = 0;
   edges.forEach((edge, i) => {
     const path = `$.edges[${i}]`;
     const { from, to } = edge;
-    if (typeof from !== 'string' || !kinds.has(from)) problem(`${path}.from`, `dangling edge: no node or source '${String(from)}'`);
+    if (typeof from !== 'string' || !kinds.has(from)) problem(`${path}.from`, `dangling edge: no node or source '${shown(from)}'`);
     else if (kinds.get(from) === 'sink') problem(`${path}.from`, `a sink ('${from}') cannot be the start of an edge`);
-    if (typeof to !== 'string' || !kinds.has(to)) problem(`${path}.to`, `dangling edge: no node or sink '${String(to)}'`);
+    if (typeof to !== 'string' || !kinds.has(to)) problem(`${path}.to`, `dangling edge: no node or sink '${shown(to)}'`);
     else if (kinds.get(to) === 'source') problem(`${path}.to`, `a source ('${to}') cannot be the end of an edge`);
     if (!DELIVERIES.includes(edge.delivery as Delivery)) {
-      problem(`${path}.delivery`, `unknown delivery '${String(edge.delivery)}' (use ${DELIVERIES.join(', ')})`);
+      problem(`${path}.delivery`, `unknown delivery '${shown(edge.delivery)}' (use ${DELIVERIES.join(', ')})`);
     }
     if (edge.partitionBy !== undefined && edge.partitionBy !== 'key' && edge.partitionBy !== 'round-robin') {
-      problem(`${path}.partitionBy`, `unknown partitionBy '${String(edge.partitionBy)}' (use key or round-robin)`);
+      problem(`${path}.partitionBy`, `unknown partitionBy '${shown(edge.partitionBy)}' (use key or round-robin)`);
     }
-    if (edge.partitions !== undefined && !(Number.isInteger(edge.partitions) && (edge.partitions as number) >= 1 && (edge.partitions as number) <= 256)) {
-      problem(`${path}.partitions`, 'partitions must be an integer in [1, 256]');
+    const partitions = edge.partitions;
+    if (partitions !== undefined && !(Number.isInteger(partitions) && (partitions as number) >= 1)) {
+      problem(`${path}.partitions`, `partitions must be an integer in [1, ${MAX_EDGE_PARTITIONS}]`);
+    } else if (partitions !== undefined && (partitions as number) > MAX_EDGE_PARTITIONS) {
+      problem(`${path}.partitions`, `partitions ${shown(partitions)} exceeds ${MAX_EDGE_PARTITIONS} (MAX_EDGE_PARTITIONS)`, 'ERR_GRAPH_TOO_LARGE');
+    } else {
+      // What the edge's log will have: into an embedded sink always 1; otherwise as set, by default 4 (1 into a Kafka sink).
+      const intoSink = typeof to === 'string' && kinds.get(to) === 'sink';
+      const embeddedSink = intoSink && !kafkaSinks.has(to as string);
+      totalPartitions += embeddedSink ? 1 : ((partitions as number | undefined) ?? (intoSink ? 1 : DEFAULT_PARTITIONS));
     }
     checkKafkaEdge(edge, path, problem);
     if (typeof from === 'string' && typeof to === 'string') {
@@ -163,37 +213,38 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
       seenEdges.add(`${from}->${to}`);
       fed.add(to);
       feeds.add(from);
-      adjacency.set(from, [...(adjacency.get(from) ?? []), to]);
+      const next = adjacency.get(from);
+      if (next) next.push(to);
+      else adjacency.set(from, [to]);
     }
   });
+  if (totalPartitions > MAX_GRAPH_PARTITIONS) {
+    problem('$.edges', `${totalPartitions} partitions over all edges: at most ${MAX_GRAPH_PARTITIONS} (MAX_GRAPH_PARTITIONS); each is a log partition and a consumer task`, 'ERR_GRAPH_TOO_LARGE');
+  }
   for (const [id, kind] of kinds) {
     if (kind !== 'source' && !fed.has(id)) problem(`$.${kind}s[id=${id}]`, `${kind} '${id}' has no incoming edge: nothing feeds it`);
     if (kind === 'source' && !feeds.has(id)) problem(`$.sources[id=${id}]`, `source '${id}' feeds nothing`);
   }
-  for (const cycle of findCycles(adjacency)) problem('$.edges', `cycle: ${cycle.join(' -> ')}`, 'ERR_GRAPH_CYCLE');
+  const cycles = findCycles(adjacency, MAX_REPORTED_CYCLES + 1);
+  for (const cycle of cycles.slice(0, MAX_REPORTED_CYCLES)) problem('$.edges', `cycle: ${cycle.join(' -> ')}`, 'ERR_GRAPH_CYCLE');
+  if (cycles.length > MAX_REPORTED_CYCLES) problem('$.edges', `more cycles than the ${MAX_REPORTED_CYCLES} above`, 'ERR_GRAPH_CYCLE');
   checkKafkaGraph({ nodes, sources, sinks, edges, hasSlo: input.slo !== undefined }, problem);
 
   const slo = input.slo;
   if (slo !== undefined) {
-    if (!isObject(slo) || !(typeof slo.latencyMs === 'number' && slo.latencyMs > 0) || !(typeof slo.percentile === 'number' && slo.percentile > 0 && slo.percentile < 100)) {
-      problem('$.slo', 'slo must be {latencyMs > 0, percentile in (0, 100)}');
-    }
+    const latencyOk = isObject(slo) && typeof slo.latencyMs === 'number' && slo.latencyMs > 0 && slo.latencyMs <= MAX_SLO_LATENCY_MS;
+    const percentileOk = isObject(slo) && typeof slo.percentile === 'number' && slo.percentile > 0 && slo.percentile < 100;
+    if (!latencyOk || !percentileOk) problem('$.slo', `slo must be {latencyMs in (0, ${MAX_SLO_LATENCY_MS}], percentile in (0, 100)}`);
   }
-  if (input.scaleToZeroAfterMs !== undefined && !(Number.isInteger(input.scaleToZeroAfterMs) && (input.scaleToZeroAfterMs as number) > 0)) {
-    problem('$.scaleToZeroAfterMs', 'must be a positive integer (ms)');
-  }
+  checkScaleToZero(input.scaleToZeroAfterMs, '$.scaleToZeroAfterMs', problem);
 
-  if (problems.length > 0) {
-    const codes = new Set(problems.map((p) => p.code));
-    const code: ErrorCode = codes.size === 1 && codes.has('ERR_GRAPH_CYCLE') ? 'ERR_GRAPH_CYCLE' : 'ERR_GRAPH_INVALID';
-    const summary = problems.map((p) => `${p.path}: ${p.message}`).join('; ');
-    throw new TributaryError(code, `invalid graph (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${summary}`, { details: { problems } });
-  }
+  if (problems.length > 0) throw invalidGraph(problems);
+  // Only the fields the platform reads are kept: nothing else of the input is stored.
   return {
     nodes: nodes.map((n) => ({
       id: n.id as string,
       function: n.function as string,
-      replicas: (n.replicas as NodeSpec['replicas']) ?? { min: 1, max: 1 },
+      replicas: isObject(n.replicas) ? { min: n.replicas.min as number, max: n.replicas.max as number } : { min: 1, max: 1 },
       ...(n.scaleToZeroAfterMs !== undefined ? { scaleToZeroAfterMs: n.scaleToZeroAfterMs as number } : {}),
     })),
     sources: sources.map((s): SourceSpec =>
@@ -213,7 +264,7 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
       ...(e.transport !== undefined ? { transport: e.transport as 'embedded' | 'kafka' } : {}),
       ...(e.commitIntervalMs !== undefined ? { commitIntervalMs: e.commitIntervalMs as number | 'auto' } : {}),
     })),
-    ...(slo !== undefined ? { slo: slo as GraphSpec['slo'] } : {}),
+    ...(isObject(slo) ? { slo: { latencyMs: slo.latencyMs as number, percentile: slo.percentile as number } } : {}),
     ...(input.scaleToZeroAfterMs !== undefined ? { scaleToZeroAfterMs: input.scaleToZeroAfterMs as number } : {}),
   };
 }
@@ -224,21 +275,19 @@ function kafkaBrokers(value: unknown): { brokers?: string[] } {
   return { brokers: list.map((b) => b.trim()).filter((b) => b !== '') };
 }
 
-/** Every elementary cycle found by depth-first search, each reported once as a path of ids. */
-function findCycles(adjacency: Map<string, string[]>): string[][] {
-  const cycles: string[][] = [];
-  const state = new Map<string, 'visiting' | 'done'>();
-  const stack: string[] = [];
-  const visit = (id: string) => {
-    state.set(id, 'visiting');
-    stack.push(id);
-    for (const next of adjacency.get(id) ?? []) {
-      if (state.get(next) === 'visiting') cycles.push([...stack.slice(stack.indexOf(next)), next]);
-      else if (!state.has(next)) visit(next);
-    }
-    stack.pop();
-    state.set(id, 'done');
-  };
-  for (const id of adjacency.keys()) if (!state.has(id)) visit(id);
-  return cycles;
+function checkScaleToZero(value: unknown, path: string, problem: (path: string, message: string) => unknown): void {
+  if (value !== undefined && !(Number.isInteger(value) && (value as number) > 0 && (value as number) <= MAX_SCALE_TO_ZERO_AFTER_MS)) {
+    problem(path, `must be an integer in [1, ${MAX_SCALE_TO_ZERO_AFTER_MS}] (ms)`);
+  }
+}
+
+/** The error for a spec's problems: its code is the problems' code when they share one of the graph-specific ones. */
+function invalidGraph(problems: Problem[]): TributaryError {
+  const codes = new Set(problems.map((p) => p.code));
+  const [only] = codes;
+  const code: ErrorCode = codes.size === 1 && (only === 'ERR_GRAPH_CYCLE' || only === 'ERR_GRAPH_TOO_LARGE') ? only : 'ERR_GRAPH_INVALID';
+  const shownProblems = problems.slice(0, MAX_SUMMARY_PROBLEMS).map((p) => `${p.path}: ${p.message}`);
+  if (problems.length > MAX_SUMMARY_PROBLEMS) shownProblems.push(`… ${problems.length - MAX_SUMMARY_PROBLEMS} more in "problems"`);
+  const kind = code === 'ERR_GRAPH_TOO_LARGE' ? 'graph too large' : 'invalid graph';
+  return new TributaryError(code, `${kind} (${problems.length} problem${problems.length > 1 ? 's' : ''}): ${shownProblems.join('; ')}`, { details: { problems } });
 }

@@ -49,6 +49,18 @@ export class GraphStore {
     return row ? { name: row.name, spec: JSON.parse(row.spec) as GraphSpec, version: row.version, updatedAt: row.updated_at } : null;
   }
 
+  has(name: string): boolean {
+    return this.db.prepare('SELECT 1 FROM graphs WHERE name = ?').get(name) !== undefined;
+  }
+
+  count(): number {
+    return Number((this.db.prepare('SELECT COUNT(*) AS n FROM graphs').get() as { n: number }).n);
+  }
+
+  names(): string[] {
+    return (this.db.prepare('SELECT name FROM graphs ORDER BY name').all() as Array<{ name: string }>).map((r) => r.name);
+  }
+
   list(): StoredGraph[] {
     return (this.db.prepare('SELECT name FROM graphs ORDER BY name').all() as Array<{ name: string }>).map((r) => this.get(r.name)!);
   }

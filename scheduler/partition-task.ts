@@ -20,6 +20,7 @@ import type { StagedState, StateStore } from '../connectors/state/state-store.ts
 import type { CommitSet, LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
 import { TributaryError } from '../runtime/errors.ts';
 import type { WireBatch, WireBatchResult, WireRecord } from '../runtime/guest/wire.ts';
+import type { GraphFaults } from './graph-faults.ts';
 import type { Delivery, EdgeSpec, NodeSpec } from './graph-spec.ts';
 import type { NodeStats } from './node-stats.ts';
 import type { Topology } from './topology.ts';
@@ -29,6 +30,8 @@ export interface TaskContext {
   /** Where env.STATE partitions are read from and committed to (embedded or S3). */
   stateStore: StateStore;
   topology: Topology;
+  /** Where errors of the task's own loop (not of a batch) are reported: the graph's status and the platform's guard. */
+  faults: GraphFaults;
   node: NodeSpec;
   stats: NodeStats;
   /** Runs the node's function over a batch on the replica `instanceTag`. */
@@ -110,22 +113,39 @@ export class PartitionTask {
     this.abandoned = true;
   }
 
+  /**
+   * The task's loop; it never rejects. A failing batch goes through `onFailure`; anything else
+   * that throws (the log, or `onFailure` itself) is reported in the graph's status, and the loop
+   * backs off and goes on.
+   */
   private async run(): Promise<void> {
-    const { transport } = this.ctx;
     while (this.running) {
-      const records = transport.read(this.topic, this.partition, this.next, this.batchLimit);
-      if (records.length === 0) {
-        await transport.waitForData(this.topic, this.partition, this.next, IDLE_WAIT_MS);
-        if (this.abandoned) return;
-        continue;
-      }
       try {
-        await this.processBatch(records);
-        this.backoffMs = 0;
+        if (await this.step()) return;
       } catch (error) {
-        await this.onFailure(records, error);
+        if (this.abandoned || !this.running) return; // stopping: the log may be closing under us
+        this.ctx.faults.report('partition.loop', { node: this.ctx.node.id, topic: this.topic, partition: String(this.partition) }, error);
+        this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(20, this.backoffMs * 2));
+        await new Promise((resolve) => setTimeout(resolve, this.backoffMs));
       }
     }
+  }
+
+  /** Reads and processes one batch, or waits for one; true when the task was abandoned meanwhile. */
+  private async step(): Promise<boolean> {
+    const { transport } = this.ctx;
+    const records = transport.read(this.topic, this.partition, this.next, this.batchLimit);
+    if (records.length === 0) {
+      await transport.waitForData(this.topic, this.partition, this.next, IDLE_WAIT_MS);
+      return this.abandoned;
+    }
+    try {
+      await this.processBatch(records);
+      this.backoffMs = 0;
+    } catch (error) {
+      await this.onFailure(records, error);
+    }
+    return false;
   }
 
   private async processBatch(records: StoredRecord[]): Promise<void> {

@@ -1,8 +1,11 @@
 /**
  * Where a graph's records live: the log topic of every edge, sink and dead-letter queue, the
- * consumer group of every node, and how a node's outputs are routed to partitions.
+ * consumer group of every node, and how a node's outputs are routed to partitions. Edge lookups
+ * (`inputs`, `outputs`, `topicOf`, asked per batch) are maps built once, and the node DAG with
+ * its topological order is built once for the autoscaler's critical path.
  */
 import type { LogRecord, Transport } from '../connectors/transport.ts';
+import { Dag } from './dag.ts';
 import { DEFAULT_PARTITIONS, type EdgeSpec, type GraphSpec } from './graph-spec.ts';
 import { kafkaNodes, kafkaTopicOf } from './kafka/kafka-topics.ts';
 
@@ -19,6 +22,14 @@ export class Topology {
   private readonly kinds = new Map<string, 'node' | 'source' | 'sink'>();
   private readonly partitionCounts = new Map<string, number>();
   private readonly roundRobin = new Map<string, number>();
+  private readonly inputEdges = new Map<string, EdgeSpec[]>();
+  private readonly outputEdges = new Map<string, EdgeSpec[]>();
+  /** Topic of each spec edge, by `from`/`to` (edges are unique per pair). */
+  private readonly edgeTopics = new Map<string, string>();
+  /** Output routes per node or source; cleared when a topic's partition count changes. */
+  private readonly routes = new Map<string, OutputRoute[]>();
+  /** The nodes and the edges between them (sources and sinks add no latency), in topological order. */
+  readonly nodeDag: Dag;
 
   constructor(graph: string, spec: GraphSpec, transport: Transport) {
     this.graph = graph;
@@ -26,6 +37,15 @@ export class Topology {
     for (const n of spec.nodes) this.kinds.set(n.id, 'node');
     for (const s of spec.sources) this.kinds.set(s.id, 'source');
     for (const s of spec.sinks) this.kinds.set(s.id, 'sink');
+    for (const edge of spec.edges) {
+      append(this.inputEdges, edge.to, edge);
+      append(this.outputEdges, edge.from, edge);
+      this.edgeTopics.set(edgeKey(edge), this.computeTopic(edge));
+    }
+    this.nodeDag = Dag.of(
+      spec.nodes.map((n) => n.id),
+      spec.edges.filter((e) => this.kinds.get(e.from) === 'node' && this.kinds.get(e.to) === 'node'),
+    );
     for (const edge of spec.edges) {
       const topic = this.topicOf(edge);
       // Kafka topics are created asynchronously by KafkaGraph, which reports their partitions here.
@@ -43,6 +63,10 @@ export class Topology {
 
   /** An edge into a sink writes the sink's log; any other edge has a log of its own (Kafka edges: a Kafka topic). */
   topicOf(edge: Pick<EdgeSpec, 'from' | 'to' | 'transport'>): string {
+    return this.edgeTopics.get(edgeKey(edge)) ?? this.computeTopic(edge);
+  }
+
+  private computeTopic(edge: Pick<EdgeSpec, 'from' | 'to' | 'transport'>): string {
     const kafka = kafkaTopicOf(this.graph, this.spec, edge);
     if (kafka !== null) return kafka;
     return this.kinds.get(edge.to) === 'sink' ? this.sinkTopic(edge.to) : `${this.graph}/e/${edge.from}->${edge.to}`;
@@ -71,6 +95,7 @@ export class Topology {
   /** Records the partition count of a topic created outside the embedded log (Kafka). */
   setPartitions(topic: string, partitions: number): void {
     this.partitionCounts.set(topic, partitions);
+    this.routes.clear();
   }
 
   partitions(topic: string): number {
@@ -81,32 +106,20 @@ export class Topology {
     return this.kinds.get(id);
   }
 
-  /** Every source-to-sink path through the DAG, as the node ids along it. */
-  nodePaths(): string[][] {
-    const paths: string[][] = [];
-    const walk = (id: string, trail: string[]) => {
-      const next = this.spec.edges.filter((e) => e.from === id);
-      if (next.length === 0 || this.kinds.get(id) === 'sink') {
-        if (trail.length > 0) paths.push(trail);
-        return;
-      }
-      for (const edge of next) walk(edge.to, this.kinds.get(edge.to) === 'node' ? [...trail, edge.to] : trail);
-    };
-    for (const source of this.spec.sources) walk(source.id, []);
-    return paths;
+  inputs(node: string): readonly EdgeSpec[] {
+    return this.inputEdges.get(node) ?? [];
   }
 
-  inputs(node: string): EdgeSpec[] {
-    return this.spec.edges.filter((e) => e.to === node);
-  }
-
-  outputs(from: string): OutputRoute[] {
-    return this.spec.edges
-      .filter((e) => e.from === from)
-      .map((edge) => {
+  outputs(from: string): readonly OutputRoute[] {
+    let routes = this.routes.get(from);
+    if (!routes) {
+      routes = (this.outputEdges.get(from) ?? []).map((edge) => {
         const topic = this.topicOf(edge);
         return { edge, topic, partitions: this.partitions(topic), byKey: edge.partitionBy === 'key' };
       });
+      this.routes.set(from, routes);
+    }
+    return routes;
   }
 
   /** Splits records over a route's partitions: by key hash, or round-robin. */
@@ -121,6 +134,16 @@ export class Topology {
     this.roundRobin.set(route.topic, next % route.partitions);
     return buckets.flatMap((bucket, partition) => (bucket.length ? [{ topic: route.topic, partition, records: bucket }] : []));
   }
+}
+
+function edgeKey(edge: Pick<EdgeSpec, 'from' | 'to'>): string {
+  return `${edge.from}\u0000${edge.to}`;
+}
+
+function append<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 /** FNV-1a of the key: stable across processes and restarts, so a key always lands in one partition. */

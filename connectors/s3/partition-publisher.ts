@@ -16,6 +16,7 @@
  * first, so it reads exactly the committed state from the live keys.
  */
 import { TributaryError } from '../../runtime/errors.ts';
+import { defaultGuard, type Guard } from '../../runtime/guard.ts';
 import type { CommitSet, StateWrite, Transport } from '../transport.ts';
 import type { Bucket } from './bucket.ts';
 import { mapLimit } from './map-limit.ts';
@@ -49,6 +50,8 @@ export interface PublisherContext {
   scope: string;
   namespace: string;
   partition: number;
+  /** Reports a background round's timer or callback that throws (default: log only). */
+  guard?: Guard;
 }
 
 export interface PendingBatch {
@@ -168,10 +171,13 @@ export class PartitionPublisher {
     if (this.background !== null || this.retryTimer !== null || this.closed) return;
     const wait = this.lastRoundAt + ROUND_INTERVAL_MS - Date.now();
     if (wait > 0) {
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = null;
-        this.kick();
-      }, wait);
+      this.retryTimer = setTimeout(
+        this.guarded('publisher.round', () => {
+          this.retryTimer = null;
+          this.kick();
+        }),
+        wait,
+      );
       this.retryTimer.unref();
       return;
     }
@@ -185,17 +191,27 @@ export class PartitionPublisher {
         this.lastError = error instanceof TributaryError ? error : new TributaryError('ERR_INTERNAL', String(error), { cause: error });
         // S3 is down or the log closed: try again later; the rows keep the batches safe meanwhile.
         this.retryMs = Math.min(MAX_RETRY_MS, Math.max(100, this.retryMs * 2));
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = null;
-          this.kick();
-        }, this.retryMs);
+        this.retryTimer = setTimeout(
+          this.guarded('publisher.retry', () => {
+            this.retryTimer = null;
+            this.kick();
+          }),
+          this.retryMs,
+        );
         this.retryTimer.unref();
       },
     );
-    void this.background.finally(() => {
+    const settled = this.guarded('publisher.round', () => {
       this.background = null;
       if (this.queue.length > 0) this.kick();
     });
+    void this.background.then(settled, settled);
+  }
+
+  /** A timer or promise callback whose failure is reported instead of escaping (an uncaught one ends the process). */
+  private guarded(where: string, fn: () => void): () => void {
+    const { guard = defaultGuard, namespace, partition } = this.ctx;
+    return guard.wrap(where, { namespace, partition: String(partition) }, fn);
   }
 
   private clearRetry(): void {

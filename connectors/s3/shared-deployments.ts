@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { TributaryError } from '../../runtime/errors.ts';
+import { defaultGuard, type Guard } from '../../runtime/guard.ts';
 import { sha256Of, type FunctionRegistry, type FunctionVersion } from '../../runtime/function-registry.ts';
 import { cpuLimitOf, type FunctionKind, type FunctionLimits } from '../../runtime/function-spec.ts';
 import type { FunctionRecorder } from '../../runtime/function-service.ts';
@@ -32,6 +33,8 @@ export interface SharedDeploymentsOptions {
   cursorPath: string;
   /** How often the deploy log is polled for others' deploys (default 1000 ms). */
   pollIntervalMs?: number;
+  /** Reports a poll that throws (default: log only); the next poll runs regardless. */
+  guard?: Guard;
 }
 
 /** Where a data directory keeps its copy of a bucket's deployments: one per endpoint and bucket. */
@@ -73,7 +76,9 @@ export class SharedDeployments implements FunctionRecorder, GraphRecorder {
   /** Starts polling the deploy log. */
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => void this.poll(), this.options.pollIntervalMs ?? 1000);
+    const guard = this.options.guard ?? defaultGuard;
+    const pollIntervalMs = this.options.pollIntervalMs;
+    this.timer = setInterval(guard.wrap('deployments.poll', { bucket: this.options.bucket.name }, () => this.poll()), pollIntervalMs !== undefined && pollIntervalMs > 0 ? pollIntervalMs : 1000);
     this.timer.unref();
   }
 

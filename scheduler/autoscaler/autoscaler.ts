@@ -13,17 +13,23 @@
  * - Scale to zero only for nodes with replicas.min 0, after `scaleToZeroAfterMs` without input;
  *   the first record wakes the node (GraphRuntime.wake), its cold start counted in latency.
  */
+import { withDefaults } from '../../runtime/options.ts';
 import type { GraphRuntime } from '../graph-runtime.ts';
-import type { ScalingDecision, ScalingPolicy } from './policy.ts';
+import type { NodeInput, ScalingDecision, ScalingPolicy } from './policy.ts';
 
 export interface AutoscalerOptions {
   policy: ScalingPolicy;
   /** Host cores available to isolates. */
   cores: number;
+  /** Decision interval (default 1000 ms). */
   intervalMs?: number;
+  /** How long the policy must want fewer replicas before a scale-down (default 10000 ms). */
   stableWindowMs?: number;
   onDecision?(node: string, decision: AppliedDecision): void;
 }
+
+export const DEFAULT_AUTOSCALE_INTERVAL_MS = 1000;
+export const DEFAULT_STABLE_WINDOW_MS = 10_000;
 
 export interface AppliedDecision extends ScalingDecision {
   at: number;
@@ -32,6 +38,8 @@ export interface AppliedDecision extends ScalingDecision {
   measuredMs: number | null;
   /** Measured arrival rate (records/s) the decision was based on. */
   arrivalRate: number;
+  /** Records waiting on the node's inputs when it was made. */
+  queueDepth: number;
 }
 
 interface NodeMemory {
@@ -53,12 +61,27 @@ export class Autoscaler {
 
   constructor(runtime: GraphRuntime, options: AutoscalerOptions) {
     this.runtime = runtime;
-    this.options = { intervalMs: 1000, stableWindowMs: 10_000, ...options };
+    // `undefined` (a CLI flag left unset) keeps the default; so does a value that is no duration.
+    const merged = withDefaults({ intervalMs: DEFAULT_AUTOSCALE_INTERVAL_MS, stableWindowMs: DEFAULT_STABLE_WINDOW_MS }, options);
+    this.options = {
+      ...merged,
+      intervalMs: isDuration(merged.intervalMs) && merged.intervalMs > 0 ? merged.intervalMs : DEFAULT_AUTOSCALE_INTERVAL_MS,
+      stableWindowMs: isDuration(merged.stableWindowMs) ? merged.stableWindowMs : DEFAULT_STABLE_WINDOW_MS,
+    };
   }
 
+  get intervalMs(): number {
+    return this.options.intervalMs;
+  }
+
+  get stableWindowMs(): number {
+    return this.options.stableWindowMs;
+  }
+
+  /** Ticks every interval; a tick that throws is reported in the graph's status and the next one runs. */
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.tick(), this.options.intervalMs);
+    this.timer = setInterval(this.runtime.faults.wrap('autoscaler.tick', {}, () => this.tick()), this.options.intervalMs);
     this.timer.unref();
   }
 
@@ -70,7 +93,7 @@ export class Autoscaler {
   /** One decision round; public so tests and benches can drive it. */
   tick(now = Date.now()): AppliedDecision[] {
     const runtime = this.runtime;
-    const nodes = runtime.spec.nodes.map((node) => {
+    const nodes = runtime.spec.nodes.map((node): NodeInput => {
       const signals = runtime.nodeSignals(node.id);
       let memory = this.memory.get(node.id);
       if (!memory) {
@@ -99,23 +122,22 @@ export class Autoscaler {
         scaleToZeroAfterMs: runtime.scaleToZeroAfterMs(node.id),
       };
     });
-    const wanted = this.options.policy.decide({ nodes, paths: runtime.topology.nodePaths(), slo: runtime.spec.slo, cores: this.options.cores });
+    const wanted = this.options.policy.decide({ nodes, dag: runtime.topology.nodeDag, slo: runtime.spec.slo, cores: this.options.cores });
+    const byId = new Map(nodes.map((n) => [n.id, n]));
     const applied: AppliedDecision[] = [];
     for (const decision of wanted) {
-      const node = nodes.find((n) => n.id === decision.node)!;
-      const memory = this.memory.get(decision.node)!;
+      const node = byId.get(decision.node);
+      const memory = this.memory.get(decision.node);
+      if (!node || !memory) continue; // a policy naming a node the graph does not have
       const from = node.replicas;
       let target = decision.replicas;
       let action: AppliedDecision['action'] = 'hold';
       if (target > from) action = 'up';
       else if (target === 0 && from > 0) action = 'zero';
       else if (target < from) {
-        memory.lowerWanted.push({ at: now, replicas: target });
-        memory.lowerWanted = memory.lowerWanted.filter((w) => now - w.at <= this.options.stableWindowMs);
-        const windowFull = now - memory.lowerWanted[0].at >= this.options.stableWindowMs - this.options.intervalMs;
-        const everyTickLower = memory.lowerWanted.length >= Math.floor(this.options.stableWindowMs / this.options.intervalMs);
-        if (windowFull && everyTickLower) {
-          target = Math.max(...memory.lowerWanted.map((w) => w.replicas));
+        const lower = this.lowerForWindow(memory, now, target);
+        if (lower !== null) {
+          target = lower;
           action = 'down';
         } else {
           target = from;
@@ -136,6 +158,7 @@ export class Autoscaler {
         action,
         measuredMs: measured,
         arrivalRate: node.arrivalRate,
+        queueDepth: node.queueDepth,
       };
       this.decisions.set(decision.node, result);
       this.options.onDecision?.(decision.node, result);
@@ -143,4 +166,27 @@ export class Autoscaler {
     }
     return applied;
   }
+
+  /**
+   * Notes that the policy wants `replicas` (fewer than now) at `now`; returns the count to scale
+   * down to once it has wanted fewer on every tick of a whole stable window (the largest count it
+   * wanted in that window), else null. Safe with any window: an empty one never scales down.
+   */
+  private lowerForWindow(memory: NodeMemory, now: number, replicas: number): number | null {
+    const { stableWindowMs, intervalMs } = this.options;
+    memory.lowerWanted.push({ at: now, replicas });
+    memory.lowerWanted = memory.lowerWanted.filter((w) => now - w.at <= stableWindowMs);
+    const oldest = memory.lowerWanted[0];
+    if (oldest === undefined) return null;
+    const windowFull = now - oldest.at >= stableWindowMs - intervalMs;
+    const everyTickLower = memory.lowerWanted.length >= Math.floor(stableWindowMs / intervalMs);
+    if (!windowFull || !everyTickLower) return null;
+    let largest = 0;
+    for (const w of memory.lowerWanted) largest = Math.max(largest, w.replicas);
+    return largest;
+  }
+}
+
+function isDuration(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0;
 }

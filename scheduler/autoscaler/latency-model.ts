@@ -7,6 +7,7 @@
  * time, and a host runs one isolate at a time, so replicas past either bound add nothing to a
  * CPU-bound node. On top of the queue wait comes the batch it rides in: one batch service time.
  */
+import type { Dag } from '../dag.ts';
 import { waitQuantile } from './erlang-c.ts';
 
 export interface NodeSignals {
@@ -42,14 +43,11 @@ export function nodeLatency(replicas: number, signals: NodeSignals, options: Mod
 }
 
 /**
- * End-to-end prediction: the longest path through the DAG by predicted node latency. `paths` is
- * every source-to-sink path as node ids (sources and sinks themselves add nothing).
+ * End-to-end prediction: the critical path, the path through the node DAG with the largest sum
+ * of predicted node latencies (sources and sinks add nothing), found by one longest-path pass
+ * over the DAG's topological order — O(nodes + edges), never by enumerating paths.
  */
-export function endToEndLatency(paths: string[][], latencyOf: (node: string) => number): { latencyS: number; criticalPath: string[] } {
-  let worst = { latencyS: 0, criticalPath: [] as string[] };
-  for (const path of paths) {
-    const latencyS = path.reduce((sum, node) => sum + latencyOf(node), 0);
-    if (latencyS > worst.latencyS || worst.criticalPath.length === 0) worst = { latencyS, criticalPath: path };
-  }
-  return worst;
+export function endToEndLatency(dag: Dag, latencyOf: (node: string) => number): { latencyS: number; criticalPath: string[] } {
+  const { weight, path } = dag.longestPath(latencyOf);
+  return { latencyS: weight, criticalPath: path };
 }

@@ -3,6 +3,7 @@
  * autoscaler applies a policy's answer through its damping rules (autoscaler.ts); the policy
  * itself is a pure function, so baselines run through the very same machinery.
  */
+import { Dag } from '../dag.ts';
 import { effectiveServers, endToEndLatency, nodeLatency, type ModelOptions, type NodeSignals } from './latency-model.ts';
 
 export interface NodeInput extends NodeSignals {
@@ -15,13 +16,29 @@ export interface NodeInput extends NodeSignals {
   scaleToZeroAfterMs: number;
 }
 
-export interface ScalingInput {
+export type ScalingInput = {
   nodes: NodeInput[];
-  /** Every source-to-sink path, as node ids. */
-  paths: string[][];
   slo?: { latencyMs: number; percentile: number };
   cores: number;
-}
+} & (
+  | {
+      /** The node DAG (Topology.nodeDag), over which the critical path is computed. */
+      dag: Dag;
+      paths?: never;
+    }
+  | {
+      /** Or the DAG as source-to-sink paths of node ids (tests, benches), traced into a Dag. */
+      paths: string[][];
+      dag?: never;
+    }
+);
+
+/**
+ * Replicas the model policy adds in one decision at most. Each step adds one replica that raises
+ * a node's effective servers, so a decision takes at most Σ min(max, partitions, cores) − current
+ * steps anyway; this caps a decision's cost (a step is one O(nodes + edges) critical-path pass).
+ */
+export const MAX_POLICY_STEPS = 4096;
 
 export interface ScalingDecision {
   node: string;
@@ -67,7 +84,6 @@ export class ModelPolicy implements ScalingPolicy {
       const hasWork = node.arrivalRate > 0 || node.queueDepth > 0;
       replicas.set(node.id, zero ? 0 : Math.max(node.min, hasWork || node.replicas > 0 ? 1 : 0));
     }
-    const latencyOf = (id: string) => (fixed.has(id) ? 0 : nodeLatency(replicas.get(id)!, byId.get(id)!, options));
 
     if (!input.slo) {
       return input.nodes.map((node) => {
@@ -78,37 +94,51 @@ export class ModelPolicy implements ScalingPolicy {
       });
     }
 
-    const targetS = input.slo.latencyMs / 1000;
+    const dag = input.dag ?? Dag.fromPaths(input.paths);
+    // Predicted latency of each node at its current count, and at one more (computed when asked).
+    const latency = new Map<string, number>();
+    const oneMore = new Map<string, number>();
+    for (const node of input.nodes) latency.set(node.id, fixed.has(node.id) ? 0 : nodeLatency(replicas.get(node.id)!, node, options));
+    const latencyOf = (id: string) => latency.get(id) ?? 0;
+
+    const slo = input.slo;
+    const targetS = slo.latencyMs / 1000;
     const reasons = new Map<string, string>();
-    for (let guard = 0; guard < 1000; guard++) {
-      const { latencyS, criticalPath } = endToEndLatency(input.paths, latencyOf);
+    for (let step = 0; ; step++) {
+      const { latencyS, criticalPath } = endToEndLatency(dag, latencyOf);
       if (latencyS <= targetS) break;
-      let best: { id: string; gain: number } | null = null;
-      for (const id of criticalPath) {
-        const node = byId.get(id);
-        if (!node || fixed.has(id)) continue;
-        const current = replicas.get(id)!;
-        if (current >= node.max || effectiveServers(current + 1, node, options) <= effectiveServers(current, node, options)) continue;
-        const before = nodeLatency(current, node, options);
-        const after = nodeLatency(current + 1, node, options);
-        const gain = before === Infinity ? (after === Infinity ? 1e-9 : Infinity) : before - after;
-        if (gain > 0 && (best === null || gain > best.gain)) best = { id, gain };
+      let best: { id: string; gain: number; after: number } | null = null;
+      if (step < MAX_POLICY_STEPS) {
+        for (const id of criticalPath) {
+          const node = byId.get(id);
+          if (!node || fixed.has(id)) continue;
+          const current = replicas.get(id)!;
+          if (current >= node.max || effectiveServers(current + 1, node, options) <= effectiveServers(current, node, options)) continue;
+          const before = latency.get(id)!;
+          let after = oneMore.get(id);
+          if (after === undefined) oneMore.set(id, (after = nodeLatency(current + 1, node, options)));
+          const gain = before === Infinity ? (after === Infinity ? 1e-9 : Infinity) : before - after;
+          if (gain > 0 && (best === null || gain > best.gain)) best = { id, gain, after };
+        }
       }
       if (best === null) {
+        const why = step < MAX_POLICY_STEPS ? 'no further replica adds capacity (partitions/cores bound)' : `stopped after ${MAX_POLICY_STEPS} replicas added in one decision`;
         for (const id of criticalPath) {
-          if (!fixed.has(id)) reasons.set(id, `SLO ${input.slo.latencyMs} ms unreachable: predicted ${ms(latencyS)} ms and no further replica adds capacity (partitions/cores bound)`);
+          if (byId.has(id) && !fixed.has(id)) reasons.set(id, `SLO ${slo.latencyMs} ms unreachable: predicted ${ms(latencyS)} ms and ${why}`);
         }
         break;
       }
       replicas.set(best.id, replicas.get(best.id)! + 1);
+      latency.set(best.id, best.after);
+      oneMore.delete(best.id);
     }
-    const { latencyS } = endToEndLatency(input.paths, latencyOf);
+    const { latencyS } = endToEndLatency(dag, latencyOf);
     return input.nodes.map((node) => {
       if (fixed.has(node.id)) return fixed.get(node.id)!;
       const n = replicas.get(node.id)!;
       const reason =
         reasons.get(node.id) ??
-        `fewest replicas meeting p${input.slo!.percentile} ≤ ${input.slo!.latencyMs} ms: predicted end-to-end ${ms(latencyS)} ms at λ=${node.arrivalRate.toFixed(1)}/s, service ${(node.recordServiceS * 1000).toFixed(3)} ms/record`;
+        `fewest replicas meeting p${slo.percentile} ≤ ${slo.latencyMs} ms: predicted end-to-end ${ms(latencyS)} ms at λ=${node.arrivalRate.toFixed(1)}/s, service ${(node.recordServiceS * 1000).toFixed(3)} ms/record`;
       return { node: node.id, replicas: n, reason, predictedMs: ms(latencyOf(node.id)) };
     });
   }

@@ -70,8 +70,16 @@ export class KafkaEdgeTask {
     return this.partitions.get(partition);
   }
 
+  private get faults() {
+    return this.options.task.faults;
+  }
+
+  private get context(): Record<string, string> {
+    return { node: this.options.task.node.id, topic: this.options.topic };
+  }
+
   start(): void {
-    void this.connect();
+    this.faults.run('kafka.connect', this.context, () => this.connect());
   }
 
   private async connect(): Promise<void> {
@@ -86,10 +94,10 @@ export class KafkaEdgeTask {
           if (this.stopped || this.consumer !== consumer || !this.assigned.has(batch.partition)) return;
           await this.partitionOf(batch.partition).handle(batch, control);
         },
-        onAssignment: (partitions) => {
+        onAssignment: this.faults.wrap('kafka.assignment', this.context, (partitions: number[]) => {
           if (!this.stopped && this.consumer === consumer) this.assign(partitions);
-        },
-        onCrash: (error) => this.crashed(consumer, error),
+        }),
+        onCrash: this.faults.wrap('kafka.crash', this.context, (error: unknown) => this.crashed(consumer, error)),
       });
       if (this.consumer !== consumer) return;
       this.state = 'running';
@@ -112,15 +120,19 @@ export class KafkaEdgeTask {
     this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMs * 2));
     this.retryAt = Date.now() + this.backoffMs;
     this.options.task.stats.recordError(this.reason);
-    void (async () => {
-      await consumer.stop();
-      await this.releaseAll(false);
-      if (this.stopped) return;
-      this.restartTimer = setTimeout(() => {
-        this.restartTimer = null;
-        void this.connect();
-      }, this.backoffMs);
-    })();
+    const restart = this.faults.wrap('kafka.connect', this.context, () => {
+      this.restartTimer = null;
+      return this.connect();
+    });
+    this.faults.run('kafka.restart', this.context, async () => {
+      try {
+        await consumer.stop();
+        await this.releaseAll(false);
+      } finally {
+        // Reconnect even when stopping the crashed consumer failed (that failure is reported).
+        if (!this.stopped) this.restartTimer = setTimeout(restart, this.backoffMs);
+      }
+    });
   }
 
   /** After a join: partitions no longer ours are released, each owned one (re)activated. */
@@ -130,10 +142,10 @@ export class KafkaEdgeTask {
     for (const [p, work] of this.partitions) {
       if (!wanted.has(p)) {
         this.partitions.delete(p);
-        void work.release(false);
+        this.faults.run('kafka.release', { ...this.context, partition: String(p) }, () => work.release(false));
       }
     }
-    for (const p of partitions) void this.partitionOf(p).assign();
+    for (const p of partitions) this.faults.run('kafka.assign', { ...this.context, partition: String(p) }, () => this.partitionOf(p).assign());
   }
 
   private partitionOf(partition: number): KafkaPartition {

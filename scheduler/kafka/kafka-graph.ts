@@ -14,6 +14,7 @@ import { translateKafkaError } from '../../connectors/kafka/kafka-errors.ts';
 import type { StoredRecord } from '../../connectors/transport.ts';
 import { TributaryError } from '../../runtime/errors.ts';
 import { DEFAULT_PARTITIONS, type EdgeSpec, type GraphSpec, type NodeSpec } from '../graph-spec.ts';
+import type { GraphFaults } from '../graph-faults.ts';
 import type { TaskContext } from '../partition-task.ts';
 import type { Topology } from '../topology.ts';
 import { CommitInterval, DEFAULT_COMMIT_INTERVAL_MS } from './commit-interval.ts';
@@ -28,6 +29,8 @@ export interface KafkaRuntimeOptions {
 
 export interface KafkaGraphOptions extends KafkaRuntimeOptions {
   topology: Topology;
+  /** Where errors of the graph's Kafka timers are reported. */
+  faults: GraphFaults;
   contextFor(node: NodeSpec): TaskContext;
 }
 
@@ -46,6 +49,7 @@ export class KafkaGraph {
   private readonly spec: GraphSpec;
   private readonly graph: string;
   private readonly tasks: KafkaEdgeTask[] = [];
+  private readonly taskOf = new Map<EdgeSpec, KafkaEdgeTask>();
   /** Idempotent producers per (node, cluster): nodes do not queue behind each other's sends (kafkajs sends one request at a time per idempotent producer). */
   private readonly producers = new Map<string, Promise<BrokerProducer>>();
   private readonly offsets = new Map<string, Offsets>();
@@ -79,7 +83,7 @@ export class KafkaGraph {
 
   start(): void {
     this.firstAttempt = this.prepareOnce();
-    void this.firstAttempt.then(() => this.afterAttempt());
+    this.options.faults.run('kafka.prepare', {}, () => this.firstAttempt!.then(() => this.afterAttempt()));
   }
 
   /**
@@ -108,14 +112,31 @@ export class KafkaGraph {
   private afterAttempt(): void {
     if (this.stopped) return;
     if (!this.prepared) {
-      this.timer = setTimeout(() => void this.prepareOnce().then(() => this.afterAttempt()), Math.max(0, (this.retryAt ?? Date.now()) - Date.now()));
+      const retry = this.options.faults.wrap('kafka.prepare', {}, () => this.prepareOnce().then(() => this.afterAttempt()));
+      this.timer = setTimeout(retry, Math.max(0, (this.retryAt ?? Date.now()) - Date.now()));
       return;
     }
     for (const node of this.spec.nodes.filter((n) => this.nodes.has(n.id))) {
-      for (const edge of this.options.topology.inputs(node.id)) this.tasks.push(this.edgeTask(node, edge));
+      for (const edge of this.options.topology.inputs(node.id)) {
+        const task = this.edgeTask(node, edge);
+        this.tasks.push(task);
+        this.taskOf.set(edge, task);
+      }
     }
     for (const task of this.tasks) task.start();
-    this.timer = setTimeout(() => void this.refresh(), REFRESH_MS);
+    this.scheduleRefresh();
+  }
+
+  private scheduleRefresh(): void {
+    if (this.stopped) return;
+    const refresh = this.options.faults.wrap('kafka.refresh', {}, async () => {
+      try {
+        await this.refresh();
+      } finally {
+        this.scheduleRefresh();
+      }
+    });
+    this.timer = setTimeout(refresh, REFRESH_MS);
   }
 
   /** Creates every Kafka topic of the graph that is missing; records partition counts in the topology. */
@@ -204,7 +225,6 @@ export class KafkaGraph {
         this.offsets.set(topic, { heads: await this.nodeBroker(node).highWatermarks(topic), committed: [] });
       } catch {}
     }
-    if (!this.stopped) this.timer = setTimeout(() => void this.refresh(), REFRESH_MS);
   }
 
   async stop(): Promise<void> {
@@ -222,7 +242,7 @@ export class KafkaGraph {
 
   /** Sum of the sink topic's high watermarks (records plus transaction markers), as of the last refresh. */
   sinkOffsets(sink: string): number {
-    const edge = this.spec.edges.find((e) => e.to === sink);
+    const edge = this.options.topology.inputs(sink)[0];
     if (!edge) return 0;
     return (this.offsets.get(this.options.topology.topicOf(edge))?.heads ?? []).reduce((a, b) => a + b, 0);
   }
@@ -240,7 +260,7 @@ export class KafkaGraph {
   private edgeOffsets(edge: EdgeSpec) {
     const topic = this.options.topology.topicOf(edge);
     const { heads, committed } = this.offsets.get(topic) ?? { heads: [], committed: [] };
-    const task = this.tasks.find((t) => t.edge === edge);
+    const task = this.taskOf.get(edge);
     return heads.map((head, partition) => {
       // A transaction marker after the last record keeps head one past the committed offset of a drained partition.
       const done = Math.max(committed[partition] ?? 0, 0);
@@ -251,7 +271,7 @@ export class KafkaGraph {
 
   edgeStatus(edge: EdgeSpec) {
     const { topology } = this.options;
-    const task = this.tasks.find((t) => t.edge === edge);
+    const task = this.taskOf.get(edge);
     const partitions = this.edgeOffsets(edge);
     const degraded = !this.prepared ? this.failure : null;
     const state = degraded ? 'degraded' : (task?.state ?? (this.prepared ? 'running' : 'starting'));
@@ -279,7 +299,7 @@ export class KafkaGraph {
 
   /** Committed records of a Kafka sink (its partition 0 unless told), through a throwaway read_committed consumer. */
   readSink(sink: string, from: number, limit: number, partition = 0): Promise<StoredRecord[]> {
-    const edge = this.spec.edges.find((e) => e.to === sink)!;
+    const edge = this.options.topology.inputs(sink)[0];
     return this.brokerOf(edge).read(this.options.topology.topicOf(edge), partition, from, limit);
   }
 

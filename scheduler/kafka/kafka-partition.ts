@@ -138,13 +138,20 @@ export class KafkaPartition {
 
   private scheduleActivation(): void {
     this.clearTimer();
-    this.timer = setTimeout(() => {
+    const activate = this.guarded('kafka.activate', () => {
       this.timer = null;
-      void this.serialize(async () => {
+      return this.serialize(async () => {
         if (this.closed || this.ready) return;
         await this.activate().catch((again) => this.retryActivation(again));
       });
-    }, this.backoffMs);
+    });
+    this.timer = setTimeout(activate, this.backoffMs);
+  }
+
+  /** A timer callback whose failure is reported in the graph's status instead of escaping. */
+  private guarded(where: string, fn: () => unknown): () => void {
+    const { task, topic } = this.ctx;
+    return task.faults.wrap(where, { node: task.node.id, topic, partition: String(this.partition) }, fn);
   }
 
   /** Revoked or stopping: commits an open transaction if `commit`, else aborts it; releases the producer. */
@@ -303,9 +310,9 @@ export class KafkaPartition {
     if (this.timer || !this.ready) return;
     const since = this.txn ? this.txn.openedAt : this.lastCommitAt;
     const wait = Math.max(0, since + this.ctx.interval.ms - Date.now());
-    this.timer = setTimeout(() => {
+    const commit = this.guarded('kafka.commit', () => {
       this.timer = null;
-      void this.serialize(async () => {
+      return this.serialize(async () => {
         if (this.closed || !this.ready) return;
         try {
           await this.commitNow();
@@ -313,7 +320,8 @@ export class KafkaPartition {
           await this.fail(error);
         }
       });
-    }, wait);
+    });
+    this.timer = setTimeout(commit, wait);
   }
 
   private clearTimer(): void {

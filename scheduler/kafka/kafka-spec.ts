@@ -63,6 +63,20 @@ export function checkKafkaGraph(graph: RawGraph, problem: Problem): void {
   const nodes = new Set(graph.nodes.map((n) => n.id).filter((id): id is string => typeof id === 'string'));
   const cluster = (item: Raw | undefined) => clusterKey(parseBrokers(item?.brokers) ?? []); // '' = the platform's
   const onKafka = (edge: Raw) => edge.transport === 'kafka' || sources.get(edge.from as string)?.type === 'kafka' || sinks.get(edge.to as string)?.type === 'kafka';
+  // Edges by their ends, built once: the checks below stay linear in the edges.
+  const into = new Map<unknown, Raw[]>();
+  const outOf = new Map<unknown, Raw[]>();
+  const firstOutOf = new Map<unknown, number>();
+  const add = (map: Map<unknown, Raw[]>, key: unknown, edge: Raw) => {
+    const list = map.get(key);
+    if (list) list.push(edge);
+    else map.set(key, [edge]);
+  };
+  graph.edges.forEach((edge, i) => {
+    add(into, edge.to, edge);
+    add(outOf, edge.from, edge);
+    if (!firstOutOf.has(edge.from)) firstOutOf.set(edge.from, i);
+  });
 
   graph.edges.forEach((edge, i) => {
     const path = `$.edges[${i}]`;
@@ -79,14 +93,14 @@ export function checkKafkaGraph(graph: RawGraph, problem: Problem): void {
       else if (edge.delivery === 'at-most-once') problem(`${path}.commitIntervalMs`, 'at-most-once commits before every batch: commitIntervalMs does not apply');
       else if (edge.commitIntervalMs === 'auto' && !graph.hasSlo) problem(`${path}.commitIntervalMs`, '"auto" picks the interval from the graph\'s slo: add "slo": {"latencyMs", "percentile"}');
     }
-    if (source?.type === 'kafka' && source.group !== undefined && graph.edges.filter((e) => e.from === edge.from).length > 1 && graph.edges.findIndex((e) => e.from === edge.from) === i) {
+    if (source?.type === 'kafka' && source.group !== undefined && outOf.get(edge.from)!.length > 1 && firstOutOf.get(edge.from) === i) {
       problem(`$.sources[id=${String(edge.from)}].group`, `source '${String(edge.from)}' names a group but feeds several edges: each node consumes in its own group (drop "group")`);
     }
   });
 
   for (const node of nodes) {
-    const inputs = graph.edges.filter((e) => e.to === node);
-    const outputs = graph.edges.filter((e) => e.from === node);
+    const inputs = into.get(node) ?? [];
+    const outputs = outOf.get(node) ?? [];
     const kafkaIn = inputs.filter(onKafka);
     const kafkaOut = outputs.filter(onKafka);
     const path = `$.nodes[id=${node}]`;

@@ -5,18 +5,36 @@
  * `tributary.<graph>.<node>.dlq` on its input's cluster, and consumes in the group
  * `tributary.<graph>.<node>` (a Kafka source's own `group` when it names one).
  */
+import { Dag } from '../dag.ts';
 import type { EdgeSpec, GraphSpec, KafkaSinkSpec, KafkaSourceSpec } from '../graph-spec.ts';
 
 type EdgeEnds = Pick<EdgeSpec, 'from' | 'to' | 'transport'>;
 
+interface KafkaEndpoints {
+  sources: Map<string, KafkaSourceSpec>;
+  sinks: Map<string, KafkaSinkSpec>;
+}
+
+/** Kafka sources and sinks of a spec by id, built once per spec: these lookups run per edge and per batch. */
+const endpointsOf = new WeakMap<GraphSpec, KafkaEndpoints>();
+
+function endpoints(spec: GraphSpec): KafkaEndpoints {
+  let found = endpointsOf.get(spec);
+  if (!found) {
+    found = { sources: new Map(), sinks: new Map() };
+    for (const source of spec.sources) if (source.type === 'kafka') found.sources.set(source.id, source);
+    for (const sink of spec.sinks) if (sink.type === 'kafka') found.sinks.set(sink.id, sink);
+    endpointsOf.set(spec, found);
+  }
+  return found;
+}
+
 export function kafkaSourceOf(spec: GraphSpec, id: string): KafkaSourceSpec | undefined {
-  const source = spec.sources.find((s) => s.id === id);
-  return source?.type === 'kafka' ? source : undefined;
+  return endpoints(spec).sources.get(id);
 }
 
 export function kafkaSinkOf(spec: GraphSpec, id: string): KafkaSinkSpec | undefined {
-  const sink = spec.sinks.find((s) => s.id === id);
-  return sink?.type === 'kafka' ? sink : undefined;
+  return endpoints(spec).sinks.get(id);
 }
 
 export function isKafkaEdge(spec: GraphSpec, edge: EdgeEnds): boolean {
@@ -59,15 +77,7 @@ export function kafkaNodes(spec: GraphSpec): Set<string> {
 /** Kafka hops (nodes consuming a Kafka edge) on the graph's longest path: they share its SLO. */
 export function kafkaHops(spec: GraphSpec): number {
   const consumers = kafkaNodes(spec);
-  const memo = new Map<string, number>();
-  const depth = (id: string): number => {
-    const known = memo.get(id);
-    if (known !== undefined) return known;
-    memo.set(id, 0); // graphs are acyclic (validated); guards anyway
-    const next = spec.edges.filter((e) => e.from === id).map((e) => depth(e.to));
-    const value = (consumers.has(id) ? 1 : 0) + Math.max(0, ...next);
-    memo.set(id, value);
-    return value;
-  };
-  return Math.max(1, ...spec.sources.map((s) => depth(s.id)));
+  const ids = [...spec.sources.map((s) => s.id), ...spec.nodes.map((n) => n.id), ...spec.sinks.map((s) => s.id)];
+  const { weight } = Dag.of(ids, spec.edges).longestPath((id) => (consumers.has(id) ? 1 : 0));
+  return Math.max(1, weight);
 }
