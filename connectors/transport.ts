@@ -40,22 +40,41 @@ export interface CommitSet {
    * Ingest uses it so a client retrying after a lost response does not append twice.
    */
   idempotencyKey?: string;
+  /**
+   * Makes this one transaction durable on stable storage before `commit` returns (fsync), whatever
+   * the log's durability mode. Set it when the commit gates an effect another party sees — an
+   * ingest's 202, a Kafka offset, an S3 publish — so a power loss cannot undo what was promised.
+   */
+  durable?: boolean;
 }
 
 export interface Transport {
   /** Creates the topic if missing; an existing topic keeps its partition count, which is returned. */
   ensureTopic(topic: string, partitions: number): number;
   partitions(topic: string): number;
-  /** Up to `max` records from `from` (inclusive); fewer or none at the head. */
+  /**
+   * Up to `max` records from `from` (inclusive); fewer or none at the head. Retention may have
+   * deleted the records below some offset: a read from below it starts at the first record kept.
+   */
   read(topic: string, partition: number, from: number, max: number): StoredRecord[];
   /** The next offset to be written. */
   head(topic: string, partition: number): number;
   committed(group: string, topic: string, partition: number): number;
-  /** Resolves when `head(topic, partition)` exceeds `offset`, or after `timeoutMs`. */
+  /**
+   * Resolves when a `read` from `offset` would return records (the head exceeds `offset`, and the
+   * first offset still kept), or after `timeoutMs`; `Infinity` waits for the append alone, with no timer.
+   */
   waitForData(topic: string, partition: number, offset: number, timeoutMs: number): Promise<void>;
+  /**
+   * Resolves when a `read` from `offset` would return records, or when `signal` aborts (check
+   * `signal.aborted`); never rejects. Woken by the append itself: no timer, no polling, and an
+   * aborted waiter is removed at once.
+   */
+  waitForAppend(topic: string, partition: number, offset: number, signal?: AbortSignal): Promise<void>;
   /** Applies a whole CommitSet in one transaction; false when its idempotencyKey was already committed. */
   commit(set: CommitSet): boolean;
   stateSnapshot(namespace: string, partition: number): StateWrite[];
+  /** Deletes the topics starting with `prefix`, their offsets and the idempotency keys under it. */
   deleteTopics(prefix: string): void;
   deleteState(namespacePrefix: string): void;
   close(): void;
