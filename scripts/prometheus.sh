@@ -13,7 +13,10 @@
 # TSDB, config, pid file and log live under $TRIBUTARY_RUN (default ~/.cache/tributary/run)/prometheus.
 #
 # Environment: PROM_TARGETS (127.0.0.1:8787; comma-separated host:port list, job `tributary`,
-# path /metrics), PROM_PORT (9090), PROM_START_TIMEOUT_S (30).
+# path /metrics), PROM_PORT (9090), PROM_START_TIMEOUT_S (30), TRIBUTARY_TOKEN (when set, /metrics
+# needs it: it is written to $STATE/token, mode 600, and the scrape config sends it with
+#   authorization: { type: Bearer, credentials_file: $STATE/token }
+# Prometheus reads that file on every scrape, so a new token needs no restart).
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
@@ -26,6 +29,7 @@ RUN="${TRIBUTARY_RUN:-$HOME/.cache/tributary/run}"
 STATE="$RUN/prometheus"
 TARGETS=()
 PID_FILE="$STATE/prometheus.pid"
+TOKEN_FILE="$STATE/token"
 LOG="$STATE/prometheus.log"
 CONFIG="$STATE/prometheus.yml"
 
@@ -69,6 +73,11 @@ global:
 scrape_configs:
   - job_name: tributary
     metrics_path: /metrics
+EOF
+  if [[ -n "${TRIBUTARY_TOKEN:-}" ]]; then
+    printf '    authorization:\n      type: Bearer\n      credentials_file: "%s"\n' "$TOKEN_FILE"
+  fi
+  cat <<'EOF'
     static_configs:
       - targets:
 EOF
@@ -80,12 +89,25 @@ EOF
   printf '# listen 127.0.0.1:%s\n' "$PROM_PORT"
 }
 
+# The token for /metrics, readable by us only; removed when TRIBUTARY_TOKEN is unset.
+write_token() {
+  local staged
+  if [[ -z "${TRIBUTARY_TOKEN:-}" ]]; then
+    rm -f "$TOKEN_FILE"
+    return 0
+  fi
+  staged="$(umask 077 && mktemp "$STATE/token.XXXXXX")"
+  printf '%s' "$TRIBUTARY_TOKEN" >"$staged"
+  mv -f "$staged" "$TOKEN_FILE"
+}
+
 start_server() {
   local pid staged
   mkdir -p "$STATE/data"
   ensure_prometheus
 
   parse_targets
+  write_token
   staged="$(mktemp "$STATE/prometheus.yml.XXXXXX")"
   write_config >"$staged"
   if pid="$(running_pid)"; then

@@ -1,6 +1,8 @@
 /**
  * A real Prometheus (Debian's package, started by scripts/prometheus.sh with a 1 s scrape of
- * 127.0.0.1:8787/metrics) scrapes a running platform; its HTTP API must return our series.
+ * 127.0.0.1:8787/metrics) scrapes a running platform whose /metrics needs the management token
+ * (the script hands it over as `authorization: { type: Bearer, credentials_file }`); its HTTP
+ * API must return our series.
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,17 +13,18 @@ import { tempDir, waitFor } from './fixtures/platform.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const dataDir = tempDir();
+const token = `prom-${Math.random().toString(36).slice(2)}`;
 let server: RunningServer;
 
 beforeAll(async () => {
-  server = await startServer({ port: 8787, dataDir, hosts: 1, autoscaleIntervalMs: 500 });
+  server = await startServer({ port: 8787, dataDir, hosts: 1, autoscaleIntervalMs: 500, token });
   const { functions, graphs } = server.platform;
   for (const name of ['wordcount-split', 'wordcount-count']) {
     await functions.deploy({ name, kind: 'js', code: readFileSync(join(ROOT, 'functions', `${name}.js`), 'utf8'), memoryLimitMb: 128, timeoutMs: 1000 });
   }
   await graphs.deploy('prom', JSON.parse(readFileSync(join(ROOT, 'functions/wordcount.graph.json'), 'utf8')));
   graphs.ingest('prom', 'lines', [{ value: 'scrape me if you can' }]);
-  await ensureService('prometheus', { PROM_TARGETS: '127.0.0.1:8787' });
+  await ensureService('prometheus', { PROM_TARGETS: '127.0.0.1:8787', TRIBUTARY_TOKEN: token });
 }, SERVICE_START_TIMEOUT_MS);
 
 afterAll(async () => {
@@ -37,6 +40,12 @@ async function query(promql: string): Promise<Array<{ metric: Record<string, str
 }
 
 describe('Prometheus scrapes the platform', () => {
+  it('is the only one let in: /metrics answers 401 without the token', async () => {
+    const res = await fetch(`${server.url}/metrics`);
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('ERR_UNAUTHORIZED');
+  });
+
   it('finds the autoscaler, graph and runtime series through its query API', async () => {
     const replicas = await waitFor(async () => {
       const result = await query('tributary_node_replicas{graph="prom"}');
