@@ -1,6 +1,6 @@
 /**
- * Messages between the control plane and a host process over the Node IPC channel
- * (`serialization: 'advanced'`, so Uint8Array crosses without base64).
+ * Messages between the control plane and a host process over the framed channel
+ * (runtime/framed-channel.ts: V8-serialized, so Uint8Array crosses without base64).
  */
 import type { ErrorBody } from './errors.ts';
 import type { FunctionSpec } from './function-spec.ts';
@@ -41,3 +41,18 @@ export interface HostReady {
   ready: true;
   pid: number;
 }
+
+/**
+ * Sent by the host's event loop every HEARTBEAT_INTERVAL_MS. The supervisor's watchdog kills a
+ * host it has not heard from for `wedgedAfterMs` (its event loop is blocked by something no
+ * timeout interrupts); a host that is merely busy keeps beating, however long its queues.
+ */
+export interface HostBeat {
+  beat: true;
+  /** process.memoryUsage.rss() of the host: the memory guard's reading where /proc is unavailable. */
+  rssBytes: number;
+}
+
+export const HEARTBEAT_INTERVAL_MS = 250;
+
+export type HostMessage = HostReply | HostReady | HostBeat;

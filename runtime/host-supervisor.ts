@@ -2,14 +2,26 @@
  * Runs the isolate hosts as child processes and keeps them alive. A V8 abort (isolated-vm issues
  * #107, #527) or a kill -9 takes down one host: its in-flight calls fail with ERR_HOST_CRASHED,
  * the supervisor restarts it with backoff, and the other hosts keep serving.
+ *
+ * Two guards recycle a host that is alive but harmful, the same way: it stops getting calls, it
+ * is SIGKILLed, its in-flight calls fail with ERR_HOST_CRASHED saying why, and it restarts.
+ * - The watchdog: a host's event loop sends a heartbeat every HEARTBEAT_INTERVAL_MS; one not
+ *   heard from for `wedgedAfterMs` is blocked by something no timeout interrupts. Queues do not
+ *   count: a host with a thousand calls waiting still beats, and is never killed for being busy.
+ * - The memory guard: a host whose RSS passes `hostMemoryLimitMb` is recycled before the machine
+ *   runs out (isolate memory limits are guidelines V8 can overshoot, and many isolates add up).
+ *
+ * Hosts run with a scrubbed environment (HOST_ENV_INHERITED): they run untrusted code, so no
+ * control-plane secret (TRIBUTARY_TOKEN, AWS_*, Kafka credentials) is ever in their reach.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { FramedChannel } from './framed-channel.ts';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TributaryError } from './errors.ts';
-import type { HostOp, HostReady, HostReply, HostRequest, HostResults, HostStats } from './host-protocol.ts';
+import type { HostMessage, HostOp, HostReply, HostRequest, HostResults, HostStats } from './host-protocol.ts';
 import type { LogLine } from './host/function-instance.ts';
 
 const HOST_MAIN = fileURLToPath(new URL('./host/main.ts', import.meta.url));
@@ -23,6 +35,14 @@ export interface HostSupervisorOptions {
   hosts?: number;
   /** Warm isolate slots per host (default 6). */
   warmSlots?: number;
+  /**
+   * RSS in MiB above which a host is recycled (default: 75% of the machine's memory, shared
+   * equally among the hosts). Checked every WATCHDOG_TICK_MS, so a host can overshoot it briefly.
+   */
+  hostMemoryLimitMb?: number;
+  /** A ready host not heard from (heartbeat or reply) for this long is killed and restarted (default 10000 ms). */
+  wedgedAfterMs?: number;
+  /** After a host died or was recycled; `reason` starts with `watchdog:` or `memory:` for a recycle. */
   onRestart?: (hostIndex: number, reason: string) => void;
   onStats?: (hostIndex: number, stats: HostStats) => void;
 }
@@ -40,23 +60,49 @@ export type HostCall = DistributiveOmit<HostRequest, 'id'>;
 interface Pending {
   resolve(reply: HostReply): void;
   reject(error: TributaryError): void;
-  /** performance.now() after which the host is presumed wedged (see the watchdog). */
-  deadline: number;
 }
 
-/** Slack on top of a call's own timeout before its host is presumed wedged. */
-const WEDGED_AFTER_MS = 5000;
-/** Deadline of calls that carry no function timeout (stats, unload, validate of WASM). */
-const DEFAULT_CALL_MS = 30_000;
+/**
+ * Default silence after which a host is presumed wedged. Legitimate work never blocks a host's
+ * event loop this long: synchronous entries into isolates are cut after SYNC_SLICE_MS, module
+ * top levels likewise, and the largest frame serializes in well under a second.
+ */
+const WEDGED_AFTER_MS = 10_000;
+/** A host that has not become ready this long after its spawn is killed (and restarted). */
+const START_TIMEOUT_MS = 60_000;
+/** How often the watchdog and the memory guard look at every host. */
+const WATCHDOG_TICK_MS = 250;
+/** Share of the machine's memory all hosts together may use before one is recycled. */
+const HOSTS_MEMORY_SHARE = 0.75;
 /** After SIGTERM on close, a host that has not exited (event loop blocked) is SIGKILLed. */
 const CLOSE_GRACE_MS = 3000;
+const MIB = 1024 * 1024;
+
+/**
+ * The only variables a host inherits from the control plane; TRIBUTARY_WARM_SLOTS and
+ * TRIBUTARY_HOST_CHANNEL_FD are set for it. Node flags for hosts go in argv (TRIBUTARY_HOST_NODE_FLAGS).
+ */
+export const HOST_ENV_INHERITED = ['PATH', 'TZ', 'LANG'] as const;
+
+interface Recycle {
+  /** For onRestart and the log, e.g. `memory: RSS 612 MiB over the host limit of 512 MiB`. */
+  reason: string;
+  /** What the host's in-flight calls are told. */
+  message: string;
+}
 
 class HostHandle {
   child: ChildProcess | null = null;
-  channel: FramedChannel<HostRequest, HostReply | HostReady> | null = null;
+  channel: FramedChannel<HostRequest, HostMessage> | null = null;
   ready = false;
   readonly pending = new Map<number, Pending>();
   startedAt = 0;
+  /** performance.now() of the spawn and of the last frame received (heartbeat or reply). */
+  spawnedAt = 0;
+  lastHeardAt = 0;
+  /** RSS the host last reported in its heartbeat (used where /proc is not available). */
+  rssBytes = 0;
+  recycle: Recycle | null = null;
   backoffMs = MIN_BACKOFF_MS;
   readyWaiters: Array<() => void> = [];
 }
@@ -67,11 +113,15 @@ export class HostSupervisor {
   private nextId = 1;
   private closing = false;
   private watchdog: NodeJS.Timeout | null = null;
+  private readonly hostMemoryLimitMb: number;
+  private readonly wedgedAfterMs: number;
 
   constructor(options: HostSupervisorOptions = {}) {
     this.options = options;
     const count = Math.max(1, options.hosts ?? availableParallelism());
     this.hosts = Array.from({ length: count }, () => new HostHandle());
+    this.hostMemoryLimitMb = options.hostMemoryLimitMb ?? Math.floor((totalmem() * HOSTS_MEMORY_SHARE) / count / MIB);
+    this.wedgedAfterMs = options.wedgedAfterMs ?? WEDGED_AFTER_MS;
   }
 
   get size(): number {
@@ -120,9 +170,13 @@ export class HostSupervisor {
     if (!host.ready || !channel || channel.isClosed) throw new TributaryError('ERR_UNAVAILABLE', `host ${index} is not ready`);
     const id = this.nextId++;
     const reply = await new Promise<HostReply>((resolve, reject) => {
-      const timeoutMs = 'spec' in request ? request.spec.timeoutMs : DEFAULT_CALL_MS;
-      host.pending.set(id, { resolve, reject, deadline: performance.now() + timeoutMs + WEDGED_AFTER_MS });
-      channel.send({ ...request, id } as HostRequest);
+      host.pending.set(id, { resolve, reject });
+      try {
+        channel.send({ ...request, id } as HostRequest);
+      } catch (error) {
+        host.pending.delete(id);
+        reject(error instanceof TributaryError ? error : new TributaryError('ERR_UNAVAILABLE', `host ${index} is not ready`, { cause: error }));
+      }
     });
     this.options.onStats?.(index, reply.stats);
     if (!reply.ok) {
@@ -160,14 +214,22 @@ export class HostSupervisor {
       const extra = (process.env.TRIBUTARY_HOST_NODE_FLAGS ?? '').split(' ').filter(Boolean);
       const child = spawn(process.execPath, ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...extra, HOST_MAIN], {
         stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
-        env: { ...process.env, TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6), TRIBUTARY_HOST_CHANNEL_FD: '3' },
+        env: hostEnvironment({ TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6), TRIBUTARY_HOST_CHANNEL_FD: '3' }),
       });
       host.child = child;
       host.ready = false;
+      host.recycle = null;
       host.startedAt = Date.now();
-      host.channel = new FramedChannel<HostRequest, HostReply | HostReady>(child.stdio[3] as Duplex, (message) => {
+      host.spawnedAt = performance.now();
+      host.lastHeardAt = host.spawnedAt;
+      host.channel = new FramedChannel<HostRequest, HostMessage>(child.stdio[3] as Duplex, (message) => {
+        host.lastHeardAt = performance.now();
+        if ('beat' in message) {
+          host.rssBytes = message.rssBytes;
+          return;
+        }
         if ('ready' in message) {
-          host.ready = true;
+          host.ready = host.recycle === null;
           for (const wake of host.readyWaiters.splice(0)) wake();
           resolve();
           return;
@@ -178,13 +240,13 @@ export class HostSupervisor {
         pending.resolve(message);
       }, () => {});
       child.on('exit', (code, signal) => {
-        const reason = signal ? `signal ${signal}` : `exit code ${code}`;
+        const recycle = host.recycle;
+        const reason = recycle?.reason ?? (signal ? `signal ${signal}` : `exit code ${code}`);
+        const message = recycle?.message ?? `the host process running this call died (${reason}); it is being restarted`;
         host.ready = false;
         host.child = null;
         host.channel = null;
-        for (const pending of host.pending.values()) {
-          pending.reject(new TributaryError('ERR_HOST_CRASHED', `the host process running this call died (${reason}); it is being restarted`));
-        }
+        for (const pending of host.pending.values()) pending.reject(new TributaryError('ERR_HOST_CRASHED', message));
         host.pending.clear();
         resolve();
         if (this.closing) return;
@@ -201,23 +263,52 @@ export class HostSupervisor {
   }
 
   /**
-   * Watchdog: a host whose event loop is blocked (user code the isolate cannot interrupt) never
-   * answers. A call overdue by WEDGED_AFTER_MS past its own timeout gets its host SIGKILLed: the
-   * calls there fail with ERR_HOST_CRASHED and the host restarts, as after any crash.
+   * Recycles a live host: no new calls are routed to it, it is SIGKILLed, its in-flight calls
+   * fail with ERR_HOST_CRASHED carrying `recycle.message`, and it restarts as after a crash.
+   */
+  private recycleHost(index: number, recycle: Recycle): void {
+    const host = this.hosts[index];
+    if (!host.child || host.recycle) return;
+    host.recycle = recycle;
+    host.ready = false;
+    console.error(`tributary: recycling host ${index}: ${recycle.reason}`);
+    host.child.kill('SIGKILL');
+  }
+
+  /**
+   * Watchdog and memory guard, every WATCHDOG_TICK_MS. A tick that itself comes late means the
+   * control plane was stalled and heartbeats may sit unread in the socket: it judges no host.
    */
   private watch(): void {
+    let lastTick = performance.now();
     this.watchdog = setInterval(() => {
       const now = performance.now();
+      const stalled = now - lastTick > WATCHDOG_TICK_MS * 4;
+      lastTick = now;
+      if (stalled) return;
       this.hosts.forEach((host, index) => {
-        for (const pending of host.pending.values()) {
-          if (pending.deadline < now) {
-            console.error(`tributary: host ${index} stopped answering (a call is ${WEDGED_AFTER_MS} ms past its timeout); killing it`);
-            this.kill(index);
-            return;
-          }
+        if (!host.child || host.recycle) return;
+        if (!host.ready) {
+          if (now - host.spawnedAt > START_TIMEOUT_MS) this.recycleHost(index, { reason: 'watchdog: not ready after start', message: 'the host process did not start' });
+          return;
+        }
+        const silentMs = now - host.lastHeardAt;
+        if (silentMs > this.wedgedAfterMs) {
+          this.recycleHost(index, {
+            reason: `watchdog: no heartbeat for ${Math.round(silentMs)} ms`,
+            message: `the host process running this call stopped responding (event loop blocked for over ${this.wedgedAfterMs} ms) and was recycled; it is being restarted`,
+          });
+          return;
+        }
+        const rssMb = residentBytes(host) / MIB;
+        if (rssMb > this.hostMemoryLimitMb) {
+          this.recycleHost(index, {
+            reason: `memory: RSS ${Math.round(rssMb)} MiB over the host limit of ${this.hostMemoryLimitMb} MiB`,
+            message: `the host process running this call was recycled for memory (RSS ${Math.round(rssMb)} MiB over its limit of ${this.hostMemoryLimitMb} MiB); it is being restarted`,
+          });
         }
       });
-    }, 1000);
+    }, WATCHDOG_TICK_MS);
     this.watchdog.unref();
   }
 
@@ -240,6 +331,30 @@ export class HostSupervisor {
       ),
     );
   }
+}
+
+/** The host's environment: HOST_ENV_INHERITED from ours, plus `own`. Nothing else crosses. */
+function hostEnvironment(own: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of HOST_ENV_INHERITED) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...own };
+}
+
+/** A host's RSS: from /proc (current even if its event loop is stuck), else its last heartbeat. */
+function residentBytes(host: HostHandle): number {
+  const pid = host.child?.pid;
+  if (pid !== undefined) {
+    try {
+      const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'latin1'));
+      if (match) return Number(match[1]) * 1024;
+    } catch {
+      // Not Linux, or the process just exited.
+    }
+  }
+  return host.rssBytes;
 }
 
 function fnv1a(text: string): number {

@@ -77,3 +77,5 @@ export const MAX_INSTANCES_PER_FUNCTION = 4;
 export const MAX_SCALE_TO_ZERO_AFTER_MS = 7 * 24 * 60 * 60 * 1000;
 /** Largest `slo.latencyMs` of a graph: 1 hour (ERR_GRAPH_INVALID beyond). */
 export const MAX_SLO_LATENCY_MS = 3_600_000;
+/** Guest timers (setTimeout/setInterval) one invocation may have pending at once; setTimeout throws beyond. */
+export const MAX_TIMERS_PER_INVOCATION = 1000;

@@ -1,11 +1,13 @@
 /**
- * One version of one function, loaded into its own isolate slot. Invocations of an instance run
- * one at a time (FIFO); the pool runs more instances for more parallelism.
+ * One version of one function, loaded into its own isolate slot. It runs one call at a time; its
+ * FunctionLane queues the others and decides which instance runs what.
  */
 import type ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
 import type { FunctionSpec } from '../function-spec.ts';
+import { MAX_LOG_LINES_PER_INVOCATION } from '../limits.ts';
 import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireRequest, WireResponse } from '../guest/wire.ts';
+import type { Budget } from './budget.ts';
 import { compileError } from './compile-error.ts';
 import type { LogLevel } from './host-bindings.ts';
 import type { IsolateSlot } from './isolate-slot.ts';
@@ -31,57 +33,91 @@ export interface LoadResult {
   producedCache?: ivm.ExternalCopy<ArrayBuffer>;
 }
 
+export type EntryOp = 'fetch' | 'process';
+export type EntryPayload<Op extends EntryOp> = Op extends 'fetch' ? WireRequest : WireBatch;
+export type EntryResult<Op extends EntryOp> = Op extends 'fetch' ? WireResponse : WireBatchResult;
+
+/** Sources above this are compiled off the event loop: compilation cannot be interrupted by a timeout. */
+const COMPILE_ASYNC_ABOVE_CHARS = 256 * 1024;
+
 export class FunctionInstance {
   readonly spec: FunctionSpec;
   readonly slot: IsolateSlot;
   readonly shape: ModuleShape;
-  private queue: Promise<unknown> = Promise.resolve();
-  private pending = 0;
-  lastUsed = performance.now();
+  private running = false;
+  private used = false;
+  /** Console output of the module's top level, handed to the first call. */
+  private loadLogs: LogLine[];
 
-  private constructor(spec: FunctionSpec, slot: IsolateSlot, shape: ModuleShape) {
+  private constructor(spec: FunctionSpec, slot: IsolateSlot, shape: ModuleShape, loadLogs: LogLine[]) {
     this.spec = spec;
     this.slot = slot;
     this.shape = shape;
+    this.loadLogs = loadLogs;
   }
 
-  /** Compiles, links and evaluates the module in `slot` within the function's timeout. */
-  static async load(spec: FunctionSpec, slot: IsolateSlot, source: LoadSource, logs: LogLine[]): Promise<{ instance: FunctionInstance } & LoadResult> {
+  /** Compiles, links and evaluates the module in `slot` within `budget` (throws SliceExpired if a synchronous slice was not enough). */
+  static async load(spec: FunctionSpec, slot: IsolateSlot, source: LoadSource, budget: Budget): Promise<{ instance: FunctionInstance } & LoadResult> {
+    const logs: LogLine[] = [];
     slot.onLog = collect(logs);
-    const result = await loadInto(spec, slot, source);
-    return { instance: new FunctionInstance(spec, slot, result.shape), ...result };
+    const result = await loadInto(spec, slot, source, budget);
+    return { instance: new FunctionInstance(spec, slot, result.shape, logs), ...result };
   }
 
   get isBusy(): boolean {
-    return this.pending > 0;
+    return this.running;
   }
 
   get isUsable(): boolean {
     return !this.slot.isDisposed;
   }
 
-  fetch(request: WireRequest, logs: LogLine[]): Promise<WireResponse> {
-    return this.serialize(logs, 'fetch', request) as Promise<WireResponse>;
+  /** Whether no call has run here yet: the first one paid the cold start. */
+  get isFresh(): boolean {
+    return !this.used;
   }
 
-  process(batch: WireBatch, logs: LogLine[]): Promise<WireBatchResult> {
-    return this.serialize(logs, 'process', batch) as Promise<WireBatchResult>;
+  /** Loaded by a deploy's validation: the deploy paid the cold start, not the first call. */
+  markWarm(): void {
+    this.used = true;
   }
 
-  /** One call at a time per instance; an idle instance runs the call at once, without queueing. */
-  private serialize(logs: LogLine[], op: 'fetch' | 'process', payload: unknown): Promise<unknown> {
-    const run = async (): Promise<unknown> => {
-      this.slot.onLog = collect(logs);
-      const result = await this.slot.runEntry(op, payload, this.spec.timeoutMs);
-      if (!result.ok) throw fromGuestError(result.error, this.spec);
-      return result.value;
-    };
-    const started = this.pending++ === 0 ? run() : this.queue.then(run, run);
-    this.queue = started.catch(() => {});
-    return started.finally(() => {
-      this.pending--;
-      this.lastUsed = performance.now();
-    });
+  /** Runs one call: its result directly when it finished within its synchronous entry, else a promise. */
+  run<Op extends EntryOp>(op: Op, payload: EntryPayload<Op>, logs: LogLine[], budget: Budget): EntryResult<Op> | Promise<EntryResult<Op>> {
+    if (this.running) throw new TributaryError('ERR_INTERNAL', 'function instance is busy');
+    this.running = true;
+    this.used = true;
+    if (this.loadLogs.length > 0) {
+      for (const line of this.loadLogs) logs.push(line);
+      this.loadLogs = [];
+    }
+    this.slot.onLog = collect(logs);
+    let result: GuestResult<unknown> | Promise<GuestResult<unknown>>;
+    try {
+      result = this.slot.runEntry(op, payload, budget);
+    } catch (error) {
+      this.running = false;
+      throw error;
+    }
+    if (!(result instanceof Promise)) {
+      this.running = false;
+      return this.unwrap(result) as EntryResult<Op>;
+    }
+    return result.then(
+      (settled) => {
+        this.running = false;
+        return this.unwrap(settled) as EntryResult<Op>;
+      },
+      (error: unknown) => {
+        this.running = false;
+        throw error;
+      },
+    );
+  }
+
+  private unwrap(result: GuestResult<unknown>): unknown {
+    if (!result.ok) throw fromGuestError(result.error, this.spec);
+    return result.value;
   }
 
   dispose(): void {
@@ -91,24 +127,23 @@ export class FunctionInstance {
 
 function collect(logs: LogLine[]): (level: LogLevel, line: string) => void {
   return (level, line) => {
-    if (logs.length < 200) logs.push({ level, line, time: Date.now() });
+    if (logs.length < MAX_LOG_LINES_PER_INVOCATION) logs.push({ level, line, time: Date.now() });
   };
 }
 
-async function loadInto(spec: FunctionSpec, slot: IsolateSlot, source: LoadSource): Promise<LoadResult> {
+async function loadInto(spec: FunctionSpec, slot: IsolateSlot, source: LoadSource, budget: Budget): Promise<LoadResult> {
   if (source.kind === 'wasm') {
-    const result = (await slot.invoke(spec.timeoutMs, (call) => call.sync('loadWasm', [source.code]))) as GuestResult<ModuleShape>;
+    const result = (await slot.invoke(budget, (call) => call.loadWasm(source.code as Uint8Array))) as GuestResult<ModuleShape>;
     if (!result.ok) throw fromGuestError(result.error);
     return { shape: result.value };
   }
   const filename = `fn:///${spec.name}@v${spec.version}.js`;
-  // Synchronous isolated-vm calls: each asynchronous one costs a thread hop (~65 µs to ~1 ms).
+  const code = source.code as string;
+  const options = source.cachedData ? { filename, cachedData: source.cachedData } : { filename, produceCachedData: true };
+  // Synchronous isolated-vm calls where they are short: each asynchronous one costs a thread hop (~60 µs to ~1 ms).
   let module: ivm.Module;
   try {
-    module = slot.isolate.compileModuleSync(
-      source.code as string,
-      source.cachedData ? { filename, cachedData: source.cachedData } : { filename, produceCachedData: true },
-    );
+    module = code.length > COMPILE_ASYNC_ABOVE_CHARS ? await slot.isolate.compileModule(code, options) : slot.isolate.compileModuleSync(code, options);
   } catch (error) {
     throw compileError(error);
   }
@@ -119,10 +154,10 @@ async function loadInto(spec: FunctionSpec, slot: IsolateSlot, source: LoadSourc
   module.instantiateSync(slot.context, (specifier) => {
     throw new Error(`cannot import '${specifier}'`);
   });
-  const result = await slot.invoke(spec.timeoutMs, () => {
-    module.evaluateSync({ timeout: slot.remainingMs() });
-    return slot.loadNamespace(module) as GuestResult<ModuleShape>;
-  });
+  const result = (await slot.invoke(budget, async (call) => {
+    await call.evaluate(module);
+    return call.loadNamespace(module);
+  })) as GuestResult<ModuleShape>;
   if (!result.ok) throw fromGuestError(result.error);
   return { shape: result.value, producedCache: produced.cachedData };
 }

@@ -1,17 +1,21 @@
 /**
  * The isolates of one host process: pre-warmed slots (bootstrap already installed) so a newly
- * uploaded function does not pay for isolate creation, loaded function instances kept in an LRU,
- * and the V8 code cache for function modules. The cache holds only data V8 produced here from
- * code we compiled ourselves; nothing cached is ever accepted from users.
+ * uploaded function does not pay for isolate creation, one FunctionLane per loaded function
+ * version (its instances and its bounded queue), and the V8 code cache for function modules.
+ * The cache holds only data V8 produced here from code we compiled ourselves; nothing cached is
+ * ever accepted from users.
  */
 import ivm from 'isolated-vm';
 import { readFileSync } from 'node:fs';
 import { LRUCache } from 'lru-cache';
 import { TributaryError } from '../errors.ts';
-import { DEFAULT_MEMORY_LIMIT_MB, MAX_BODY_BYTES } from '../limits.ts';
+import { DEFAULT_MEMORY_LIMIT_MB, MAX_BODY_BYTES, MAX_QUEUED_BYTES_PER_HOST } from '../limits.ts';
 import { specKey, type FunctionSpec } from '../function-spec.ts';
 import type { ModuleShape } from '../guest/wire.ts';
-import { FunctionInstance, type LogLine, type LoadSource } from './function-instance.ts';
+import { newBudget, SliceExpired } from './budget.ts';
+import { EntryModes } from './entry-modes.ts';
+import { FunctionInstance, type EntryOp, type EntryPayload, type EntryResult, type LoadSource, type LogLine } from './function-instance.ts';
+import { FunctionLane, type LaneHost } from './function-lane.ts';
 import { IsolateSlot } from './isolate-slot.ts';
 import { capWasmMemory } from './wasm-limits.ts';
 
@@ -21,7 +25,10 @@ const REFILL_IDLE_MS = 5;
 export interface IsolatePoolOptions {
   /** Slots kept ready with the default memory limit (default 4). */
   warmSlots?: number;
-  /** Loaded function instances kept per host before the least recently used idle one is disposed. */
+  /**
+   * Loaded function instances kept per host (default 256): beyond, idle instances of the least
+   * recently used functions are disposed, and no lane grows past its first instance.
+   */
   maxInstances?: number;
   /** Bytes of V8 code cache kept (default 64 MiB). */
   codeCacheBytes?: number;
@@ -32,29 +39,31 @@ interface CachedCode {
   bytes: number;
 }
 
-export interface Acquired {
-  instance: FunctionInstance;
+export interface Ran<Op extends EntryOp> {
+  value: EntryResult<Op>;
+  /** Whether the call ran on an instance loaded for it (it paid a cold start). */
   coldStart: boolean;
 }
 
-export class IsolatePool {
+export class IsolatePool implements LaneHost {
   private readonly warm: IsolateSlot[] = [];
   private readonly warmTarget: number;
+  private readonly maxInstances: number;
   private refilling = false;
   private active = 0;
   private lastActive = 0;
-  private readonly instances: LRUCache<string, FunctionInstance[]>;
-  private readonly loading = new Map<string, Promise<FunctionInstance>>();
+  /** Lanes by specKey, least recently used first. */
+  private readonly lanes = new Map<string, FunctionLane>();
+  private lastKey = '';
+  private instanceCount = 0;
+  private queuedBytes = 0;
+  private readonly modes = new EntryModes();
   private readonly codeCache: LRUCache<string, CachedCode>;
   private closed = false;
 
   constructor(options: IsolatePoolOptions = {}) {
     this.warmTarget = options.warmSlots ?? 4;
-    this.instances = new LRUCache({
-      max: options.maxInstances ?? 256,
-      noDisposeOnSet: true,
-      dispose: (list) => list.forEach((instance) => this.retire(instance)),
-    });
+    this.maxInstances = options.maxInstances ?? 256;
     this.codeCache = new LRUCache({
       maxSize: options.codeCacheBytes ?? 64 * 1024 * 1024,
       sizeCalculation: (entry) => Math.max(1, entry.bytes),
@@ -68,9 +77,7 @@ export class IsolatePool {
   }
 
   get stats() {
-    let loaded = 0;
-    for (const list of this.instances.values()) loaded += list.length;
-    return { warm: this.warm.length, instances: loaded, isolates: loaded + this.warm.length };
+    return { warm: this.warm.length, instances: this.instanceCount, isolates: this.instanceCount + this.warm.length };
   }
 
   /**
@@ -82,42 +89,78 @@ export class IsolatePool {
     const instance = await this.loadFrom(spec, code).catch((error: unknown) => {
       throw asValidationError(error, spec.kind);
     });
+    const key = specKey(spec);
+    let lane = this.lanes.get(key);
+    if (!lane) {
+      lane = new FunctionLane(spec, this);
+      this.lanes.set(key, lane);
+    }
+    lane.adopt(instance);
     return instance.shape;
   }
 
-  /** An idle instance of `spec` (loading one if needed) and whether this call paid a cold start. */
-  async acquire(spec: FunctionSpec, logs: LogLine[]): Promise<Acquired> {
+  /**
+   * Runs one call of `spec` on one of its instances (loading one if needed). Rejects at once
+   * with ERR_OVERLOADED when the function's queue on this host is full.
+   */
+  run<Op extends EntryOp>(spec: FunctionSpec, op: Op, payload: EntryPayload<Op>, logs: LogLine[], bytes: number): Promise<Ran<Op>> {
+    const lane = this.laneFor(spec);
+    return new Promise<Ran<Op>>((resolve, reject) => {
+      lane.submit({ op, payload, logs, bytes, budget: null, coldStart: false, resolve: resolve as (outcome: Ran<EntryOp>) => void, reject });
+    });
+  }
+
+  private laneFor(spec: FunctionSpec): FunctionLane {
     const key = specKey(spec);
-    const list = (this.instances.get(key) ?? []).filter((instance) => instance.isUsable);
-    const idle = list.find((instance) => !instance.isBusy);
-    if (idle) return { instance: idle, coldStart: false };
-    // One instance per function version per host for now; a busy one queues the call.
-    if (list.length > 0) return { instance: list[0], coldStart: false };
-    let loading = this.loading.get(key);
-    if (!loading) {
-      loading = this.load(spec, logs).finally(() => this.loading.delete(key));
-      this.loading.set(key, loading);
+    let lane = this.lanes.get(key);
+    if (lane && key !== this.lastKey) {
+      this.lanes.delete(key); // re-inserted below: most recently used last
+      this.lanes.set(key, lane);
     }
-    return { instance: await loading, coldStart: true };
+    if (!lane) {
+      lane = new FunctionLane(spec, this);
+      this.lanes.set(key, lane);
+      if (this.lanes.size > this.maxInstances) this.forgetEmptyLanes();
+    }
+    this.lastKey = key;
+    lane.spec = spec;
+    return lane;
   }
 
-  private async load(spec: FunctionSpec, logs: LogLine[]): Promise<FunctionInstance> {
+  /** LaneHost: loads a new instance from the code file. */
+  load(spec: FunctionSpec): Promise<FunctionInstance> {
     // Synchronous read: a small local file, and the thread-pool hop of readFile costs more than the read.
-    const code = spec.kind === 'js' ? readFileSync(spec.codePath, 'utf8') : new Uint8Array(readFileSync(spec.codePath));
-    return this.loadFrom(spec, code, logs);
+    let code: string | Uint8Array;
+    try {
+      code = spec.kind === 'js' ? readFileSync(spec.codePath, 'utf8') : new Uint8Array(readFileSync(spec.codePath));
+    } catch (error) {
+      return Promise.reject(new TributaryError('ERR_INTERNAL', `cannot read the code of '${spec.name}'`, { cause: error }));
+    }
+    return this.loadFrom(spec, code);
   }
 
-  private async loadFrom(spec: FunctionSpec, code: string | Uint8Array, logs: LogLine[] = []): Promise<FunctionInstance> {
-    const slot = await this.takeSlot(spec.memoryLimitMb);
-    try {
-      const { instance, producedCache } = await FunctionInstance.load(spec, slot, this.sourceFor(spec, code), logs);
-      if (producedCache && !this.codeCache.has(spec.sha256)) this.remember(spec.sha256, producedCache);
-      const key = specKey(spec);
-      this.instances.set(key, [...(this.instances.get(key) ?? []).filter((i) => i.isUsable), instance]);
-      return instance;
-    } catch (error) {
-      slot.dispose();
-      throw error;
+  /**
+   * Loads `code` into a slot. A top level that outlives its synchronous slice is evaluated again
+   * in a fresh slot, asynchronously, with the rest of its budget (and this version's later loads
+   * start asynchronously).
+   */
+  private async loadFrom(spec: FunctionSpec, code: string | Uint8Array): Promise<FunctionInstance> {
+    const budget = newBudget(spec, this.modes.isAsync(spec, 'load'));
+    let first = true;
+    for (;;) {
+      const slot = await this.takeSlot(spec.memoryLimitMb);
+      if (first) budget.startedAt = performance.now();
+      first = false;
+      try {
+        const { instance, producedCache } = await FunctionInstance.load(spec, slot, this.sourceFor(spec, code), budget);
+        if (producedCache && !this.codeCache.has(spec.sha256)) this.remember(spec.sha256, producedCache);
+        return instance;
+      } catch (error) {
+        slot.dispose();
+        if (!(error instanceof SliceExpired) || budget.async) throw error;
+        this.modes.markAsync(spec, 'load');
+        budget.async = true;
+      }
     }
   }
 
@@ -130,29 +173,68 @@ export class IsolatePool {
     this.codeCache.set(sha256, { data, bytes: data.copy().byteLength });
   }
 
+  mayGrow(): boolean {
+    return this.instanceCount < this.maxInstances;
+  }
+
+  instanceAdded(): void {
+    this.instanceCount++;
+    if (this.instanceCount > this.maxInstances) this.evictIdle();
+  }
+
+  instanceRemoved(): void {
+    this.instanceCount--;
+  }
+
+  reserveBytes(bytes: number, force: boolean): boolean {
+    if (!force && this.queuedBytes + bytes > MAX_QUEUED_BYTES_PER_HOST) return false;
+    this.queuedBytes += bytes;
+    return true;
+  }
+
+  releaseBytes(bytes: number): void {
+    this.queuedBytes -= bytes;
+  }
+
+  entriesAsync(spec: FunctionSpec): boolean {
+    return this.modes.isAsync(spec, 'entry');
+  }
+
+  sliceExpired(spec: FunctionSpec): void {
+    this.modes.markAsync(spec, 'entry');
+  }
+
+  /** Disposes idle instances of the least recently used lanes until the pool is back under its cap. */
+  private evictIdle(): void {
+    for (const [key, lane] of this.lanes) {
+      if (this.instanceCount <= this.maxInstances) return;
+      while (this.instanceCount > this.maxInstances && lane.evictIdle());
+      if (lane.isEmpty) this.lanes.delete(key);
+    }
+  }
+
+  private forgetEmptyLanes(): void {
+    for (const [key, lane] of this.lanes) if (lane.isEmpty) this.lanes.delete(key);
+  }
+
   /** Drops the instances of a function's versions (all, or all but `exceptKey`) once idle. */
   unload(name: string, exceptKey?: string): void {
-    for (const key of [...this.instances.keys()]) {
+    for (const [key, lane] of [...this.lanes]) {
       if (key.startsWith(`${name}@`) && key !== exceptKey) {
-        this.instances.delete(key); // the LRU's dispose hook retires them
+        this.lanes.delete(key);
+        lane.retire();
       }
     }
   }
 
   /** Drops the instances of one graph replica (`graph/node#r`), e.g. after scale-down. */
   unloadTag(tag: string): void {
-    for (const key of [...this.instances.keys()]) {
-      if (key.endsWith(`#${tag}`)) this.instances.delete(key); // the LRU's dispose hook retires them
+    for (const [key, lane] of [...this.lanes]) {
+      if (key.endsWith(`#${tag}`)) {
+        this.lanes.delete(key);
+        lane.retire();
+      }
     }
-  }
-
-  /**
-   * Disposes an instance once its queued calls have finished. Never synchronously: a call that
-   * acquired it in this turn of the event loop has not started yet, and must find it alive.
-   */
-  private retire(instance: FunctionInstance): void {
-    const attempt = () => (instance.isBusy ? setTimeout(attempt, 50) : instance.dispose());
-    setImmediate(attempt);
   }
 
   private async takeSlot(memoryLimitMb: number): Promise<IsolateSlot> {
@@ -199,7 +281,8 @@ export class IsolatePool {
   close(): void {
     this.closed = true;
     for (const slot of this.warm.splice(0)) slot.dispose();
-    this.instances.clear();
+    for (const lane of this.lanes.values()) lane.close();
+    this.lanes.clear();
   }
 }
 

@@ -2,39 +2,64 @@
  * One V8 isolate with one context and the guest bootstrap installed: the unit the pool pre-warms
  * and a function instance runs in.
  *
- * Every entry into the isolate is a synchronous isolated-vm call (≈5 µs, against ≈65 µs for an
- * asynchronous one) carrying the invocation's remaining budget as its `timeout`. Asynchronous
- * handlers report back through the `settle` host binding; a host timer enforces the wall clock
- * across awaits and guest timers. The price of synchronous entry: while user code runs, this host
- * process's event loop waits (at most `timeoutMs`) — hosts are one per core, so the CPU is the
- * isolate's anyway. A slot whose invocation timed out or ran out of memory is disposed.
+ * An invocation enters its isolate in one of two modes (see budget.ts):
+ * - synchronous (the fast path): each entry is an `applySync` (≈5 µs, against ≈60 µs for an
+ *   asynchronous one) bounded by SYNC_SLICE_MS. A handler that settles within the entry comes
+ *   back without a timer or a promise allocated. An entry outliving its slice is cut, the slot
+ *   disposed and SliceExpired thrown: the owner re-runs the call asynchronously.
+ * - asynchronous: entries run on isolated-vm's threads with the remaining wall-clock budget as
+ *   their `timeout`, so the host's event loop (and every other function on it) keeps running; a
+ *   monitor disposes the isolate once the invocation's CPU time passes its budget.
+ * Across awaits and guest timers a host timer enforces the wall clock. A slot whose invocation
+ * timed out, ran out of memory or CPU, or was cut is disposed. Never enter an isolate
+ * synchronously while an asynchronous entry runs in it: that blocks the event loop until it ends.
  */
 import ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
-import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_RESPONSE_HEADER_BYTES } from '../limits.ts';
+import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_RESPONSE_HEADER_BYTES, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
 import type { GuestResult } from '../guest/wire.ts';
+import { newBudget, SliceExpired, SYNC_SLICE_MS, type Budget } from './budget.ts';
 import * as bindings from './host-bindings.ts';
 import type { BindingSink, LogLevel } from './host-bindings.ts';
 import { guestBootstrapSource } from './guest-bundle.ts';
-import { timeoutError, translateIvmError } from './translate-error.ts';
+import { cpuLimitError, discardsIsolate, timeoutError, translateIvmError } from './translate-error.ts';
 
 export interface SlotOptions {
   memoryLimitMb: number;
   maxBodyBytes: number;
 }
 
+type Failure = TributaryError | SliceExpired;
+
 interface Invocation {
-  deadline: number;
-  timeoutMs: number;
-  fail(error: TributaryError): void;
+  /** Handed to the guest's timers: timers of an earlier invocation are dropped there too. */
+  readonly id: number;
+  readonly budget: Budget;
+  readonly deadline: number;
+  readonly cpuBase: bigint;
+  readonly carriedCpuMs: number;
+  /** Asynchronous entries still running in the isolate. */
+  running: number;
+  ended: boolean;
+  /** What the guest settled the call with; delivered once no entry runs any more. */
+  result: GuestResult<unknown> | undefined;
+  failure: Failure | undefined;
+  resolve: ((result: GuestResult<unknown>) => void) | null;
+  reject: ((failure: Failure) => void) | null;
+  wallTimer: NodeJS.Timeout | undefined;
+  cpuTimer: NodeJS.Timeout | undefined;
 }
 
-type SyncEntry = 'load' | 'loadWasm' | 'fireTimer' | 'warmup';
+type GuestEntry = 'load' | 'loadWasm' | 'start' | 'fireTimer' | 'warmup';
 type AsyncEntry = 'fetch' | 'process';
 
-/** Entry points an invocation body may call (the hot path, fetch and process, is runEntry). */
+/** Entries an `invoke` body may make; each runs in the invocation's mode and returns its value or a promise of it. */
 export interface GuestCall {
-  sync(fn: 'loadWasm', args: unknown[]): unknown;
+  loadWasm(bytes: Uint8Array): unknown;
+  /** Evaluates a linked module's top level. */
+  evaluate(module: ivm.Module): unknown;
+  /** Hands a linked module's namespace to the guest dispatcher. */
+  loadNamespace(module: ivm.Module): unknown;
 }
 
 /** The ceilings the guest enforces itself (runtime/limits.ts), handed over at boot. */
@@ -55,16 +80,20 @@ export class IsolateSlot implements BindingSink {
   readonly isolate: ivm.Isolate;
   readonly context: ivm.Context;
   readonly memoryLimitMb: number;
-  private readonly guest: Record<SyncEntry | 'start', ivm.Reference>;
+  private readonly guest: Record<GuestEntry, ivm.Reference>;
   private readonly timers = new Map<number, NodeJS.Timeout>();
   private readonly calls = new Map<number, (result: GuestResult<unknown>) => void>();
   private nextCallId = 1;
+  private invocations = 0;
   private invocation: Invocation | null = null;
   private disposed = false;
+  private disposedForCpu = false;
+  /** What the last setTimer told the guest: the invocation id, 0 (not armed), -1 (limit reached). */
+  private armed = 0;
   /** Receives console output; the owner points it at the current invocation. */
   onLog: (level: LogLevel, line: string) => void = () => {};
 
-  private constructor(isolate: ivm.Isolate, context: ivm.Context, guest: Record<SyncEntry | 'start', ivm.Reference>, memoryLimitMb: number) {
+  private constructor(isolate: ivm.Isolate, context: ivm.Context, guest: Record<GuestEntry, ivm.Reference>, memoryLimitMb: number) {
     this.isolate = isolate;
     this.context = context;
     this.guest = guest;
@@ -83,6 +112,14 @@ export class IsolateSlot implements BindingSink {
         clearTimer: (id) => sinkRef.slot?.clearTimer(id),
         settle: (id, result) => sinkRef.slot?.settle(id, result),
       };
+      // The guest learns from setTimer's answer which invocation a timer belongs to (runtime/guest/timers.ts).
+      const setTimer = (id: unknown, delayMs: unknown): number => {
+        const slot = sinkRef.slot;
+        if (!slot) return 0;
+        slot.armed = 0;
+        bindings.setTimer(sink, id, delayMs);
+        return slot.armed;
+      };
       const filename = 'tributary:bootstrap';
       const script: ivm.Script & ivm.CachedDataResult = await isolate.compileScript(
         guestBootstrapSource(),
@@ -100,7 +137,7 @@ export class IsolateSlot implements BindingSink {
           new ivm.Reference(bindings.urlParse),
           new ivm.Reference(bindings.urlSet),
           new ivm.Reference((value: unknown) => value),
-          new ivm.Reference((id: unknown, delayMs: unknown) => bindings.setTimer(sink, id, delayMs)),
+          new ivm.Reference(setTimer),
           new ivm.Reference((id: unknown) => bindings.clearTimer(sink, id)),
           new ivm.Reference((id: unknown, result: unknown) => sink.settle(id as number, result)),
           new ivm.ExternalCopy(guestLimits(options)).copyInto(),
@@ -108,7 +145,7 @@ export class IsolateSlot implements BindingSink {
         ],
         { result: { reference: true } },
       )) as ivm.Reference;
-      const guest = {} as Record<SyncEntry | 'start', ivm.Reference>;
+      const guest = {} as Record<GuestEntry, ivm.Reference>;
       for (const name of ['load', 'loadWasm', 'start', 'fireTimer', 'warmup'] as const) {
         guest[name] = api.getSync(name, { reference: true }) as ivm.Reference;
       }
@@ -128,99 +165,231 @@ export class IsolateSlot implements BindingSink {
   }
 
   /**
-   * Runs `body` as one invocation with a wall-clock budget of `timeoutMs`. Timeouts and OOM
-   * dispose the slot; every failure leaves here as a TributaryError.
+   * Runs `body` as one invocation within `limits` (a Budget, or a wall-clock budget in ms run
+   * synchronously). Timeouts, OOM, the CPU limit and a cut slice dispose the slot; every failure
+   * leaves here as a TributaryError, or SliceExpired for the owner to re-run asynchronously.
    */
-  async invoke<T>(timeoutMs: number, body: (call: GuestCall) => T | Promise<T>): Promise<T> {
-    if (this.isDisposed) throw new TributaryError('ERR_INTERNAL', 'isolate slot is disposed');
-    if (this.invocation) throw new TributaryError('ERR_INTERNAL', 'isolate slot is busy');
-    const deadline = performance.now() + timeoutMs;
-    let fail!: (error: TributaryError) => void;
-    const failed = new Promise<never>((_, reject) => (fail = reject));
+  async invoke<T>(limits: Budget | number, body: (call: GuestCall) => T | Promise<T>): Promise<T> {
+    const budget = typeof limits === 'number' ? newBudget({ timeoutMs: limits, memoryLimitMb: this.memoryLimitMb }, false) : limits;
+    const invocation = this.begin(budget);
+    const failed = new Promise<never>((_, reject) => (invocation.reject = reject));
     failed.catch(() => {});
-    const timer = setTimeout(() => fail(timeoutError(timeoutMs)), timeoutMs);
-    this.invocation = { deadline, timeoutMs, fail };
+    invocation.wallTimer = setTimeout(() => this.fail(invocation, timeoutError(budget.timeoutMs)), Math.max(0, invocation.deadline - performance.now()));
     const call: GuestCall = {
-      sync: (fn, args) => this.enterSync(fn, args),
+      loadWasm: (bytes) =>
+        this.enter(invocation, (timeout) => this.guest.loadWasm.applySync(undefined, [bytes], { arguments: { copy: true }, result: { copy: true }, timeout }),
+          (timeout) => this.guest.loadWasm.apply(undefined, [bytes], { arguments: { copy: true }, result: { copy: true }, timeout })),
+      evaluate: (module) =>
+        this.enter(invocation, (timeout) => module.evaluateSync({ timeout }), (timeout) => module.evaluate({ timeout })),
+      loadNamespace: (module) =>
+        this.enter(invocation, (timeout) => this.guest.load.applySync(undefined, [module.namespace.derefInto()], { result: { copy: true }, timeout }),
+          (timeout) => this.guest.load.apply(undefined, [module.namespace.derefInto()], { result: { copy: true }, timeout })),
     };
     try {
-      return await Promise.race([body(call), failed]);
+      const value = await Promise.race([body(call), failed]);
+      this.end(invocation);
+      return value;
     } catch (error) {
-      const translated = this.translate(error, timeoutMs);
-      if (translated.code === 'ERR_FN_TIMEOUT' || translated.code === 'ERR_FN_OOM') this.dispose();
-      throw translated;
-    } finally {
-      clearTimeout(timer);
-      this.invocation = null;
-      this.clearAllTimers();
-      this.calls.clear();
+      const failure = invocation.failure ?? this.asFailure(error, invocation);
+      this.end(invocation, failure);
+      throw failure;
     }
   }
 
   /**
-   * The hot path: one asynchronous entry point (`fetch`, `process`) as a whole invocation. When
-   * the handler settles within the synchronous entry — no awaits on timers — the result comes back
-   * without a timer or a promise allocated; otherwise a wall-clock timer guards the rest.
+   * The hot path: one asynchronous guest entry point (`fetch`, `process`) as a whole invocation.
+   * Synchronously, a handler that settles within the entry's slice returns its result directly;
+   * otherwise (or asynchronously) a promise of it.
    */
-  runEntry(fn: AsyncEntry, payload: unknown, timeoutMs: number): GuestResult<unknown> | Promise<GuestResult<unknown>> {
-    if (this.isDisposed) throw new TributaryError('ERR_INTERNAL', 'isolate slot is disposed');
-    if (this.invocation) throw new TributaryError('ERR_INTERNAL', 'isolate slot is busy');
-    const invocation: Invocation = { deadline: performance.now() + timeoutMs, timeoutMs, fail: () => {} };
-    this.invocation = invocation;
+  runEntry(fn: AsyncEntry, payload: unknown, budget: Budget): GuestResult<unknown> | Promise<GuestResult<unknown>> {
+    const invocation = this.begin(budget);
     const callId = this.nextCallId++;
-    let early: GuestResult<unknown> | undefined;
-    this.calls.set(callId, (result) => (early = result));
-    try {
-      this.guest.start.applySync(undefined, [callId, fn, payload], { arguments: { copy: true }, timeout: this.remainingMs() });
-    } catch (error) {
-      this.endInvocation();
-      throw this.failWith(error, timeoutMs);
+    this.calls.set(callId, (result) => this.settled(invocation, result));
+    const args = [callId, fn, payload];
+    if (budget.async) {
+      const done = this.pending(invocation);
+      this.enterAsync(invocation, (timeout) => this.guest.start.apply(undefined, args, { arguments: { copy: true }, timeout })).catch((failure: unknown) =>
+        this.fail(invocation, failure),
+      );
+      return done;
     }
+    const remainingMs = invocation.deadline - performance.now();
+    const sliced = remainingMs > SYNC_SLICE_MS;
+    try {
+      this.guest.start.applySync(undefined, args, { arguments: { copy: true }, timeout: sliced ? SYNC_SLICE_MS : Math.max(1, Math.ceil(remainingMs)) });
+      this.checkCpu(invocation);
+    } catch (error) {
+      const failure = this.classify(error, invocation, sliced);
+      this.end(invocation, failure);
+      throw failure;
+    }
+    const early = invocation.result;
     if (early !== undefined) {
-      this.endInvocation();
+      this.end(invocation);
       return early;
     }
+    return this.pending(invocation);
+  }
+
+  private begin(budget: Budget): Invocation {
+    if (this.isDisposed) throw new TributaryError('ERR_INTERNAL', 'isolate slot is disposed');
+    if (this.invocation) throw new TributaryError('ERR_INTERNAL', 'isolate slot is busy');
+    const deadline = budget.startedAt + budget.timeoutMs;
+    if (deadline <= performance.now()) throw timeoutError(budget.timeoutMs);
+    if (budget.cpuUsedMs >= budget.cpuLimitMs) throw cpuLimitError(budget.cpuLimitMs);
+    const invocation: Invocation = {
+      id: ++this.invocations,
+      budget,
+      deadline,
+      cpuBase: this.isolate.cpuTime,
+      carriedCpuMs: budget.cpuUsedMs,
+      running: 0,
+      ended: false,
+      result: undefined,
+      failure: undefined,
+      resolve: null,
+      reject: null,
+      wallTimer: undefined,
+      cpuTimer: undefined,
+    };
+    this.invocation = invocation;
+    if (budget.async) this.watchCpu(invocation);
+    return invocation;
+  }
+
+  /** The invocation's outcome as a promise, with the wall clock guarded from now on. */
+  private pending(invocation: Invocation): Promise<GuestResult<unknown>> {
     return new Promise<GuestResult<unknown>>((resolve, reject) => {
-      const timer = setTimeout(() => invocation.fail(timeoutError(timeoutMs)), Math.max(0, invocation.deadline - performance.now()));
-      this.calls.set(callId, (result) => {
-        clearTimeout(timer);
-        this.endInvocation();
-        resolve(result);
-      });
-      invocation.fail = (error) => {
-        clearTimeout(timer);
-        this.endInvocation();
-        reject(this.failWith(error, timeoutMs));
-      };
+      invocation.resolve = resolve;
+      invocation.reject = reject;
+      invocation.wallTimer = setTimeout(
+        () => this.fail(invocation, timeoutError(invocation.budget.timeoutMs)),
+        Math.max(0, invocation.deadline - performance.now()),
+      );
+      this.finishIfDone(invocation);
     });
   }
 
-  private endInvocation(): void {
-    this.invocation = null;
+  private settled(invocation: Invocation, result: GuestResult<unknown>): void {
+    if (invocation.ended) return;
+    invocation.result = result;
+    this.finishIfDone(invocation);
+  }
+
+  /** Success needs the guest's result and no entry still running (whose failure would fail the call). */
+  private finishIfDone(invocation: Invocation): void {
+    const resolve = invocation.resolve;
+    const result = invocation.result;
+    if (invocation.ended || result === undefined || invocation.running > 0 || resolve === null) return;
+    this.end(invocation);
+    resolve(result);
+  }
+
+  private fail(invocation: Invocation, error: unknown): void {
+    if (invocation.ended) return;
+    const failure = this.asFailure(error, invocation);
+    invocation.failure = failure;
+    this.end(invocation, failure);
+    invocation.reject?.(failure);
+  }
+
+  /** Ends an invocation (once): timers dropped, CPU time recorded, the slot disposed after a discarding failure. */
+  private end(invocation: Invocation, failure?: Failure): void {
+    if (invocation.ended) return;
+    invocation.ended = true;
+    clearTimeout(invocation.wallTimer);
+    clearTimeout(invocation.cpuTimer);
+    invocation.budget.cpuUsedMs = this.cpuUsedMs(invocation);
+    if (this.invocation === invocation) this.invocation = null;
     this.clearAllTimers();
     this.calls.clear();
+    if (failure && (failure instanceof SliceExpired || discardsIsolate(failure))) this.dispose();
   }
 
-  /** Translates a failure; a timeout or OOM also disposes the slot. */
-  private failWith(error: unknown, timeoutMs: number): TributaryError {
-    const translated = this.translate(error, timeoutMs);
-    if (translated.code === 'ERR_FN_TIMEOUT' || translated.code === 'ERR_FN_OOM') this.dispose();
-    return translated;
+  /** One entry in the invocation's mode. */
+  private enter<T>(invocation: Invocation, sync: (timeoutMs: number) => T, async: (timeoutMs: number) => Promise<T>): T | Promise<T> {
+    return invocation.budget.async ? this.enterAsync(invocation, async) : this.enterSync(invocation, sync);
   }
 
-  /** Remaining budget of the current invocation, for isolated-vm's `timeout` on each entry. */
-  remainingMs(): number {
-    const invocation = this.invocation;
-    return invocation ? Math.max(1, Math.ceil(invocation.deadline - performance.now())) : 1000;
+  /** A synchronous entry, its `timeout` the slice (or the rest of the budget, if less); CPU checked after. */
+  private enterSync<T>(invocation: Invocation, run: (timeoutMs: number) => T): T {
+    const remainingMs = invocation.deadline - performance.now();
+    if (remainingMs <= 0) throw timeoutError(invocation.budget.timeoutMs);
+    const sliced = remainingMs > SYNC_SLICE_MS;
+    try {
+      const value = run(sliced ? SYNC_SLICE_MS : Math.max(1, Math.ceil(remainingMs)));
+      this.checkCpu(invocation);
+      return value;
+    } catch (error) {
+      throw this.classify(error, invocation, sliced);
+    }
   }
 
-  private enterSync(fn: SyncEntry, args: unknown[]): unknown {
-    return this.guest[fn].applySync(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout: this.remainingMs() });
+  private enterAsync<T>(invocation: Invocation, run: (timeoutMs: number) => Promise<T>): Promise<T> {
+    const remainingMs = invocation.deadline - performance.now();
+    if (remainingMs <= 0) return Promise.reject(timeoutError(invocation.budget.timeoutMs));
+    invocation.running++;
+    return run(Math.max(1, Math.ceil(remainingMs))).then(
+      (value) => {
+        invocation.running--;
+        this.finishIfDone(invocation);
+        return value;
+      },
+      (error: unknown) => {
+        invocation.running--;
+        throw this.classify(error, invocation, false);
+      },
+    );
   }
 
-  /** Hands a linked module's namespace to the guest dispatcher. */
-  loadNamespace(module: ivm.Module): unknown {
-    return this.guest.load.applySync(undefined, [module.namespace.derefInto()], { result: { copy: true }, timeout: this.remainingMs() });
+  /** A failed entry as a Failure: a cut slice is SliceExpired unless the CPU budget is what ran out. */
+  private classify(error: unknown, invocation: Invocation, sliced: boolean): Failure {
+    const failure = this.asFailure(error, invocation);
+    if (sliced && failure instanceof TributaryError && failure.code === 'ERR_FN_TIMEOUT' && !(error instanceof TributaryError)) {
+      return this.cpuUsedMs(invocation) >= invocation.budget.cpuLimitMs ? cpuLimitError(invocation.budget.cpuLimitMs) : new SliceExpired();
+    }
+    return failure;
+  }
+
+  private asFailure(error: unknown, invocation: Invocation): Failure {
+    if (error instanceof SliceExpired || error instanceof TributaryError) return error;
+    return translateIvmError(error, {
+      isolateDisposed: this.isolate.isDisposed,
+      disposedForCpu: this.disposedForCpu,
+      memoryLimitMb: this.memoryLimitMb,
+      timeoutMs: invocation.budget.timeoutMs,
+      cpuLimitMs: invocation.budget.cpuLimitMs,
+    });
+  }
+
+  private cpuUsedMs(invocation: Invocation): number {
+    if (this.isolate.isDisposed) return invocation.budget.cpuUsedMs;
+    return invocation.carriedCpuMs + Number(this.isolate.cpuTime - invocation.cpuBase) / 1e6;
+  }
+
+  /** After a synchronous entry (each at most a slice long): over budget ends the call. */
+  private checkCpu(invocation: Invocation): void {
+    if (invocation.ended) return;
+    if (this.cpuUsedMs(invocation) > invocation.budget.cpuLimitMs) throw cpuLimitError(invocation.budget.cpuLimitMs);
+  }
+
+  /**
+   * While entries run asynchronously, CPU time is read when it could first reach the budget (it
+   * grows no faster than the wall clock) and again until it does or the invocation ends; over
+   * budget, the isolate is disposed, which stops what runs in it.
+   */
+  private watchCpu(invocation: Invocation): void {
+    const check = () => {
+      if (invocation.ended) return;
+      const usedMs = this.cpuUsedMs(invocation);
+      if (usedMs >= invocation.budget.cpuLimitMs) {
+        this.disposedForCpu = true;
+        this.fail(invocation, cpuLimitError(invocation.budget.cpuLimitMs));
+        return;
+      }
+      invocation.cpuTimer = setTimeout(check, Math.max(1, Math.ceil(invocation.budget.cpuLimitMs - usedMs)));
+    };
+    invocation.cpuTimer = setTimeout(check, Math.max(1, Math.ceil(invocation.budget.cpuLimitMs - invocation.carriedCpuMs)));
   }
 
   private settle(callId: number, result: unknown): void {
@@ -230,34 +399,57 @@ export class IsolateSlot implements BindingSink {
     resolve(result as GuestResult<unknown>);
   }
 
-  private translate(error: unknown, timeoutMs: number): TributaryError {
-    return translateIvmError(error, { isolateDisposed: this.isolate.isDisposed, memoryLimitMb: this.memoryLimitMb, timeoutMs });
-  }
-
   log(level: LogLevel, line: string): void {
     this.onLog(level, line);
   }
 
+  /**
+   * Arms a host timer for the guest. Timers live only as long as the invocation that armed them:
+   * armed outside one (module top level) they never fire, and at most MAX_TIMERS_PER_INVOCATION
+   * are pending at once.
+   */
   setTimer(id: number, delayMs: number): void {
     const invocation = this.invocation;
-    // Timers armed outside an invocation (module top level) never fire: there is no budget to run them in.
-    if (invocation === null || this.timers.size >= 1000) return;
+    if (invocation === null || invocation.ended) return;
+    if (!this.timers.has(id) && this.timers.size >= MAX_TIMERS_PER_INVOCATION) {
+      this.armed = -1;
+      return;
+    }
     const delay = Math.min(delayMs, Math.max(0, invocation.deadline - performance.now()));
     this.clearTimer(id);
     this.timers.set(
       id,
       setTimeout(() => {
         this.timers.delete(id);
-        if (this.invocation !== invocation || this.isDisposed) return;
-        try {
-          this.enterSync('fireTimer', [id]);
-        } catch (error) {
-          const translated = this.translate(error, invocation.timeoutMs);
-          if (translated.code === 'ERR_FN_THREW') this.onLog('error', `Uncaught (in timer callback) ${translated.message}`);
-          else invocation.fail(translated);
-        }
+        if (this.invocation !== invocation || invocation.ended || this.isDisposed) return;
+        this.fireTimer(invocation, id);
       }, delay),
     );
+    this.armed = invocation.id;
+  }
+
+  private fireTimer(invocation: Invocation, id: number): void {
+    if (invocation.budget.async) {
+      this.enterAsync(invocation, (timeout) => this.guest.fireTimer.apply(undefined, [id], { arguments: { copy: true }, timeout })).catch((failure: unknown) =>
+        this.timerFailed(invocation, failure),
+      );
+      return;
+    }
+    try {
+      this.enterSync(invocation, (timeout) => this.guest.fireTimer.applySync(undefined, [id], { arguments: { copy: true }, timeout }));
+    } catch (failure) {
+      this.timerFailed(invocation, failure);
+    }
+  }
+
+  /** A timer callback that throws is logged, as Node reports an uncaught exception; anything else ends the call. */
+  private timerFailed(invocation: Invocation, failure: unknown): void {
+    if (failure instanceof TributaryError && failure.code === 'ERR_FN_THREW') {
+      this.onLog('error', `Uncaught (in timer callback) ${failure.message}`);
+      this.finishIfDone(invocation);
+    } else {
+      this.fail(invocation, failure);
+    }
   }
 
   clearTimer(id: number): void {
@@ -273,6 +465,8 @@ export class IsolateSlot implements BindingSink {
 
   dispose(): void {
     if (this.disposed) return;
+    const running = this.invocation;
+    if (running && !running.ended) this.fail(running, new TributaryError('ERR_UNAVAILABLE', 'the function instance was released while running this call'));
     this.disposed = true;
     this.clearAllTimers();
     if (!this.isolate.isDisposed) this.isolate.dispose();

@@ -1,11 +1,12 @@
 /**
  * Entry point of a host process: owns an IsolatePool and answers the control plane's requests.
- * Run only by HostSupervisor, with --no-node-snapshot (isolated-vm needs it on Node >= 20).
+ * Run only by HostSupervisor, with --no-node-snapshot (isolated-vm needs it on Node >= 20), in a
+ * scrubbed environment (no control-plane secrets: isolates run untrusted code in this process).
  */
 import { Socket } from 'node:net';
-import { asTributaryError } from '../errors.ts';
+import { asTributaryError, TributaryError } from '../errors.ts';
 import { FramedChannel } from '../framed-channel.ts';
-import type { HostReady, HostReply, HostRequest } from '../host-protocol.ts';
+import { HEARTBEAT_INTERVAL_MS, type HostMessage, type HostReply, type HostRequest } from '../host-protocol.ts';
 import type { LogLine } from './function-instance.ts';
 import { IsolatePool } from './isolate-pool.ts';
 
@@ -16,18 +17,14 @@ if (process.env.TRIBUTARY_HOST_CHANNEL_FD !== '3') {
 
 const pool = new IsolatePool({ warmSlots: Number(process.env.TRIBUTARY_WARM_SLOTS ?? 6) });
 
-async function handle(request: HostRequest, logs: LogLine[]): Promise<{ value: unknown; coldStart: boolean }> {
+async function handle(request: HostRequest, logs: LogLine[], bytes: number): Promise<{ value: unknown; coldStart: boolean }> {
   switch (request.op) {
     case 'validate':
       return { value: await pool.validate(request.spec, request.code), coldStart: false };
-    case 'fetch': {
-      const { instance, coldStart } = await pool.acquire(request.spec, logs);
-      return { value: await instance.fetch(request.request, logs), coldStart };
-    }
-    case 'process': {
-      const { instance, coldStart } = await pool.acquire(request.spec, logs);
-      return { value: await instance.process(request.batch, logs), coldStart };
-    }
+    case 'fetch':
+      return pool.run(request.spec, 'fetch', request.request, logs, bytes);
+    case 'process':
+      return pool.run(request.spec, 'process', request.batch, logs, bytes);
     case 'unload':
       pool.unload(request.name, request.exceptKey);
       return { value: null, coldStart: false };
@@ -40,22 +37,41 @@ async function handle(request: HostRequest, logs: LogLine[]): Promise<{ value: u
 }
 
 // The control plane going away (channel closed) means we go away: never leave orphaned isolates running.
-const channel = new FramedChannel<HostReply | HostReady, HostRequest>(new Socket({ fd: 3, readable: true, writable: true }), onRequest, () => process.exit(0));
+const channel = new FramedChannel<HostMessage, HostRequest>(new Socket({ fd: 3, readable: true, writable: true }), onRequest, () => process.exit(0));
 
-function onRequest(request: HostRequest): void {
+function onRequest(request: HostRequest, bytes: number): void {
   const logs: LogLine[] = [];
-  pool.track(handle(request, logs)).then(
-    ({ value, coldStart }) => channel.send({ id: request.id, ok: true, value, logs, coldStart, stats: pool.stats }),
+  pool.track(handle(request, logs, bytes)).then(
+    ({ value, coldStart }) => reply({ id: request.id, ok: true, value, logs, coldStart, stats: pool.stats }),
     (error: unknown) => {
       const known = asTributaryError(error);
       if (known.code === 'ERR_INTERNAL') console.error('tributary host: internal error', error);
-      channel.send({ id: request.id, ok: false, error: known.toJSON(), logs, coldStart: false, stats: pool.stats });
+      reply({ id: request.id, ok: false, error: known.toJSON(), logs, coldStart: false, stats: pool.stats });
     },
   );
 }
 
+/** A reply that does not fit the channel fails its own call with ERR_TOO_LARGE; the host carries on. */
+function reply(message: HostReply): void {
+  try {
+    channel.send(message);
+  } catch (error) {
+    if (channel.isClosed) return;
+    const failure = error instanceof TributaryError && error.code === 'ERR_TOO_LARGE'
+      ? new TributaryError('ERR_TOO_LARGE', `the function's result is too large to return: ${error.message}`)
+      : asTributaryError(error);
+    if (failure.code === 'ERR_INTERNAL') console.error('tributary host: cannot send a reply', error);
+    channel.send({ id: message.id, ok: false, error: failure.toJSON(), logs: [], coldStart: message.coldStart, stats: pool.stats });
+  }
+}
+
 await pool.start();
 channel.send({ ready: true, pid: process.pid });
+
+// The watchdog's evidence that this event loop turns (see HostBeat).
+setInterval(() => {
+  if (!channel.isClosed) channel.send({ beat: true, rssBytes: process.memoryUsage.rss() });
+}, HEARTBEAT_INTERVAL_MS);
 
 // A graceful stop from the supervisor: release the isolates and exit normally.
 process.once('SIGTERM', () => {

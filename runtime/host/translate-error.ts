@@ -12,14 +12,18 @@ const IVM_DISPOSED = 'Isolate was disposed during execution';
 export interface TranslateContext {
   /** Whether the isolate reports itself disposed (a memory-limit dispose sets this). */
   isolateDisposed: boolean;
+  /** Set when the host itself disposed the isolate mid-entry: the CPU monitor found it over budget. */
+  disposedForCpu?: boolean;
   memoryLimitMb: number;
   timeoutMs: number;
+  cpuLimitMs?: number;
 }
 
 export function translateIvmError(error: unknown, ctx: TranslateContext): TributaryError {
   if (error instanceof TributaryError) return error;
   const message = error instanceof Error ? error.message : String(error);
   if (message.includes(IVM_TIMEOUT)) return timeoutError(ctx.timeoutMs);
+  if (ctx.disposedForCpu && message.includes(IVM_DISPOSED) && !message.includes(IVM_MEMORY)) return cpuLimitError(ctx.cpuLimitMs ?? 0);
   if (message.includes(IVM_MEMORY) || (ctx.isolateDisposed && message.includes(IVM_DISPOSED))) {
     return new TributaryError('ERR_FN_OOM', `function exceeded its memory limit of ${ctx.memoryLimitMb} MB`);
   }
@@ -31,6 +35,15 @@ export function translateIvmError(error: unknown, ctx: TranslateContext): Tribut
 
 export function timeoutError(timeoutMs: number): TributaryError {
   return new TributaryError('ERR_FN_TIMEOUT', `function exceeded its timeout of ${timeoutMs} ms`);
+}
+
+export function cpuLimitError(cpuLimitMs: number): TributaryError {
+  return new TributaryError('ERR_FN_CPU_LIMIT', `function used more than its CPU-time budget of ${cpuLimitMs} ms`);
+}
+
+/** Errors after which the isolate is discarded: its heap or its execution state cannot be trusted. */
+export function discardsIsolate(error: TributaryError): boolean {
+  return error.code === 'ERR_FN_TIMEOUT' || error.code === 'ERR_FN_OOM' || error.code === 'ERR_FN_CPU_LIMIT';
 }
 
 /** The isolate's ArrayBuffer allocator refusing an allocation is isolated-vm enforcing memoryLimit. */
