@@ -4,12 +4,15 @@
  * needs, and returns the functions the host calls. Nothing it returns is reachable from user code:
  * the bundle is evaluated inside a closure, so `install` itself never touches the global object.
  */
+import { installBufferGuard } from './buffer-guard.ts';
 import { createDispatcher } from './dispatch.ts';
 import { describeThrown } from './errors.ts';
 import { PromisePrototypeThen } from './primordials.ts';
 import { warmup } from './warmup.ts';
 import type { HostRefs } from './host-refs.ts';
+import { createMemoryBudget } from './memory-budget.ts';
 import { installTimers } from './timers.ts';
+import { installWasmGuard } from './wasm-guard.ts';
 import { loadWasm as loadWasmModule } from './wasm-adapter.ts';
 import { installWebApis } from './web/index.ts';
 import type { GuestResult, ModuleShape } from './wire.ts';
@@ -30,6 +33,10 @@ export interface InstallOptions {
 
 export function install(host: HostRefs, options: InstallOptions) {
   const global = globalThis;
+  // Memory V8 allocates outside isolated-vm's heap limit is charged to one budget per isolate.
+  const budget = createMemoryBudget(options.memoryLimitMb);
+  installBufferGuard(global, budget);
+  const wasm = installWasmGuard(global, budget);
   installWebApis(global, host);
   const fireTimer = installTimers(global, host);
   // Atomics.wait would block the host's thread in a way V8's termination does not always
@@ -45,7 +52,7 @@ export function install(host: HostRefs, options: InstallOptions) {
   const dispatcher = createDispatcher(global, { maxBodyBytes: options.maxBodyBytes, env });
 
   function loadWasm(bytes: Uint8Array): GuestResult<ModuleShape> {
-    const loaded = loadWasmModule(global, bytes);
+    const loaded = loadWasmModule(global, bytes, wasm);
     if ('error' in loaded) return { ok: false, error: loaded.error };
     dispatcher.install(loaded.handlers);
     return { ok: true, value: { fetch: true, process: true } };

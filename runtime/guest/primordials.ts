@@ -134,3 +134,82 @@ export const SharedArrayBufferPrototypeGetByteLength =
   typeof SharedArrayBuffer === 'function'
     ? (getterOf(SharedArrayBuffer.prototype, 'byteLength') as (self: unknown) => number)
     : undefined;
+
+// Additions for the memory guards (buffer-guard.ts, wasm-guard.ts, memory-budget.ts) and the
+// emit checks (output-copy.ts). The originals of every constructor the guards replace are kept
+// only here, in the bundle's closure: user code can reach the wrappers, never these.
+export const ReflectConstruct = Reflect.construct;
+export const ReflectGetPrototypeOf = Reflect.getPrototypeOf;
+export const ObjectPrototype = Object.prototype;
+export const ArrayPrototype = Array.prototype;
+export const SafeWeakMap = WeakMap;
+export const WeakMapPrototypeGet = uncurryThis(WeakMap.prototype.get);
+export const WeakMapPrototypeSet = uncurryThis(WeakMap.prototype.set);
+export const WeakMapPrototypeHas = uncurryThis(WeakMap.prototype.has);
+export const SafeWeakRef = WeakRef;
+export const WeakRefPrototypeDeref = uncurryThis(WeakRef.prototype.deref);
+export const PromiseReject = Promise.reject.bind(Promise);
+export const SafeFloat64Array = Float64Array;
+export const SafeDataView = DataView;
+export const SafeDate = Date;
+export const DatePrototype = Date.prototype;
+export const ArrayBufferPrototype = ArrayBuffer.prototype;
+export const ArrayBufferPrototypeTransfer = uncurryThis(
+  (ArrayBuffer.prototype as unknown as { transfer: (length?: number) => ArrayBuffer }).transfer,
+);
+export const ArrayBufferPrototypeTransferToFixedLength = uncurryThis(
+  (ArrayBuffer.prototype as unknown as { transferToFixedLength: (length?: number) => ArrayBuffer }).transferToFixedLength,
+);
+export const ArrayBufferPrototypeGetDetached = getterOf(ArrayBuffer.prototype, 'detached') as (self: unknown) => boolean;
+export const SafeSharedArrayBuffer = typeof SharedArrayBuffer === 'function' ? SharedArrayBuffer : undefined;
+/** Constructors of the typed-array kinds, by their Symbol.toStringTag, for copies of emitted views. */
+export const TypedArrayConstructors: Readonly<Record<string, new (buffer: ArrayBuffer, offset: number, length: number) => ArrayBufferView>> =
+  Object.freeze({
+    __proto__: null,
+    Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array,
+    BigInt64Array, BigUint64Array,
+  } as unknown as Record<string, new (buffer: ArrayBuffer, offset: number, length: number) => ArrayBufferView>);
+
+/** The WebAssembly JS API as V8 has it before any user code (es2023's lib does not declare it). */
+export interface WasmOriginals {
+  namespace: Record<string, unknown>;
+  Module: new (bytes: Uint8Array, options?: unknown) => object;
+  Instance: new (module: object, imports?: unknown) => object;
+  Memory: new (descriptor: object) => object;
+  Table: new (descriptor: object, value?: unknown) => object;
+  CompileError: new (message: string) => Error;
+  compile: (bytes: Uint8Array, options?: unknown) => Promise<object>;
+  instantiate: (source: object, imports?: unknown) => Promise<unknown>;
+  validate: (bytes: Uint8Array, options?: unknown) => boolean;
+  /** `instance.exports`, `memory.buffer`, `table.length`: brand checks that throw on anything else. */
+  instanceExports: (self: unknown) => Record<string, unknown>;
+  memoryBuffer: (self: unknown) => ArrayBuffer;
+  tableLength: (self: unknown) => number;
+}
+const wasmNamespace = (globalThis as unknown as { WebAssembly: Record<string, any> }).WebAssembly;
+export const Wasm: WasmOriginals = Object.freeze({
+  namespace: wasmNamespace,
+  Module: wasmNamespace.Module,
+  Instance: wasmNamespace.Instance,
+  Memory: wasmNamespace.Memory,
+  Table: wasmNamespace.Table,
+  CompileError: wasmNamespace.CompileError,
+  compile: wasmNamespace.compile,
+  instantiate: wasmNamespace.instantiate,
+  validate: wasmNamespace.validate,
+  instanceExports: getterOf(wasmNamespace.Instance.prototype, 'exports') as (self: unknown) => Record<string, unknown>,
+  memoryBuffer: getterOf(wasmNamespace.Memory.prototype, 'buffer') as (self: unknown) => ArrayBuffer,
+  tableLength: getterOf(wasmNamespace.Table.prototype, 'length') as (self: unknown) => number,
+});
+
+/**
+ * An array without a prototype: `list[list.length] = x` on it can never reach a setter a function
+ * planted on Array.prototype or Object.prototype (which a plain `[]` would, for an index it lacks).
+ */
+export function newList<T>(): T[] {
+  const list: T[] = [];
+  Object.setPrototypeOf(list, null);
+  return list;
+}
+export const MathImul = Math.imul;
+export const MathMax = Math.max;

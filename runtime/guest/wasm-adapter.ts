@@ -10,10 +10,8 @@
 import type { Handlers } from './dispatch.ts';
 import { guestError, type GuestError } from './errors.ts';
 import { webGlobals } from './web-globals.ts';
-import {
-  ArrayBufferIsView, JSONStringify, SafeUint8Array, TypedArrayPrototypeSet, WebAssemblyInstance, WebAssemblyMemory,
-  WebAssemblyModule,
-} from './primordials.ts';
+import type { WasmGuard } from './wasm-guard.ts';
+import { ArrayBufferIsView, ArrayBufferPrototypeGetByteLength, JSONStringify, SafeUint8Array, TypedArrayPrototypeSet, Wasm, WebAssemblyMemory } from './primordials.ts';
 
 interface AbiExports {
   memory: { buffer: ArrayBuffer };
@@ -21,11 +19,11 @@ interface AbiExports {
   handle: (ptr: number, len: number) => bigint;
 }
 
-export function loadWasm(global: typeof globalThis, bytes: Uint8Array): { handlers: Handlers } | { error: GuestError } {
+export function loadWasm(global: typeof globalThis, bytes: Uint8Array, guard: WasmGuard): { handlers: Handlers } | { error: GuestError } {
   let exports: AbiExports;
   try {
-    const module = new WebAssemblyModule(bytes);
-    exports = new WebAssemblyInstance(module, {}).exports as unknown as AbiExports;
+    // Charged to the isolate's memory budget like any module, its memories capped by the host already.
+    exports = Wasm.instanceExports(guard.instantiateTrusted(bytes)) as unknown as AbiExports;
   } catch (thrown) {
     return { error: guestError('ERR_WASM_INVALID', `cannot instantiate module: ${String((thrown as Error)?.message ?? thrown)}`) };
   }
@@ -37,17 +35,18 @@ export function loadWasm(global: typeof globalThis, bytes: Uint8Array): { handle
   const decoder = new web.TextDecoder();
   const ResponseCtor = web.Response;
 
+  const memory = () => Wasm.memoryBuffer(exports.memory);
   const call = (input: Uint8Array): Uint8Array => {
     const ptr = exports.alloc(input.length) >>> 0;
-    TypedArrayPrototypeSet(new SafeUint8Array(exports.memory.buffer, ptr, input.length), input);
+    TypedArrayPrototypeSet(new SafeUint8Array(memory(), ptr, input.length), input);
     const packed = BigInt.asUintN(64, BigInt(exports.handle(ptr, input.length)));
     const outPtr = Number(packed >> 32n);
     const outLen = Number(packed & 0xffffffffn);
-    if (outPtr + outLen > exports.memory.buffer.byteLength) {
+    if (outPtr + outLen > ArrayBufferPrototypeGetByteLength(memory())) {
       throw new RangeError(`handle returned bytes [${outPtr}, ${outPtr + outLen}) outside linear memory`);
     }
     // Copy out: the module may reuse that memory on the next call.
-    return new SafeUint8Array(new SafeUint8Array(exports.memory.buffer, outPtr, outLen));
+    return new SafeUint8Array(new SafeUint8Array(memory(), outPtr, outLen));
   };
 
   const toBytes = (value: unknown): Uint8Array => {
