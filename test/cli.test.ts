@@ -2,7 +2,7 @@
  * End to end: `tributary serve --with-examples` as a real child process on a real socket, driven
  * by the CLI's own commands.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,12 +14,18 @@ const port = 20000 + Math.floor(Math.random() * 20000);
 const url = `http://127.0.0.1:${port}`;
 let server: ChildProcess;
 
-function cli(...args: string[]) {
-  const result = spawnSync(process.execPath, ['--no-node-snapshot', CLI, ...args, ...(args[0] === 'serve' ? [] : ['--url', url])], {
-    encoding: 'utf8',
-    timeout: 20_000,
+/**
+ * Runs the real CLI as a child process. Asynchronously: a spawnSync would block this process's
+ * event loop for seconds, and its fetch pool would then reuse keep-alive sockets the server has
+ * long closed.
+ */
+function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--no-node-snapshot', CLI, ...args, ...(args[0] === 'serve' ? [] : ['--url', url])], { encoding: 'utf8', timeout: 20_000 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : null;
+      resolve({ code, stdout, stderr });
+    });
   });
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
 beforeAll(async () => {
@@ -53,39 +59,50 @@ describe('tributary CLI against a running server', () => {
     }, 15_000, 'word counts from the demo');
   });
 
-  it('deploy, list, invoke, logs and rm', () => {
+  it('deploy, list, invoke, logs and rm', async () => {
     const file = join(dataDir, 'shout.js');
     writeFileSync(file, `export default { async fetch(req) { const t = await req.text(); console.log('got', t); return new Response(t.toUpperCase()); } };`);
-    const deployed = cli('deploy', file, '--name', 'shout', '--timeout-ms', '500');
+    const deployed = await cli('deploy', file, '--name', 'shout', '--timeout-ms', '500');
     expect(deployed.code, deployed.stderr).toBe(0);
     expect(JSON.parse(deployed.stdout)).toMatchObject({ name: 'shout', version: 1, kind: 'js', timeoutMs: 500 });
 
-    expect(cli('list').stdout).toMatch(/^shout\tv1\tjs/m);
-    const invoked = cli('invoke', 'shout', '--data', 'quiet please');
+    expect((await cli('list')).stdout).toMatch(/^shout\tv1\tjs/m);
+    const invoked = await cli('invoke', 'shout', '--data', 'quiet please');
     expect(invoked.stdout).toBe('QUIET PLEASE');
-    expect(cli('logs', 'shout').stdout).toMatch(/log\s+got quiet please/);
-    expect(cli('rm', 'shout').stdout).toMatch(/deleted shout/);
-    const gone = cli('invoke', 'shout');
+    expect((await cli('logs', 'shout')).stdout).toMatch(/log\s+got quiet please/);
+    expect((await cli('rm', 'shout')).stdout).toMatch(/deleted shout/);
+    const gone = await cli('invoke', 'shout');
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/ERR_NOT_FOUND/);
   });
 
-  it('prints the stable error code of a failed deploy', () => {
+  it('deploy --cpu-limit-ms sets the CPU budget of the version', async () => {
+    const file = join(dataDir, 'budget.js');
+    writeFileSync(file, `export default { fetch() { return new Response('ok'); } };`);
+    const deployed = await cli('deploy', file, '--timeout-ms', '800', '--cpu-limit-ms', '150');
+    expect(deployed.code, deployed.stderr).toBe(0);
+    expect(JSON.parse(deployed.stdout)).toMatchObject({ name: 'budget', timeoutMs: 800, cpuLimitMs: 150 });
+    const refused = await cli('deploy', file, '--timeout-ms', '800', '--cpu-limit-ms', '900');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/ERR_BAD_REQUEST/);
+  });
+
+  it('prints the stable error code of a failed deploy', async () => {
     const file = join(dataDir, 'broken.js');
     writeFileSync(file, 'export default {');
-    const result = cli('deploy', file);
+    const result = await cli('deploy', file);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/ERR_COMPILE/);
   });
 
-  it('has --help on every command and rejects unknown ones', () => {
+  it('has --help on every command and rejects unknown ones', async () => {
     for (const command of ['serve', 'deploy', 'invoke', 'list', 'rm', 'logs']) {
-      const result = cli(command, '--help');
+      const result = await cli(command, '--help');
       expect(result.code, command).toBe(0);
       expect(result.stdout).toMatch(new RegExp(`usage: tributary ${command}`));
     }
-    expect(cli('frobnicate').code).toBe(2);
-    expect(cli('deploy').stderr).toMatch(/missing <file>/);
+    expect((await cli('frobnicate')).code).toBe(2);
+    expect((await cli('deploy')).stderr).toMatch(/missing <file>/);
   });
 
   it('serves /metrics and /healthz on the socket', async () => {

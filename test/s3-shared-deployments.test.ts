@@ -62,18 +62,29 @@ describe('functions', () => {
       return r.body.version as number;
     });
     expect(versions.sort((x, y) => x - y)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
-    await waitFor(async () => (await json(a.app.request('/v1/functions/raced'))).versions.length === 12, PROPAGATION_MS, 'A to know all 12');
-    await waitFor(async () => (await json(b.app.request('/v1/functions/raced'))).versions.length === 12, PROPAGATION_MS, 'B to know all 12');
+    // Each keeps the newest MAX_VERSIONS_PER_FUNCTION (10): 3..12.
+    const kept = async (p: Platform) => (await json(p.app.request('/v1/functions/raced'))).versions.map((v: { version: number }) => v.version).join(',');
+    const newest10 = Array.from({ length: 10 }, (_, i) => i + 3).join(',');
+    await waitFor(async () => (await kept(a)) === newest10, PROPAGATION_MS, 'A to keep versions 3..12');
+    await waitFor(async () => (await kept(b)) === newest10, PROPAGATION_MS, 'B to keep versions 3..12');
     const shas = async (p: Platform) => (await json(p.app.request('/v1/functions/raced'))).versions.map((v: { sha256: string }) => v.sha256);
     expect(await shas(a)).toEqual(await shas(b));
     expect(await text(a, 'raced')).toBe(await text(b, 'raced'));
+  }, 30_000);
+
+  it("carries a version's cpuLimitMs to the other control plane", async () => {
+    const { status, body } = await deploy(a, 'budgeted', greeter('cpu'), '?timeoutMs=500&cpuLimitMs=123');
+    expect(status).toBe(201);
+    expect(body.cpuLimitMs).toBe(123);
+    await waitFor(async () => (await text(b, 'budgeted')) === '200 cpu', PROPAGATION_MS, 'B to serve it');
+    expect((await json(b.app.request('/v1/functions/budgeted'))).cpuLimitMs).toBe(123);
   }, 30_000);
 
   it('a control plane started later replays every deploy before serving', async () => {
     const c = await withPlatform({ s3, hosts: 1, autoscaleIntervalMs: 0, dataDir: tempDir() });
     try {
       const names = (await json(c.app.request('/v1/functions'))).functions.map((f: { name: string; version: number }) => `${f.name}@${f.version}`);
-      expect(names).toEqual(['greet@3', 'raced@12']);
+      expect(names).toEqual(['budgeted@1', 'greet@3', 'raced@12']);
       expect(await text(c, 'greet')).toBe('200 back');
     } finally {
       await c.cleanup();
