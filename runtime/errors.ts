@@ -45,6 +45,11 @@ export const ERROR_CODES = {
   ERR_FN_OOM: { status: 503, kind: 'user', retriable: false },
   /** The function returned something that is not a Response (or WASM broke the ABI). */
   ERR_FN_BAD_RESPONSE: { status: 500, kind: 'user', retriable: false },
+  /**
+   * A value the function emitted cannot leave the isolate as data: a function, symbol, BigInt,
+   * cyclic value, Map or Set (runtime/guest/output-copy.ts). Fails that record only.
+   */
+  ERR_FN_BAD_OUTPUT: { status: 500, kind: 'user', retriable: false },
   /** A graph spec is invalid; `problems` lists every issue with its JSON path. */
   ERR_GRAPH_INVALID: { status: 400, kind: 'user', retriable: false },
   /** A graph's edges form a cycle (part of ERR_GRAPH_INVALID problems, or the code when it is the only kind). */

@@ -1,7 +1,15 @@
 /** How guest code reports a failed call to the host: plain data, never a live user object. */
 import { SafeError, StringCtor, StringPrototypeSlice } from './primordials.ts';
 
-export type GuestErrorCode = 'ERR_FN_THREW' | 'ERR_FN_BAD_RESPONSE' | 'ERR_TOO_LARGE' | 'ERR_WASM_INVALID' | 'ERR_COMPILE';
+export type GuestErrorCode =
+  | 'ERR_FN_THREW'
+  | 'ERR_FN_BAD_RESPONSE'
+  | 'ERR_FN_BAD_OUTPUT'
+  | 'ERR_TOO_LARGE'
+  | 'ERR_TOO_DEEP'
+  | 'ERR_QUOTA_EXCEEDED'
+  | 'ERR_WASM_INVALID'
+  | 'ERR_COMPILE';
 
 export interface GuestError {
   code: GuestErrorCode;
