@@ -9,10 +9,10 @@
 import { Hono } from 'hono';
 import type { FunctionService } from '../runtime/function-service.ts';
 import type { HostSupervisor } from '../runtime/host-supervisor.ts';
-import { BODY_READ_TIMEOUT_MS, MAX_BODY_BYTES } from '../runtime/limits.ts';
+import { BODY_READ_TIMEOUT_MS, MAX_BODY_BYTES, MAX_INFLIGHT_BODY_BYTES } from '../runtime/limits.ts';
 import type { RuntimeMetrics } from '../runtime/metrics.ts';
 import { requireToken } from './auth.ts';
-import type { BodyLimits } from './body.ts';
+import { BodyBudget, type BodyLimits } from './body.ts';
 import { errorBody, errorResponse } from './errors.ts';
 import { functionRoutes } from './routes/functions.ts';
 import { graphRoutes } from './routes/graphs.ts';
@@ -33,13 +33,19 @@ export interface AppServices {
   maxBodyBytes?: number;
   /** Time a request body may take to arrive once a route reads it (default BODY_READ_TIMEOUT_MS): 408 ERR_BODY_TIMEOUT. */
   bodyReadTimeoutMs?: number;
+  /** Bytes of all bodies being read at once (default MAX_INFLIGHT_BODY_BYTES): 503 ERR_OVERLOADED beyond. */
+  maxInflightBodyBytes?: number;
 }
 
 export function createApp(services: AppServices): Hono {
   const app = new Hono();
   const auth = requireToken(services.token);
   // Bodies are read by the routes, after routing, through readBody (api/body.ts).
-  const body: BodyLimits = { maxBytes: services.maxBodyBytes ?? MAX_BODY_BYTES, timeoutMs: services.bodyReadTimeoutMs ?? BODY_READ_TIMEOUT_MS };
+  const body: BodyLimits = {
+    maxBytes: services.maxBodyBytes ?? MAX_BODY_BYTES,
+    timeoutMs: services.bodyReadTimeoutMs ?? BODY_READ_TIMEOUT_MS,
+    budget: new BodyBudget(services.maxInflightBodyBytes ?? MAX_INFLIGHT_BODY_BYTES),
+  };
 
   app.onError((error, c) => errorResponse(c, error));
   app.notFound((c) => c.json(errorBody('ERR_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`), 404));

@@ -3,7 +3,8 @@
  * upload's name, content type, limits and quota are fine) and never without bounds: at most
  * `maxBytes` (413 ERR_TOO_LARGE, counted while streaming, so a body without Content-Length cannot
  * grow past it either) and within `timeoutMs` of starting to read (408 ERR_BODY_TIMEOUT, so a
- * client that stalls mid-body cannot pin what it sent so far).
+ * client that stalls mid-body cannot pin what it sent so far), and within a budget shared by all
+ * requests being read (503 ERR_OVERLOADED, so many slow clients cannot add up either).
  *
  * @example
  *   const bytes = await readBody(c.req.raw, { maxBytes: MAX_BODY_BYTES, timeoutMs: BODY_READ_TIMEOUT_MS });
@@ -15,6 +16,36 @@ export interface BodyLimits {
   maxBytes: number;
   /** Time the whole body may take to arrive once reading starts (default BODY_READ_TIMEOUT_MS). */
   timeoutMs: number;
+  /** Bytes all bodies being read may hold together (one per app; default MAX_INFLIGHT_BODY_BYTES). */
+  budget?: BodyBudget;
+}
+
+/** Bytes held by bodies being read right now, over every request sharing this budget. */
+export class BodyBudget {
+  readonly maxBytes: number;
+  private held = 0;
+
+  constructor(maxBytes: number) {
+    this.maxBytes = maxBytes;
+  }
+
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  /** Takes `bytes` or throws ERR_OVERLOADED (nothing taken) when the budget would be exceeded. */
+  take(bytes: number): void {
+    if (this.held + bytes > this.maxBytes) {
+      throw new TributaryError('ERR_OVERLOADED', `too many request bodies are being received (${this.maxBytes} bytes at once); retry shortly`, {
+        details: { retryAfterS: 1 },
+      });
+    }
+    this.held += bytes;
+  }
+
+  give(bytes: number): void {
+    this.held -= bytes;
+  }
 }
 
 /** The body's bytes (empty when there is none); the stream is cancelled on any failure. */
@@ -36,8 +67,9 @@ export async function readBody(request: Request, limits: BodyLimits): Promise<Ui
     for (;;) {
       const { done, value } = await Promise.race([reader.read(), expired]);
       if (done) break;
+      if (total + value.byteLength > limits.maxBytes) throw tooLarge(limits.maxBytes);
+      limits.budget?.take(value.byteLength);
       total += value.byteLength;
-      if (total > limits.maxBytes) throw tooLarge(limits.maxBytes);
       chunks.push(value);
     }
   } catch (error) {
@@ -47,6 +79,8 @@ export async function readBody(request: Request, limits: BodyLimits): Promise<Ui
     throw new TributaryError('ERR_BAD_REQUEST', 'request body could not be read (connection closed mid-body)');
   } finally {
     clearTimeout(timer);
+    // Once read, a body is the call's: the host queue's byte limit (MAX_QUEUED_BYTES_PER_HOST) takes over.
+    limits.budget?.give(total);
   }
   return concat(chunks, total);
 }

@@ -63,6 +63,8 @@ export interface PlatformOptions {
    * ERR_BODY_TIMEOUT, and the HTTP server's request timeout is derived from it (api/server.ts).
    */
   bodyReadTimeoutMs?: number;
+  /** Bytes of all request bodies being read at once (default MAX_INFLIGHT_BODY_BYTES): 503 ERR_OVERLOADED beyond. */
+  maxInflightBodyBytes?: number;
 }
 
 export interface Platform {
@@ -145,6 +147,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     token: options.token ?? process.env.TRIBUTARY_TOKEN,
     maxBodyBytes: options.maxBodyBytes,
     bodyReadTimeoutMs: options.bodyReadTimeoutMs,
+    maxInflightBodyBytes: options.maxInflightBodyBytes,
   });
   return {
     app,

@@ -225,7 +225,7 @@ export class FunctionRegistry {
 
   require(name: string): FunctionVersion {
     const found = this.get(name);
-    if (!found) throw new TributaryError('ERR_NOT_FOUND', `no function named '${name}'`);
+    if (!found) throw new TributaryError('ERR_NOT_FOUND', `no function named '${name.slice(0, 80)}'`);
     return found;
   }
 

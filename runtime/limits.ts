@@ -65,6 +65,11 @@ export const MAX_CHANNEL_MESSAGE_BYTES = 128 * 1024 * 1024;
 
 /** A request body must arrive within this long after its headers (ERR_BODY_TIMEOUT). */
 export const BODY_READ_TIMEOUT_MS = 30_000;
+/**
+ * Bytes of request bodies being read at once, over all requests (503 ERR_OVERLOADED beyond, with
+ * Retry-After): many slow clients each sending MAX_BODY_BYTES cannot add up past it.
+ */
+export const MAX_INFLIGHT_BODY_BYTES = 256 * 1024 * 1024;
 
 /** Calls waiting for one function instance on a host, beyond the ones running (ERR_OVERLOADED beyond). */
 export const MAX_QUEUED_CALLS_PER_INSTANCE = 64;

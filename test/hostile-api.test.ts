@@ -9,7 +9,7 @@ import { errorResponse } from '../api/errors.ts';
 import { TributaryError } from '../runtime/errors.ts';
 import { LogBuffer } from '../runtime/log-buffer.ts';
 import { MAX_BODY_BYTES, MAX_JSON_DEPTH } from '../runtime/limits.ts';
-import { deploy, json, withPlatform } from './fixtures/platform.ts';
+import { deploy, json, waitFor, withPlatform } from './fixtures/platform.ts';
 
 const OK = `export default { fetch() { return new Response('ok'); }, process(r) { return r.value; } };`;
 const ECHO = `export default { async fetch(request) { return new Response(await request.text()); } };`;
@@ -139,6 +139,39 @@ describe('request bodies', () => {
     } as RequestInit);
     expect(res.status).toBe(400);
     expect(counter.pulled).toBe(0);
+  });
+});
+
+describe('the in-flight body budget', () => {
+  it('bodies beyond maxInflightBodyBytes being read at once answer 503 ERR_OVERLOADED with Retry-After, and the budget comes back', async () => {
+    const small = await withPlatform({ hosts: 1, warmSlots: 1, maxInflightBodyBytes: 1024 * 1024, bodyReadTimeoutMs: 1000 });
+    try {
+      await deploy(small, 'echo', ECHO);
+      // A slow client holding 800 KiB of the 1 MiB budget, then stalling.
+      let sent = false;
+      const hog = new ReadableStream<Uint8Array>(
+        {
+          pull(controller) {
+            if (sent) return new Promise(() => {});
+            sent = true;
+            controller.enqueue(new Uint8Array(800 * 1024));
+          },
+        },
+        { highWaterMark: 0 },
+      );
+      const hogged = small.app.request('/v1/invoke/echo', { method: 'POST', body: hog, duplex: 'half' } as RequestInit);
+      await waitFor(() => sent, 5000, 'the slow body to be read');
+      await new Promise((resolve) => setImmediate(resolve)); // its chunk taken from the budget
+      const refused = await small.app.request('/v1/invoke/echo', { method: 'POST', body: 'y'.repeat(500 * 1024) });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect((await json(refused)).error.code).toBe('ERR_OVERLOADED');
+      expect((await hogged).status).toBe(408);
+      const after = await small.app.request('/v1/invoke/echo', { method: 'POST', body: 'y'.repeat(500 * 1024) });
+      expect(after.status).toBe(200);
+    } finally {
+      await small.cleanup();
+    }
   });
 });
 

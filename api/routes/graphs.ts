@@ -1,6 +1,7 @@
 /** /v1/graphs: deploy (PUT), show, list, delete, ingest into sources, read sinks and dead letters. */
 import { Hono } from 'hono';
 import { TributaryError } from '../../runtime/errors.ts';
+import { assertFunctionName } from '../../runtime/function-registry.ts';
 import { MAX_JSON_DEPTH } from '../../runtime/limits.ts';
 import type { IngestRecord } from '../../scheduler/graph-runtime.ts';
 import type { GraphService } from '../../scheduler/graph-service.ts';
@@ -49,8 +50,10 @@ export function graphRoutes(graphs: GraphService, body: BodyLimits): Hono {
   const app = new Hono();
 
   app.put('/:name', async (c) => {
+    const name = c.req.param('name');
+    assertFunctionName(name); // graph names follow function names' rules; checked before the body is read
     const spec = parseJson(await readText(c.req.raw, body), { maxDepth: MAX_JSON_DEPTH, what: 'graph spec' });
-    const stored = await graphs.deploy(c.req.param('name'), spec);
+    const stored = await graphs.deploy(name, spec);
     return c.json(stored, 201);
   });
 
