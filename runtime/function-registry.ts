@@ -144,11 +144,11 @@ export class FunctionRegistry {
   }
 
   /**
-   * Removes the rows of `name` older than its newest `maxVersions` live versions (and rows an
-   * earlier delete marked, but the newest row), then deletes the code files no remaining live version uses. Only
-   * this data directory's files: a bucket's code objects are never touched. Hosts release the
-   * pruned versions' isolates once idle when told to unload all but the latest (FunctionService).
-   * Returns the pruned versions.
+   * Removes the rows of `name` older than its newest `maxVersions` live versions, and the rows an
+   * earlier delete marked (all but the newest row), then deletes the code files that no remaining
+   * live version uses. Only this data directory's files: a bucket's code objects are never
+   * touched. Hosts release the pruned versions' isolates once idle, when told to unload all but
+   * the latest (FunctionService.deploy, or the shared deployments' onFunction). Returns the pruned versions.
    */
   prune(name: string): FunctionVersion[] {
     const oldestKept = this.db
