@@ -107,8 +107,8 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   let stateStore: S3StateStore | undefined;
   if (bucket) {
     try {
-      shared = await SharedDeployments.open({ bucket, registry, graphs: graphStore, cursorPath: join(deployDir, 'deploy-log.json'), pollIntervalMs: options.s3?.pollIntervalMs });
-      stateStore = await S3StateStore.open({ bucket, transport: log });
+      shared = await SharedDeployments.open({ bucket, registry, graphs: graphStore, cursorPath: join(deployDir, 'deploy-log.json'), pollIntervalMs: options.s3?.pollIntervalMs, guard });
+      stateStore = await S3StateStore.open({ bucket, transport: log, guard });
     } catch (error) {
       for (const resource of [registry, graphStore, log, bucket]) resource.close();
       throw error;

@@ -3,6 +3,7 @@
  * record and per batch, queue depth, replicas, busy fraction), its decisions, stragglers, and each
  * graph's end-to-end latency. Registered on the platform's registry (runtime/metrics.ts).
  */
+import { removeSeries } from '../runtime/metrics.ts';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export class GraphMetrics {
@@ -18,7 +19,10 @@ export class GraphMetrics {
   readonly stragglers: Counter<'graph' | 'node'>;
   readonly endToEnd: Histogram<'graph'>;
 
+  private readonly registry: Registry;
+
   constructor(registry: Registry) {
+    this.registry = registry;
     const registers = [registry];
     this.arrivalRate = new Gauge({ name: 'tributary_node_arrival_rate', help: 'Records per second arriving on a node input edges', labelNames: ['graph', 'node'], registers });
     this.recordService = new Histogram({
@@ -51,9 +55,8 @@ export class GraphMetrics {
     });
   }
 
-  forget(graph: string): void {
-    for (const metric of [this.arrivalRate, this.queueDepth, this.replicas, this.busyFraction, this.predictedLatency, this.measuredLatency]) {
-      metric.remove({ graph });
-    }
+  /** Removes every series of a deleted graph (all nodes, actions and histogram buckets). */
+  forget(graph: string): Promise<number> {
+    return removeSeries(this.registry, { graph });
   }
 }

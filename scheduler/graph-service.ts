@@ -240,7 +240,7 @@ export class GraphService {
         return;
       }
       this.degraded.delete(name);
-      this.options.metrics?.forget(name);
+      await this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
       await this.stateStore.deleteNamespaces(Topology.prefix(name));
       this.launched.delete(name);
@@ -270,7 +270,7 @@ export class GraphService {
       }
       this.degraded.delete(name);
       this.launched.delete(name);
-      this.options.metrics?.forget(name);
+      await this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
       this.options.kafka?.state.deleteNamespace(Topology.prefix(name));
     });

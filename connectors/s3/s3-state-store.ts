@@ -28,6 +28,7 @@
 import { randomBytes } from 'node:crypto';
 import type { StateWrite, Transport } from '../transport.ts';
 import type { StagedState, StateBatch, StateStore } from '../state/state-store.ts';
+import type { Guard } from '../../runtime/guard.ts';
 import type { Bucket } from './bucket.ts';
 import { PartitionPublisher, manifestNamespace } from './partition-publisher.ts';
 import { encodeStaged, liveNamespacePrefix, parseStagedKey, stagedKey, stagedPrefix } from './state-objects.ts';
@@ -40,6 +41,8 @@ export interface S3StateStoreOptions {
   scope?: string;
   /** How long `close` keeps publishing pending batches before leaving them to the next start (default 5000). */
   closeTimeoutMs?: number;
+  /** Reports errors caught in the publishers' timers (default: log only). */
+  guard?: Guard;
 }
 
 const SCOPE_NAMESPACE = 'tributary:state-scope';
@@ -59,6 +62,7 @@ export class S3StateStore implements StateStore {
   private readonly bucket: Bucket;
   private readonly transport: Transport;
   private readonly closeTimeoutMs: number;
+  private readonly guard: Guard | undefined;
   private readonly publishers = new Map<string, PartitionPublisher>();
   /** Names staged objects uniquely within this process (with the epoch and a per-process salt). */
   private stageCount = 0;
@@ -69,6 +73,7 @@ export class S3StateStore implements StateStore {
     this.transport = options.transport;
     this.scope = options.scope ?? logScope(options.transport);
     this.closeTimeoutMs = options.closeTimeoutMs ?? 5000;
+    this.guard = options.guard;
   }
 
   /**
@@ -86,7 +91,7 @@ export class S3StateStore implements StateStore {
     const id = `${namespace}\u0000${partition}`;
     let publisher = this.publishers.get(id);
     if (publisher === undefined) {
-      publisher = new PartitionPublisher({ bucket: this.bucket, transport: this.transport, scope: this.scope, namespace, partition });
+      publisher = new PartitionPublisher({ bucket: this.bucket, transport: this.transport, scope: this.scope, namespace, partition, guard: this.guard });
       this.publishers.set(id, publisher);
     }
     return publisher;
