@@ -20,6 +20,12 @@ function commitOffset(group: string, topic: string, next: number, partition = 0)
   f.log.commit({ appends: [], offsets: [{ group, topic, partition, next }], state: [] });
 }
 
+/** Commits an offset, then runs the maintenance step (what the log's timer does between commits). */
+function consume(group: string, topic: string, next: number, partition = 0) {
+  commitOffset(group, topic, next, partition);
+  f.log.maintain();
+}
+
 /** `batches` batches of `size` records each on `topic`. */
 function fill(topic: string, batches: number, size = 10, partition = 0) {
   for (let b = 0; b < batches; b++) f.log.append(topic, partition, records(size, f.log.head(topic, partition)));
@@ -30,7 +36,7 @@ describe('edge logs: truncated once every consumer group committed past a batch'
     f = openLog();
     f.log.ensureTopic(EDGE, 1);
     fill(EDGE, 10);
-    commitOffset('g/b', EDGE, 50);
+    consume('g/b', EDGE, 50);
     expect(f.batchRows(EDGE)).toBe(5);
     expect(f.log.start(EDGE, 0)).toBe(50);
     expect(f.log.head(EDGE, 0)).toBe(100);
@@ -40,10 +46,10 @@ describe('edge logs: truncated once every consumer group committed past a batch'
     f = openLog();
     f.log.ensureTopic(EDGE, 1);
     fill(EDGE, 10);
-    commitOffset('g/c', EDGE, 20);
-    commitOffset('g/b', EDGE, 90);
+    consume('g/c', EDGE, 20);
+    consume('g/b', EDGE, 90);
     expect(f.batchRows(EDGE)).toBe(8);
-    commitOffset('g/c', EDGE, 100);
+    consume('g/c', EDGE, 100);
     expect(f.batchRows(EDGE)).toBe(1);
   });
 
@@ -52,7 +58,7 @@ describe('edge logs: truncated once every consumer group committed past a batch'
     f.log.ensureTopic(EDGE, 2);
     fill(EDGE, 10, 10, 0);
     fill(EDGE, 10, 10, 1);
-    commitOffset('g/b', EDGE, 100, 1);
+    consume('g/b', EDGE, 100, 1);
     expect(f.batchRows(EDGE, 0)).toBe(10);
     expect(f.batchRows(EDGE, 1)).toBe(0);
   });
@@ -61,7 +67,7 @@ describe('edge logs: truncated once every consumer group committed past a batch'
     f = openLog();
     f.log.ensureTopic(EDGE, 1);
     fill(EDGE, 3);
-    commitOffset('g/b', EDGE, 15);
+    consume('g/b', EDGE, 15);
     expect(f.batchRows(EDGE)).toBe(2);
     expect(f.log.read(EDGE, 0, 15, 100).map((r) => r.offset)[0]).toBe(15);
   });
@@ -70,7 +76,7 @@ describe('edge logs: truncated once every consumer group committed past a batch'
     f = openLog();
     f.log.ensureTopic(EDGE, 1);
     fill(EDGE, 4);
-    commitOffset('g/b', EDGE, 40);
+    consume('g/b', EDGE, 40);
     expect(f.batchRows(EDGE)).toBe(0);
     const log = f.reopen();
     expect(log.head(EDGE, 0)).toBe(40);
@@ -82,7 +88,7 @@ describe('edge logs: truncated once every consumer group committed past a batch'
     f = openLog();
     f.log.ensureTopic(EDGE, 1);
     fill(EDGE, 5);
-    commitOffset('g/b', EDGE, 30);
+    consume('g/b', EDGE, 30);
     // From the decoded tail and from SQLite alike.
     expect(f.log.read(EDGE, 0, 0, 5).map((r) => r.offset)).toEqual([30, 31, 32, 33, 34]);
     const log = f.reopen();
@@ -94,7 +100,7 @@ describe('edge logs: truncated once every consumer group committed past a batch'
     f = openLog();
     f.log.ensureTopic(EDGE, 1);
     fill(EDGE, 2);
-    commitOffset('g/b', EDGE, 20);
+    consume('g/b', EDGE, 20);
     let woken = false;
     const waiting = f.log.waitForAppend(EDGE, 0, 5).then(() => (woken = true));
     await new Promise((r) => setImmediate(r));
@@ -104,13 +110,22 @@ describe('edge logs: truncated once every consumer group committed past a batch'
     expect(f.log.read(EDGE, 0, 5, 10).map((r) => r.offset)).toEqual([20]);
   });
 
+  it('deletes consumed batches as commits go on, without the maintenance step', () => {
+    f = openLog();
+    f.log.ensureTopic(EDGE, 1);
+    fill(EDGE, 200);
+    for (let next = 10; next <= 2000; next += 10) commitOffset('g/b', EDGE, next);
+    expect(f.batchRows(EDGE)).toBeLessThan(20);
+  });
+
   it('deletes a bounded number of batches per commit and the maintenance step the rest', () => {
     f = openLog();
     f.log.ensureTopic(EDGE, 1);
     fill(EDGE, 1000, 1);
-    commitOffset('g/b', EDGE, 1000);
+    for (let i = 0; i < 20; i++) commitOffset('g/b', EDGE, 1000);
     const left = f.batchRows(EDGE);
     expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(1000);
     expect(f.log.maintain().batchesDeleted).toBe(left);
     expect(f.batchRows(EDGE)).toBe(0);
   });
@@ -247,6 +262,7 @@ describe('databases written before retention', () => {
       log.append(EDGE, 0, records(1, 10, () => 'new'));
       expect(log.read(EDGE, 0, 9, 2).map((r) => r.value)).toEqual(['old-9', 'new']);
       log.commit({ appends: [], offsets: [{ group: 'g/b', topic: EDGE, partition: 0, next: 5 }], state: [] });
+      log.maintain();
       expect(log.read(EDGE, 0, 0, 1)[0].offset).toBe(5);
       const payload = serialize([[null, 'z'.repeat(100), 0, undefined]]).length;
       log.setRetention('g/', { maxBytes: payload * 4 });

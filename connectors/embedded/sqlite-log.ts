@@ -17,10 +17,13 @@
  *   effect — an ingest's 202, a Kafka offset, an S3 publish.
  *
  * Retention (connectors/embedded/log-retention.ts): batches every consumer group has committed
- * past are deleted by the commit that moves the last group past them; sinks and dead letters are
- * kept by age and size; idempotency keys expire after `idempotencyTtlMs`. A periodic maintenance
- * step (one unref'd timer for the whole log) finishes what commits left, applies age limits, and
- * returns free pages to the file system in small steps (see log-schema.ts).
+ * past are deleted inside the offset commits themselves — every 16th commit of a partition, in
+ * its transaction, at most 256 batches, found by an index range (O(batches deleted)) — sinks and
+ * dead letters are kept by age and size (checked at every append to them), and idempotency keys
+ * expire after `idempotencyTtlMs`. A maintenance step (one unref'd timer for the whole log, every
+ * `maintenanceIntervalMs`) deletes what commits left, applies age limits, prunes expired keys and
+ * returns free pages to the file system in small steps (see log-schema.ts). So an idle partition
+ * keeps at most 15 consumed batches until the next step.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,6 +78,8 @@ export interface MaintenanceReport {
 }
 
 const DAY_MS = 24 * 3600_000;
+/** Offset commits of a partition between two deletions of its consumed batches (the maintenance step deletes between). */
+const TRUNCATE_EVERY_COMMITS = 16;
 /** Batches one commit deletes per partition at most; the maintenance step deletes the rest. */
 const TRUNCATE_ROWS_PER_COMMIT = 256;
 /** Batches the maintenance step deletes per partition at most. */
@@ -132,6 +137,8 @@ export class SqliteLog implements Transport {
   private readonly sizeChecks = new Set<string>();
   /** Partitions whose consumed batches a bounded delete left behind. */
   private readonly truncationPending = new Set<string>();
+  /** Offset commits per partition since its consumed batches were last deleted. */
+  private readonly commitsSinceTruncation = new Map<string, number>();
   private readonly topicPartitions = new Map<string, number>();
   private readonly waiters = new AppendWaiters();
   private readonly tail: TailCache;
@@ -348,7 +355,19 @@ export class SqliteLog implements Transport {
         else this.stmt.putState.run(s.namespace, s.partition, write.key, write.value);
       }
     }
-    if (this.truncateConsumed) for (const id of advanced) this.deleteConsumed(id, TRUNCATE_ROWS_PER_COMMIT, effects);
+    if (this.truncateConsumed) {
+      for (const id of advanced) {
+        // Every few commits of a partition, not every one: a delete of several batches costs little more than of one.
+        const since = (this.commitsSinceTruncation.get(id) ?? 0) + 1;
+        if (since < TRUNCATE_EVERY_COMMITS) {
+          this.commitsSinceTruncation.set(id, since);
+          effects.unfinished.add(id);
+          continue;
+        }
+        this.commitsSinceTruncation.delete(id);
+        this.deleteConsumed(id, TRUNCATE_ROWS_PER_COMMIT, effects);
+      }
+    }
     for (const id of retained) {
       const [topic] = splitId(id);
       if (effects.storedBytes.get(id)! > this.retention.of(topic).maxBytes) this.applyRetention(id, now, effects);
