@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HOST_ENV_INHERITED } from '../runtime/host-supervisor.ts';
+import { MAX_CHANNEL_MESSAGE_BYTES } from '../runtime/limits.ts';
 import { deploy, json, withPlatform } from './fixtures/platform.ts';
 import { batch, rejection, withHosts } from './fixtures/hosts.ts';
 
@@ -65,12 +66,36 @@ describe('results too large for the host', () => {
         instanceTag: 'g/big#0',
       });
       const before = hosts.supervisor.pids();
-      const error = await rejection(hosts.supervisor.call('g/big#0', { op: 'process', spec, batch: batch([1]) }));
-      expect(error.code).toBe('ERR_TOO_LARGE');
+      // The guest's own output budget (MAX_BATCH_OUTPUT_BYTES) or the host channel's limit refuses it:
+      // the record fails, or the whole call does, with ERR_TOO_LARGE.
+      const outcome = await hosts.supervisor.call('g/big#0', { op: 'process', spec, batch: batch([1]) }).then(
+        (result) => ({ code: result.value.failures[0]?.error.code, emits: result.value.emits.length }),
+        (error: { code: string }) => ({ code: error.code, emits: 0 }),
+      );
+      expect(outcome).toEqual({ code: 'ERR_TOO_LARGE', emits: 0 });
       expect(hosts.supervisor.pids()).toEqual(before);
       const small = hosts.spec('small-emits', `export default { process(r) { return r.value * 2; } };`, { instanceTag: 'g/small#0' });
       const ok = await hosts.supervisor.call('g/small#0', { op: 'process', spec: small, batch: batch([21]) });
       expect(ok.value.emits.map((e) => e.value)).toEqual([42]);
+      expect(hosts.restarts).toEqual([]);
+    } finally {
+      await hosts.close();
+    }
+  });
+});
+
+describe('messages too large for the host channel', () => {
+  it('a request over the channel limit fails with ERR_TOO_LARGE before anything is sent; the host and channel carry on', async () => {
+    const hosts = await withHosts({ hosts: 1 });
+    try {
+      const spec = hosts.spec('echo-size', `export default { async fetch(request) { return new Response(String((await request.arrayBuffer()).byteLength)); } };`, { timeoutMs: 10_000 });
+      const before = hosts.supervisor.pids();
+      const huge = { method: 'POST', url: 'http://fn/', headers: [] as [string, string][], body: new Uint8Array(MAX_CHANNEL_MESSAGE_BYTES + 1) };
+      const error = await rejection(hosts.supervisor.call('echo-size', { op: 'fetch', spec, request: huge }));
+      expect(error.code).toBe('ERR_TOO_LARGE');
+      const ok = await hosts.supervisor.call('echo-size', { op: 'fetch', spec, request: { ...huge, body: new Uint8Array(1000) } });
+      expect(new TextDecoder().decode(ok.value.body!)).toBe('1000');
+      expect(hosts.supervisor.pids()).toEqual(before);
       expect(hosts.restarts).toEqual([]);
     } finally {
       await hosts.close();

@@ -2,7 +2,8 @@
  * The calls of one function version (one specKey) on a host and the instances serving them.
  *
  * A call runs at once on an idle instance; otherwise it waits in the lane's FIFO queue, bounded
- * at MAX_QUEUED_CALLS_PER_INSTANCE per instance (and MAX_QUEUED_BYTES_PER_HOST over the host):
+ * at MAX_QUEUED_CALLS_PER_INSTANCE per instance the lane may run (and MAX_QUEUED_BYTES_PER_HOST
+ * over the host):
  * beyond, it fails at once with ERR_OVERLOADED and a `retryAfterS` estimated from recent call
  * durations. When calls overlap — every instance busy across event-loop turns, as with handlers
  * that await — an untagged lane loads more instances, up to MAX_INSTANCES_PER_FUNCTION; a tagged
@@ -84,8 +85,8 @@ export class FunctionLane {
       const idle = this.idleInstance();
       if (idle) return this.start(idle, call);
     }
-    const capacity = Math.max(1, this.instances.length + this.loading);
-    if (this.queued >= MAX_QUEUED_CALLS_PER_INSTANCE * capacity) {
+    // Bounded by the instances the lane may run, loaded or not: a burst on a cold function is not refused for being early.
+    if (this.queued >= MAX_QUEUED_CALLS_PER_INSTANCE * this.maxInstances) {
       throw this.overloaded(`${this.queued} calls of '${this.spec.name}' are already waiting on this host`);
     }
     if (!this.host.reserveBytes(call.bytes, false)) {

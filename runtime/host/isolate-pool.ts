@@ -196,6 +196,11 @@ export class IsolatePool implements LaneHost {
     this.queuedBytes -= bytes;
   }
 
+  /** The refusal of a call that would pass MAX_QUEUED_BYTES_PER_HOST. */
+  overloaded(): TributaryError {
+    return new TributaryError('ERR_OVERLOADED', 'the calls waiting on this host already hold their limit of payload bytes; retry after 1 s', { details: { retryAfterS: 1 } });
+  }
+
   entriesAsync(spec: FunctionSpec): boolean {
     return this.modes.isAsync(spec, 'entry');
   }
