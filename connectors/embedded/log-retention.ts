@@ -7,7 +7,8 @@
  *   never committed does not hold records back (as in Kafka, a group starts where the log starts).
  * - Sinks and dead letters (`<graph>/sink/…`, `<graph>/dlq/…`: read by people and tools, not by
  *   groups): by age and by size per topic partition, oldest batches first. Age counts from the
- *   batch's append; the size rule always keeps a partition's newest batch.
+ *   batch's append; the size rule always keeps a partition's newest batch, and once a partition
+ *   is over its limit it deletes down to 15/16 of it (deletions come in chunks, not one per append).
  *
  * Defaults below; `SqliteLog.setRetention(prefix, limits)` overrides them for the sink and
  * dead-letter topics under a prefix (graph-level settings), the longest matching prefix winning.

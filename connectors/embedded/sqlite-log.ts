@@ -400,6 +400,8 @@ export class SqliteLog implements Transport {
     // Unknown (not appended to by this process, limits unchanged): within its size limit already.
     const stored = effects.storedBytes.get(id) ?? this.storedBytes.get(id) ?? null;
     const rows = this.stmt.oldestBatches.iterate(topic, partition, TRUNCATE_ROWS_PER_STEP) as Iterable<{ base: number; count: number; bytes: number; appended_at: number }>;
+    // Over the limit, down to 15/16 of it: the next deletions come in chunks, not one batch per append.
+    const target = stored !== null && stored > maxBytes ? maxBytes - Math.floor(maxBytes / 16) : Infinity;
     let cut = -1;
     let bytes = 0;
     let count = 0;
@@ -407,7 +409,7 @@ export class SqliteLog implements Transport {
       const end = Number(row.base) + Number(row.count);
       const tooOld = Number(row.appended_at) <= expired;
       // The size rule keeps the newest batch; the age rule does not.
-      const tooBig = stored !== null && stored - bytes > maxBytes && end < head;
+      const tooBig = stored! - bytes > target && end < head;
       if (!tooOld && !tooBig) break;
       cut = end;
       bytes += Number(row.bytes);
@@ -546,7 +548,7 @@ export class SqliteLog implements Transport {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
       throw error;
     }
-    for (const map of [this.heads, this.starts, this.storedBytes, this.topicPartitions]) {
+    for (const map of [this.heads, this.starts, this.storedBytes, this.commitsSinceTruncation, this.topicPartitions]) {
       for (const key of [...map.keys()]) if (key.startsWith(prefix)) map.delete(key);
     }
     for (const set of [this.sizeChecks, this.truncationPending]) for (const key of [...set]) if (key.startsWith(prefix)) set.delete(key);
