@@ -30,6 +30,8 @@ export interface PlatformOptions {
   hosts?: number;
   /** Warm isolate slots per host (default 6). */
   warmSlots?: number;
+  /** RSS above which a host process is recycled (default 75% of the machine's memory / hosts). */
+  hostMemoryLimitMb?: number;
   /** Bearer token for the management API (default: TRIBUTARY_TOKEN, else none). */
   token?: string;
   /** Records per batch sent to an isolate (default 1000). */
@@ -85,6 +87,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const supervisor = new HostSupervisor({
     hosts: options.hosts,
     warmSlots: options.warmSlots,
+    hostMemoryLimitMb: options.hostMemoryLimitMb,
     onRestart: (host, reason) => {
       metrics.hostRestarts.inc({ host: String(host) });
       console.error(`tributary: host ${host} died (${reason}); restarting`);

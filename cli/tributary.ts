@@ -39,10 +39,21 @@ function need(positionals: string[], index: number, what: string): string {
 
 class UsageError extends Error {}
 
+/** A flag that must be a plain decimal integer in [min, max]; unset stays undefined (the default applies). */
+function intFlag(values: Record<string, unknown>, flag: string, min: number, max: number): number | undefined {
+  const raw = values[flag];
+  if (raw === undefined) return undefined;
+  const text = String(raw);
+  const value = /^(0|[1-9][0-9]*)$/.test(text) ? Number(text) : NaN;
+  if (!(value >= min && value <= max)) throw new UsageError(`--${flag} must be an integer in [${min}, ${max}], got '${text.slice(0, 40)}'`);
+  return value;
+}
+
 const commands: Record<string, Command> = {
   serve: {
     usage:
       'tributary serve [--port 8787] [--host 127.0.0.1] [--data-dir ./.tributary] [--hosts N] [--with-examples]\n' +
+      '                [--host-memory-limit-mb N]   recycle a host process whose RSS passes N MiB (default 75% of RAM / hosts)\n' +
       '                [--s3-bucket NAME [--s3-endpoint URL]]   state and deployments in S3; region and\n' +
       '                credentials from AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)\n' +
       '                [--kafka-brokers host:port,...]   Kafka edges (default $TRIBUTARY_KAFKA_BROKERS or 127.0.0.1:9092)',
@@ -52,6 +63,7 @@ const commands: Record<string, Command> = {
       host: { type: 'string', default: '127.0.0.1' },
       'data-dir': { type: 'string', default: './.tributary' },
       hosts: { type: 'string' },
+      'host-memory-limit-mb': { type: 'string' },
       'with-examples': { type: 'boolean', default: false },
       's3-bucket': { type: 'string' },
       's3-endpoint': { type: 'string' },
@@ -62,10 +74,11 @@ const commands: Record<string, Command> = {
       if (values['s3-endpoint'] !== undefined && values['s3-bucket'] === undefined) throw new UsageError('--s3-endpoint needs --s3-bucket');
       const { startServer } = await import('../api/server.ts');
       const server = await startServer({
-        port: Number(values.port),
+        port: intFlag(values, 'port', 0, 65535),
         host: String(values.host),
         dataDir: String(values['data-dir']),
-        hosts: values.hosts ? Number(values.hosts) : undefined,
+        hosts: intFlag(values, 'hosts', 1, 256),
+        hostMemoryLimitMb: intFlag(values, 'host-memory-limit-mb', 64, 1024 * 1024),
         kafkaBrokers: values['kafka-brokers'] as string | undefined,
         s3: values['s3-bucket'] === undefined ? undefined : { bucket: String(values['s3-bucket']), endpoint: values['s3-endpoint'] as string | undefined },
       });
