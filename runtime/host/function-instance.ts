@@ -46,6 +46,12 @@ export class FunctionInstance {
   readonly shape: ModuleShape;
   private running = false;
   private used = false;
+  /**
+   * Once a call ran asynchronously here, every later one does: an asynchronous entry may still
+   * be finishing in the isolate (a timer callback after the call settled with an error), and a
+   * synchronous entry would block the event loop until it ends.
+   */
+  private async = false;
   /** Console output of the module's top level, handed to the first call. */
   private loadLogs: LogLine[];
 
@@ -87,6 +93,8 @@ export class FunctionInstance {
     if (this.running) throw new TributaryError('ERR_INTERNAL', 'function instance is busy');
     this.running = true;
     this.used = true;
+    if (this.async) budget.async = true;
+    else if (budget.async) this.async = true;
     if (this.loadLogs.length > 0) {
       for (const line of this.loadLogs) logs.push(line);
       this.loadLogs = [];
