@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy, json, withPlatform } from './fixtures/platform.ts';
-import { rejection, request, withHosts, type Hosts } from './fixtures/hosts.ts';
+import { batch, rejection, request, withHosts, type Hosts } from './fixtures/hosts.ts';
 
 let platform: Awaited<ReturnType<typeof withPlatform>>;
 let hosts: Hosts;
@@ -95,6 +95,21 @@ describe('a CPU hog does not starve its host', () => {
     const second = await hosts.supervisor.call('rerun', { op: 'fetch', spec, request: request() });
     expect(JSON.parse(new TextDecoder().decode(second.value.body!))).toEqual({ runs: 2 });
     expect(second.logs.filter((l) => l.line === 'start')).toHaveLength(1);
+  });
+});
+
+describe('graph batches', () => {
+  it('a CPU-heavy batch on a replica is cut, re-run asynchronously from scratch, and emits each output once', async () => {
+    const spec = hosts.spec(
+      'heavy-batch',
+      `export default { process(r, env, ctx) { const end = Date.now() + 30; while (Date.now() < end); ctx.emit(r.value * 10); } };`,
+      { timeoutMs: 5000, instanceTag: 'g/heavy#0' },
+    );
+    const result = await hosts.supervisor.call('g/heavy#0', { op: 'process', spec, batch: batch([1, 2, 3]) });
+    expect(result.value.emits.map((e) => e.value)).toEqual([10, 20, 30]);
+    expect(result.value.failures).toEqual([]);
+    const again = await hosts.supervisor.call('g/heavy#0', { op: 'process', spec, batch: batch([4]) });
+    expect(again.value.emits.map((e) => e.value)).toEqual([40]);
   });
 });
 
