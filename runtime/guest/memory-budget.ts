@@ -13,8 +13,8 @@
  *           rounded up to 4 KiB); at most MAX_WASM_MEMORIES memories and MAX_RESIZABLE_BUFFERS
  *           buffers alive at once (each reserves address space: 8 GiB for a memory).
  *   code:   modules compiled from JS (WASM_CODE_BYTES_PER_BYTE × their bytes + WASM_MODULE_BYTES,
- *           once per distinct byte sequence, never released), instances (WASM_INSTANCE_BYTES) and
- *           tables (TABLE_ELEMENT_BYTES × maximum elements).
+ *           once per distinct byte sequence, never released) and tables (TABLE_ELEMENT_BYTES ×
+ *           maximum elements). An instance itself lives in the V8 heap, its limit's business.
  *
  * A charge is released once every object that can still reach its memory has been collected
  * (WeakRefs checked after a full GC, forced when a reservation does not fit): an instance and the
@@ -36,8 +36,6 @@ export const MAX_RESIZABLE_BUFFERS = 64;
 export const WASM_CODE_BYTES_PER_BYTE = 16;
 /** Fixed cost of a compiled module (measured about 17 KiB for an empty one with its instance). */
 export const WASM_MODULE_BYTES = 32 * 1024;
-/** Fixed cost of an instance beyond its memories and tables. */
-export const WASM_INSTANCE_BYTES = 16 * 1024;
 /** Resizable buffers reserve whole pages. */
 export const BUFFER_PAGE_BYTES = 4096;
 
