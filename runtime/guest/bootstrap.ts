@@ -49,7 +49,14 @@ export function install(host: HostRefs, options: InstallOptions) {
     configurable: false,
   });
   const env = Object.freeze({});
-  const dispatcher = createDispatcher(global, { maxBodyBytes: options.maxBodyBytes, env });
+  const dispatcher = createDispatcher(global, {
+    maxBodyBytes: options.maxBodyBytes,
+    maxResponseHeaderBytes: options.maxResponseHeaderBytes,
+    maxEmitsPerRecord: options.maxEmitsPerRecord,
+    maxBatchOutputBytes: options.maxBatchOutputBytes,
+    maxJsonDepth: options.maxJsonDepth,
+    env,
+  });
 
   function loadWasm(bytes: Uint8Array): GuestResult<ModuleShape> {
     const loaded = loadWasmModule(global, bytes, wasm);
