@@ -66,7 +66,7 @@ function expectRefused(outcome: Outcome, error: RegExp): void {
   expect(outcome.reached).toBeLessThanOrEqual(LIMIT);
 }
 
-const BUDGET = /memory budget|code budget|at most \d+/;
+const BUDGET = /memory budget|native budget|at most \d+/;
 
 describe('WebAssembly.Memory created from JS', () => {
   it('a declared maximum of 256 MiB is capped: grow stops at the budget', async () => {
@@ -268,7 +268,7 @@ describe('modules compiled from JS', () => {
         keep.push(new WebAssembly.Module(bytes));
         notes.modules = keep.length;
       }`);
-    expectRefused(outcome, /code budget/);
+    expectRefused(outcome, /native budget/);
     expect(outcome.notes.modules).toBeLessThan(1000);
   });
 
@@ -296,7 +296,7 @@ describe('tables', () => {
       const keep = [];
       for (let i = 0; i < 1000; i++) keep.push(new WebAssembly.Table({ initial: 65536, element: 'externref' }));`);
     expect(outcome.notes).toEqual({ grow: 'RangeError', unbounded: 'RangeError' });
-    expectRefused(outcome, /code budget/);
+    expectRefused(outcome, /native budget/);
   });
 
   it('a table declared in a module grows only to its capped maximum', async () => {
@@ -308,6 +308,18 @@ describe('tables', () => {
     expect(outcome.threw).toBe(false);
     expect(outcome.reached).toBeGreaterThan(0);
     expect(outcome.reached).toBeLessThanOrEqual(LIMIT);
+  });
+});
+
+describe('Intl', () => {
+  it('Intl.DateTimeFormat objects (ICU formatters outside the heap) are charged: keeping thousands is refused', async () => {
+    const outcome = await attack(`
+      notes.works = [new Intl.DateTimeFormat('en', { timeZone: 'UTC' }).format(0), Intl.DateTimeFormat('en').format(0)];
+      notes.constructor = new Intl.DateTimeFormat().constructor === Intl.DateTimeFormat;
+      const keep = [];
+      for (let i = 0; i < 200000; i++) keep.push(new Intl.DateTimeFormat('ja-JP-u-ca-japanese', { era: 'long', timeZone: 'Asia/Tokyo' }));`);
+    expect(outcome.notes).toEqual({ works: ['1/1/1970', '1/1/1970'], constructor: true });
+    expectRefused(outcome, /native budget/);
   });
 });
 

@@ -35,7 +35,7 @@ import {
 interface ModuleInfo {
   memoryBytes: number;
   /** Its tables plus the instance's own overhead (code pool). */
-  codeBytes: number;
+  nativeBytes: number;
   memories: number;
   mayLeakOnFailure: boolean;
 }
@@ -199,11 +199,11 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
       entries = newList<CompiledEntry>();
       MapPrototypeSet(compiled, hash, entries);
     }
-    budget.pin(budget.reserve(need(0, codeBytesOf(length), 0, 0), what));
+    budget.pin(budget.reserve(need(0, nativeBytesOf(length), 0, 0), what));
     entries[entries.length] = { bytes, key };
   }
 
-  const codeBytesOf = (length: number) => WASM_MODULE_BYTES + WASM_CODE_BYTES_PER_BYTE * length;
+  const nativeBytesOf = (length: number) => WASM_MODULE_BYTES + WASM_CODE_BYTES_PER_BYTE * length;
 
   /** Copies, checks and caps module bytes; charges their code when `chargeCompiled`. */
   function prepare(source: unknown, what: string, chargeCompiled: boolean, key: string, orModule = false): Prepared {
@@ -217,32 +217,32 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
     if (limits.memories.count > MAX_WASM_MEMORIES) {
       throw new Wasm.CompileError(`${what}: the module defines ${limits.memories.count} memories; functions may have at most ${MAX_WASM_MEMORIES}`);
     }
-    const codeBytes = chargeCompiled ? codeBytesOf(TypedArrayPrototypeGetLength(copy)) : 0;
+    const nativeBytes = chargeCompiled ? nativeBytesOf(TypedArrayPrototypeGetLength(copy)) : 0;
     const wantedMemory = wantedBytes(limits.memories, WASM_PAGE_BYTES, limitPages, WASM_MAX_PAGES);
-    const wantedCode = wantedBytes(limits.tables, TABLE_ELEMENT_BYTES, TABLE_MAX_ELEMENTS, TABLE_MAX_ELEMENTS) + codeBytes;
+    const wantedCode = wantedBytes(limits.tables, TABLE_ELEMENT_BYTES, TABLE_MAX_ELEMENTS, TABLE_MAX_ELEMENTS) + nativeBytes;
     let available = budget.available();
-    if (available.memoryBytes < wantedMemory || available.codeBytes < wantedCode) {
+    if (available.memoryBytes < wantedMemory || available.nativeBytes < wantedCode) {
       budget.reclaim();
       available = budget.available();
     }
     const memoryCaps = planCaps(limits.memories, WASM_PAGE_BYTES, available.memoryBytes, WASM_MAX_PAGES, null);
     if (memoryCaps === null) throw budget.refusal(need(minimumBytes(limits.memories, WASM_PAGE_BYTES), 0, 0, 0), `${what} (memories at their initial size)`);
-    const tableCaps = planCaps(limits.tables, TABLE_ELEMENT_BYTES, available.codeBytes - codeBytes, TABLE_MAX_ELEMENTS, TABLE_MAX_ELEMENTS);
+    const tableCaps = planCaps(limits.tables, TABLE_ELEMENT_BYTES, available.nativeBytes - nativeBytes, TABLE_MAX_ELEMENTS, TABLE_MAX_ELEMENTS);
     if (tableCaps === null) {
-      throw budget.refusal(need(0, minimumBytes(limits.tables, TABLE_ELEMENT_BYTES) + codeBytes, 0, 0), `${what} (code, and tables at their initial size)`);
+      throw budget.refusal(need(0, minimumBytes(limits.tables, TABLE_ELEMENT_BYTES) + nativeBytes, 0, 0), `${what} (code, and tables at their initial size)`);
     }
     const bytes = writeModuleLimits(copy, limits, memoryCaps, tableCaps);
     if (chargeCompiled) chargeCode(bytes, key, what);
     const info: ModuleInfo = {
       memoryBytes: capsBytes(memoryCaps, limits.memories.count, WASM_PAGE_BYTES),
-      codeBytes: capsBytes(tableCaps, limits.tables.count, TABLE_ELEMENT_BYTES),
+      nativeBytes: capsBytes(tableCaps, limits.tables.count, TABLE_ELEMENT_BYTES),
       memories: limits.memories.count,
       mayLeakOnFailure: limits.mayLeakOnFailure,
     };
     return { bytes, info };
   }
 
-  const reserveInstance = (info: ModuleInfo, what: string): Charge => budget.reserve(need(info.memoryBytes, info.codeBytes, info.memories, 0), what);
+  const reserveInstance = (info: ModuleInfo, what: string): Charge => budget.reserve(need(info.memoryBytes, info.nativeBytes, info.memories, 0), what);
 
   /** A failed instantiation: give the charge back unless the new instance may already be reachable. */
   function instantiationFailed(charge: Charge, info: ModuleInfo): void {
@@ -288,12 +288,12 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
   }
 
   /** A maximum for one JS-created memory or table: declared, or lowered to what is left. */
-  function capOne(min: number, max: number, unitBytes: number, pool: 'memory' | 'code', what: string): number {
+  function capOne(min: number, max: number, unitBytes: number, pool: 'memory' | 'native', what: string): number {
     const ceiling = pool === 'memory' ? WASM_MAX_PAGES : TABLE_MAX_ELEMENTS;
     const unbounded = pool === 'memory' ? null : TABLE_MAX_ELEMENTS;
     const list = singleLimits(min, max);
     const wanted = wantedBytes(list, unitBytes, pool === 'memory' ? limitPages : TABLE_MAX_ELEMENTS, ceiling);
-    const left = () => (pool === 'memory' ? budget.available().memoryBytes : budget.available().codeBytes);
+    const left = () => (pool === 'memory' ? budget.available().memoryBytes : budget.available().nativeBytes);
     if (left() < wanted) budget.reclaim();
     const caps = planCaps(list, unitBytes, left(), ceiling, unbounded);
     if (caps === null) throw budget.refusal(pool === 'memory' ? need(min * unitBytes, 0, 1, 0) : need(0, min * unitBytes, 0, 0), what);
@@ -342,7 +342,7 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
     const maximum = maximumIn === undefined ? -1 : toLimit(maximumIn, what, 'maximum');
     if (maximum >= 0 && maximum < initial) throw new SafeRangeError(`${what}: Property 'maximum': value ${maximum} is below the lower bound ${initial}`);
     if (initial > WASM_MAX_TABLE_ELEMENTS) throw new SafeRangeError(`${what}: Property 'initial': value ${initial} is above the upper bound ${WASM_MAX_TABLE_ELEMENTS}`);
-    const cap = capOne(initial, maximum, TABLE_ELEMENT_BYTES, 'code', what);
+    const cap = capOne(initial, maximum, TABLE_ELEMENT_BYTES, 'native', what);
     const charge = budget.reserve(need(0, cap * TABLE_ELEMENT_BYTES, 0, 0), what);
     let table: object;
     try {
