@@ -127,8 +127,12 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     let index = 0;
     /** Where the current record's emits start in `emits`: a failed attempt is cut off there. */
     let recordStart = 0;
-    /** Bytes the batch's kept records emitted and wrote; those the current record emitted. */
-    let batchBytes = 0;
+    /**
+     * Bytes the batch's kept records emitted; an upper bound on its write set (exact after a
+     * recount, done only near the limit); what the current record emitted.
+     */
+    let emittedBytes = 0;
+    let writtenBytes = 0;
     let recordBytes = 0;
     /** Set once the current record broke a limit: it fails whatever it does next. */
     let broken: GuestError | null = null;
@@ -149,7 +153,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
       else if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) bytes = 8;
       else {
         try {
-          const copied = copyOutput(value, maxJsonDepth, maxBatchOutputBytes - batchBytes - recordBytes);
+          const copied = copyOutput(value, maxJsonDepth, maxBatchOutputBytes - emittedBytes - writtenBytes - recordBytes);
           out = copied.value;
           bytes = copied.bytes;
         } catch (thrown) {
@@ -158,7 +162,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
         }
       }
       recordBytes += keyText === null ? bytes : bytes + keyText.length;
-      if (batchBytes + recordBytes > maxBatchOutputBytes) breakLimit('ERR_TOO_LARGE', `the batch's outputs exceed ${maxBatchOutputBytes} bytes`);
+      if (emittedBytes + writtenBytes + recordBytes > maxBatchOutputBytes) breakLimit('ERR_TOO_LARGE', `the batch's outputs exceed ${maxBatchOutputBytes} bytes`);
       emits[emits.length] = { index, key: keyText, value: out };
     };
     const ctx = ObjectFreeze({ emit });
@@ -178,14 +182,21 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
             let returned = process(records[index], processEnv, ctx);
             if (returned instanceof SafePromise) returned = await returned;
             if (returned !== undefined) emit(returned);
-            // The O(1) bound first; the exact count only near the limit.
-            if (broken === null && batchBytes + recordBytes + state.recordBytes() > maxBatchOutputBytes) {
-              if (batchBytes + recordBytes + state.recordDelta(batchWrites) > maxBatchOutputBytes) {
+            // O(1) upper bounds first; exact counts only near the limit.
+            let written = state.recordBytes();
+            if (broken === null && emittedBytes + writtenBytes + recordBytes + written > maxBatchOutputBytes) {
+              writtenBytes = state.writeSetBytes(batchWrites);
+              written = state.recordDelta(batchWrites);
+              if (emittedBytes + writtenBytes + recordBytes + written > maxBatchOutputBytes) {
                 broken = guestError('ERR_TOO_LARGE', `ERR_TOO_LARGE: the batch's outputs and state writes exceed ${maxBatchOutputBytes} bytes`);
               }
             }
             if (broken !== null) fail(broken);
-            else batchBytes += recordBytes + state.keepRecord(batchWrites);
+            else {
+              state.keepRecord(batchWrites);
+              emittedBytes += recordBytes;
+              writtenBytes += written;
+            }
             break;
           } catch (thrown) {
             if (broken !== null || attempt >= batch.maxAttempts) {

@@ -178,7 +178,10 @@ function snapshot(value: Record<PropertyKey, unknown>, isArray: boolean): Record
 function push(w: Walk, value: Record<PropertyKey, unknown>, isArray: boolean, depth: number, parentKey: PropertyKey): void {
   if (depth > w.maxDepth) throw tooDeep(w);
   const copy = snapshot(value, isArray);
-  const keys = isArray ? null : ObjectKeys(copy);
+  pushFrame(w, value, copy, isArray ? null : ObjectKeys(copy), depth, parentKey);
+}
+
+function pushFrame(w: Walk, value: object, copy: Record<PropertyKey, unknown>, keys: string[] | null, depth: number, parentKey: PropertyKey): void {
   const n = keys === null ? (copy.length as number) : keys.length;
   const frame: Frame = { copy, src: value, keys, n, i: 0, depth, start: w.used, height: 1, parentKey, parent: w.top };
   if (w.memo === null && ++w.containers > MEMO_AFTER) {
@@ -189,6 +192,36 @@ function push(w: Walk, value: Record<PropertyKey, unknown>, isArray: boolean, de
   if (w.memo !== null) MapPrototypeSet(w.memo, value, { copy, done: false, bytes: 0, height: 0 });
   w.top = frame;
   charge(w, 2);
+}
+
+/**
+ * The usual emit, a plain object of scalars (`{ word, count }`): one snapshot and one pass, no
+ * walk state. Returns the snapshot's keys instead when a value in it is not a scalar.
+ */
+function copyFlat(copy: Record<string, unknown>, maxBytes: number): CopiedOutput | string[] {
+  const keys = ObjectKeys(copy);
+  let used = 2;
+  for (let i = 0; i < keys.length; i++) {
+    const v = copy[keys[i]];
+    used += keys[i].length + 3;
+    switch (typeof v) {
+      case 'string':
+        used += v.length + 2;
+        break;
+      case 'number':
+        used += 8;
+        break;
+      case 'boolean':
+      case 'undefined':
+        used += 4;
+        break;
+      default:
+        if (v !== null) return keys;
+        used += 4;
+    }
+  }
+  if (used > maxBytes) throw new OutputRefused('ERR_TOO_LARGE', `emitted values exceed the ${maxBytes} bytes this batch has left`);
+  return { value: copy, bytes: used };
 }
 
 /** Copies a leaf, reuses a finished container, or pushes a new one (PENDING). */
@@ -242,8 +275,19 @@ function visit(w: Walk, value: unknown, depth: number, parentKey: PropertyKey): 
 /** A checked copy of `value`; throws OutputRefused (or whatever a getter of the value throws). */
 export function copyOutput(value: unknown, maxDepth: number, maxBytes: number): CopiedOutput {
   const w: Walk = { used: 0, maxBytes, maxDepth, top: null, containers: 0, memo: null, reused: 0 };
-  const first = visit(w, value, 1, '');
-  if (first !== PENDING) return { value: first, bytes: w.used };
+  if (typeof value === 'object' && value !== null && maxDepth >= 1 && !ArrayIsArray(value)) {
+    const proto = ObjectGetPrototypeOf(value);
+    if (proto === ObjectPrototype || proto === null) {
+      const copy = { ...value } as Record<string, unknown>;
+      const flat = copyFlat(copy, maxBytes);
+      if (!ArrayIsArray(flat)) return flat;
+      pushFrame(w, value, copy, flat, 1, '');
+    }
+  }
+  if (w.top === null) {
+    const first = visit(w, value, 1, '');
+    if (first !== PENDING) return { value: first, bytes: w.used };
+  }
   for (;;) {
     const f = w.top!;
     if (f.i === f.n) {

@@ -93,6 +93,14 @@ export function createStateBinding(global: typeof globalThis) {
   };
   const sizeOf = (value: StateValue): number =>
     typeof value !== 'string' ? value.byteLength : value.length * 3 <= MAX_STATE_VALUE_BYTES ? value.length * 3 : encoder.encode(value).byteLength;
+  // keepRecord's callback, made once: no closure allocated per record.
+  let keepData: Map<string, StateValue> = new SafeMap();
+  let keepBatch: Map<string, StateValue | null> = new SafeMap();
+  const keepEntry = (value: StateValue | null, key: string) => {
+    if (value === null) MapPrototypeDelete(keepData, key);
+    else MapPrototypeSet(keepData, key, value);
+    MapPrototypeSet(keepBatch, key, value);
+  };
   const setPending = (key: string, value: StateValue | null) => {
     if (MapPrototypeHas(pending, key)) {
       const before = MapPrototypeGet(pending, key);
@@ -189,19 +197,21 @@ export function createStateBinding(global: typeof globalThis) {
       });
       return total;
     },
-    /** The record succeeded: apply its writes to the partition and the batch write set; returns recordDelta. */
-    keepRecord(batchWrites: Map<string, StateValue | null>): number {
-      const data = active().data;
+    /** Keys and values of a batch's write set, exactly. */
+    writeSetBytes(batchWrites: Map<string, StateValue | null>): number {
       let total = 0;
-      MapPrototypeForEach(pending, (value: StateValue | null, key: string) => {
-        total += deltaOf(batchWrites, key, value);
-        if (value === null) MapPrototypeDelete(data, key);
-        else MapPrototypeSet(data, key, value);
-        MapPrototypeSet(batchWrites, key, value);
+      MapPrototypeForEach(batchWrites, (value: StateValue | null, key: string) => {
+        total += key.length + (value === null ? 0 : byteSize(value));
       });
+      return total;
+    },
+    /** The record succeeded: apply its writes to the partition and the batch write set. */
+    keepRecord(batchWrites: Map<string, StateValue | null>): void {
+      keepData = active().data;
+      keepBatch = batchWrites;
+      MapPrototypeForEach(pending, keepEntry);
       pending = new SafeMap();
       pendingBytes = 0;
-      return total;
     },
     dropRecord(): void {
       pending = new SafeMap();
