@@ -94,7 +94,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     warmSlots: options.warmSlots,
     hostMemoryLimitMb: options.hostMemoryLimitMb,
     onRestart: (host, reason) => {
-      metrics.hostRestarts.inc({ host: String(host) });
+      metrics.hostRestarts.inc({ host: String(host), reason: restartReason(reason) });
       console.error(`tributary: host ${host} died (${reason}); restarting`);
     },
     onStats: (host, stats) => {
@@ -178,4 +178,11 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
       bucket?.close();
     },
   };
+}
+
+/** The coarse cause of a host restart, for the metric label (the full reason goes to the log). */
+function restartReason(reason: string): 'watchdog' | 'memory' | 'crash' {
+  if (reason.startsWith('watchdog:')) return 'watchdog';
+  if (reason.startsWith('memory:')) return 'memory';
+  return 'crash';
 }

@@ -146,3 +146,16 @@ export function asTributaryError(error: unknown): TributaryError {
   if (error instanceof TributaryError) return error;
   return new TributaryError('ERR_INTERNAL', 'internal error', { cause: error });
 }
+
+/**
+ * Failures a batch's own records caused (the function timed out, ran out of memory or CPU, or
+ * produced a result over a limit): a graph narrows them down to the responsible record and
+ * dead-letters it, rather than retrying the batch as it does for platform faults.
+ */
+const RECORD_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'ERR_FN_TIMEOUT', 'ERR_FN_OOM', 'ERR_FN_CPU_LIMIT', 'ERR_FN_BAD_RESPONSE', 'ERR_FN_BAD_OUTPUT', 'ERR_TOO_LARGE', 'ERR_TOO_DEEP', 'ERR_QUOTA_EXCEEDED',
+]);
+
+export function isRecordFault(code: ErrorCode): boolean {
+  return RECORD_FAULTS.has(code);
+}

@@ -38,8 +38,8 @@ export class RuntimeMetrics {
 
   readonly hostRestarts = new Counter({
     name: 'tributary_host_restarts_total',
-    help: 'Host processes restarted after dying (V8 abort, kill -9, exit)',
-    labelNames: ['host'] as const,
+    help: 'Host processes restarted, by reason: crash (V8 abort, kill -9, exit), watchdog (event loop blocked), memory (recycled over its RSS limit)',
+    labelNames: ['host', 'reason'] as const,
     registers: [this.registry],
   });
 

@@ -18,7 +18,7 @@
  */
 import type { StagedState, StateStore } from '../connectors/state/state-store.ts';
 import type { CommitSet, LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
-import { TributaryError } from '../runtime/errors.ts';
+import { TributaryError, isRecordFault } from '../runtime/errors.ts';
 import type { WireBatch, WireBatchResult, WireRecord } from '../runtime/guest/wire.ts';
 import type { GraphFaults } from './graph-faults.ts';
 import type { Delivery, EdgeSpec, NodeSpec } from './graph-spec.ts';
@@ -241,7 +241,7 @@ export class PartitionTask {
     const known = error instanceof TributaryError ? error : new TributaryError('ERR_INTERNAL', String((error as Error)?.message ?? error));
     stats.recordError(`${known.code}: ${known.message}`);
     if (this.delivery === 'at-most-once') return; // the offset moved already: the batch is given up
-    const userFault = known.code === 'ERR_FN_TIMEOUT' || known.code === 'ERR_FN_OOM' || known.code === 'ERR_FN_BAD_RESPONSE';
+    const userFault = isRecordFault(known.code);
     if (userFault && records.length > 1) {
       this.batchLimit = Math.max(1, Math.ceil(records.length / 2));
       return;

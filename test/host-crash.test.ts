@@ -45,7 +45,7 @@ describe('host crash', () => {
     expect(after[1]).toBe(before[1]);
 
     const metrics = await (await platform.app.request('/metrics')).text();
-    expect(metrics).toMatch(/tributary_host_restarts_total\{host="0"\} 1/);
+    expect(metrics).toMatch(/tributary_host_restarts_total\{host="0",reason="crash"\} 1/);
 
     // Functions homed on the restarted host work again (cold start on the new process).
     const quick = nameOnHost(0, 'quick');

@@ -33,7 +33,7 @@
 import type { BatchControl, Broker, BrokerAppend, BrokerBatch, BrokerProducer, BrokerRecord, BrokerTransaction, GroupConsumer } from '../../connectors/broker.ts';
 import type { KafkaStateStore } from '../../connectors/kafka/kafka-state-store.ts';
 import type { LogRecord, StateWrite } from '../../connectors/transport.ts';
-import { TributaryError } from '../../runtime/errors.ts';
+import { TributaryError, isRecordFault } from '../../runtime/errors.ts';
 import type { WireBatchResult, WireRecord } from '../../runtime/guest/wire.ts';
 import type { Delivery, EdgeSpec } from '../graph-spec.ts';
 import type { TaskContext } from '../partition-task.ts';
@@ -77,7 +77,6 @@ const MAX_BACKOFF_MS = 2000;
 /** Re-reads of a partition's offset while a staged transaction's outcome is unknown (10 × 100 ms). */
 const STABLE_OFFSET_RETRIES = 10;
 const STABLE_OFFSET_WAIT_MS = 100;
-const USER_FAULTS = new Set(['ERR_FN_TIMEOUT', 'ERR_FN_OOM', 'ERR_FN_BAD_RESPONSE']);
 
 export class KafkaPartition {
   readonly partition: number;
@@ -360,7 +359,7 @@ export class KafkaPartition {
       return [{ records, result: await this.runOnReplica(records) }];
     } catch (error) {
       const known = error instanceof TributaryError ? error : new TributaryError('ERR_INTERNAL', String((error as Error)?.message ?? error));
-      if (!USER_FAULTS.has(known.code)) throw known;
+      if (!isRecordFault(known.code)) throw known;
       this.ctx.task.epochs.bump(this.partition);
       if (records.length > 1) {
         const half = Math.ceil(records.length / 2);
@@ -371,7 +370,7 @@ export class KafkaPartition {
           return [{ records, result: await this.runOnReplica(records) }];
         } catch (retryError) {
           const again = retryError instanceof TributaryError ? retryError : known;
-          if (!USER_FAULTS.has(again.code)) throw again;
+          if (!isRecordFault(again.code)) throw again;
           this.ctx.task.epochs.bump(this.partition);
         }
       }
