@@ -54,11 +54,11 @@ export interface SqliteLogOptions {
   truncateConsumed?: boolean;
   /** Age and size retention of sink and dead-letter partitions (default 7 days, 1 GiB each). */
   retention?: Partial<RetentionLimits>;
-  /** Decoded tail cache: records kept per partition (default 50 000). */
+  /** Decoded tail cache: records kept per partition (default 10 000). */
   tailMaxRecordsPerPartition?: number;
-  /** Decoded tail cache: serialized bytes kept per partition (default 8 MiB); a larger batch is not cached. */
+  /** Decoded tail cache: bytes kept per partition (default 4 MiB); a larger batch is not cached. */
   tailMaxBytesPerPartition?: number;
-  /** Decoded tail cache: serialized bytes kept over all partitions, least recently used evicted first (default 64 MiB). */
+  /** Decoded tail cache: bytes kept over all partitions, least recently used evicted first (default 32 MiB). */
   tailMaxBytes?: number;
   /** Period of the maintenance step (default 10 000 ms); 0 runs it only when `maintain()` is called. */
   maintenanceIntervalMs?: number;
@@ -165,9 +165,9 @@ export class SqliteLog implements Transport {
     this.truncateConsumed = options.truncateConsumed ?? true;
     this.retention = new RetentionRules(withDefaults(DEFAULT_RETENTION, options.retention));
     this.tail = new TailCache({
-      maxRecordsPerPartition: Math.max(2, options.tailMaxRecordsPerPartition ?? 50_000),
-      maxBytesPerPartition: options.tailMaxBytesPerPartition ?? 8 * 1024 * 1024,
-      maxBytes: options.tailMaxBytes ?? 64 * 1024 * 1024,
+      maxRecordsPerPartition: Math.max(2, options.tailMaxRecordsPerPartition ?? 10_000),
+      maxBytesPerPartition: options.tailMaxBytesPerPartition ?? 4 * 1024 * 1024,
+      maxBytes: options.tailMaxBytes ?? 32 * 1024 * 1024,
     });
     this.stmt = {
       insertBatch: this.db.prepare('INSERT INTO batches (topic, partition, base, count, bytes, appended_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)'),
@@ -442,7 +442,10 @@ export class SqliteLog implements Transport {
   }
 
   private applyEffects(effects: Effects): void {
-    for (const [id, base, records, bytes] of effects.appended) this.tail.append(id, base, records, bytes);
+    for (const [id, base, records, bytes] of effects.appended) {
+      // Sinks and dead letters have no consumer at the head (they are read by offset over HTTP).
+      if (!isRetainedTopic(id.slice(0, id.lastIndexOf('\u0000')))) this.tail.append(id, base, records, bytes);
+    }
     for (const [id, bytes] of effects.storedBytes) this.storedBytes.set(id, bytes);
     for (const [id, start] of effects.starts) {
       this.starts.set(id, Math.max(this.starts.get(id) ?? 0, start));

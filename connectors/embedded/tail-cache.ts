@@ -6,11 +6,15 @@
  * - bytes per partition (`maxBytesPerPartition`): a batch larger than the bound is not cached;
  * - bytes over all partitions (`maxBytes`): the least recently used partition tails are evicted.
  *
- * Bytes are the batch's serialized size (what `commit` writes), a close proxy for what its decoded
- * records hold (decoded numbers and objects take somewhat more). A tail always ends at the head of
+ * Bytes are the batch's serialized size (what `commit` writes) plus RECORD_OVERHEAD_BYTES per
+ * record: a decoded record is a JS object whose header, fields and timestamp take about that much
+ * of the heap beyond its payload, which for small records is most of it. A tail always ends at the head of
  * its partition: a batch that is not cached ends the tail, and the next one starts a new one.
  */
 import type { LogRecord, StoredRecord } from '../transport.ts';
+
+/** Heap a decoded record takes beyond its serialized payload (object, key, timestamp, offset copy). */
+const RECORD_OVERHEAD_BYTES = 96;
 
 export interface TailCacheLimits {
   maxRecordsPerPartition: number;
@@ -74,7 +78,8 @@ export class TailCache {
   }
 
   /** Records `records` (serialized size `bytes`) committed at `base` of partition `id`. */
-  append(id: string, base: number, records: LogRecord[], bytes: number): void {
+  append(id: string, base: number, records: LogRecord[], serializedBytes: number): void {
+    const bytes = serializedBytes + records.length * RECORD_OVERHEAD_BYTES;
     let tail = this.tails.get(id);
     if (tail !== undefined && tail.end !== base) {
       this.delete(id);
