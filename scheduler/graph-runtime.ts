@@ -1,7 +1,8 @@
 /**
- * A deployed graph while it runs: one PartitionTask per (node, input edge, partition), the
+ * A deployed graph while it runs: one PartitionWorker per (node, input edge, partition), the
  * replicas each node runs on, state epochs, and the ingest and read paths of its sources and sinks.
  */
+import { EmbeddedEdgeLog } from '../connectors/embedded/embedded-edge-log.ts';
 import { EmbeddedStateStore } from '../connectors/state/embedded-state-store.ts';
 import type { StateStore } from '../connectors/state/state-store.ts';
 import type { LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
@@ -13,7 +14,7 @@ import { StragglerDetector } from './autoscaler/straggler.ts';
 import { GraphFaults } from './graph-faults.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
-import { PartitionTask } from './partition-task.ts';
+import { PartitionWorker, type StatePartitions, type TaskContext } from './partition-worker.ts';
 import { Topology } from './topology.ts';
 import { KafkaGraph, type KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { isKafkaEdge, kafkaSinkOf, kafkaSourceOf } from './kafka/kafka-topics.ts';
@@ -65,9 +66,9 @@ export class GraphRuntime {
   readonly faults: GraphFaults;
   private readonly options: GraphRuntimeOptions;
   private readonly stateStore: StateStore;
-  private readonly tasks: PartitionTask[] = [];
+  private readonly tasks: PartitionWorker[] = [];
   private readonly nodeSpecs = new Map<string, NodeSpec>();
-  private readonly tasksByNode = new Map<string, PartitionTask[]>();
+  private readonly tasksByNode = new Map<string, PartitionWorker[]>();
   private readonly replicas = new Map<string, number>();
   private readonly stragglers = new Map<string, StragglerDetector>();
   private readonly lastActivity = new Map<string, number>();
@@ -90,19 +91,19 @@ export class GraphRuntime {
       this.stats.set(node.id, new NodeStats());
       this.stragglers.set(node.id, new StragglerDetector());
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
-      const tasks: PartitionTask[] = [];
+      const tasks: PartitionWorker[] = [];
+      const context = this.taskContext(node);
       for (const edge of this.topology.inputs(node.id)) {
         if (isKafkaEdge(spec, edge)) continue; // consumed by KafkaGraph's edge tasks
-        const partitions = this.topology.partitions(this.topology.topicOf(edge));
-        for (let partition = 0; partition < partitions; partition++) tasks.push(new PartitionTask(this.taskContext(node), edge, partition));
+        const log = new EmbeddedEdgeLog({ transport: options.transport, topic: this.topology.topicOf(edge), group: this.topology.group(node.id) });
+        for (const partition of log.assignment()) tasks.push(new PartitionWorker(context, edge, log.partition(partition)));
       }
       this.tasksByNode.set(node.id, tasks);
       this.tasks.push(...tasks);
     }
   }
 
-  private taskContext(node: NodeSpec) {
-    const stateKey = (partition: number) => `${node.id}\u0000${partition}`;
+  private taskContext(node: NodeSpec): TaskContext & { transport: Transport } {
     return {
       transport: this.options.transport,
       stateStore: this.stateStore,
@@ -114,10 +115,7 @@ export class GraphRuntime {
       replicaFor: (partition: number) => this.replicaFor(node, partition),
       wake: () => this.wake(node.id),
       replicaDone: (replica: number, records: number, elapsedMs: number) => this.replicaDone(node, replica, records, elapsedMs),
-      epochs: {
-        get: (partition: number) => this.epochs.get(stateKey(partition)) ?? this.epochSeed,
-        bump: (partition: number) => this.epochs.set(stateKey(partition), ++epochBase),
-      },
+      epochs: this.statePartitions(node),
       maxBatchRecords: this.options.maxBatchRecords ?? 1000,
       maxAttempts: this.options.maxAttempts ?? 3,
       onSinkAppend: (records: LogRecord[]) => {
@@ -125,6 +123,39 @@ export class GraphRuntime {
         const latencies = records.map((record) => now - record.timestamp);
         for (const ms of latencies) this.latency.record(ms);
         this.options.onSinkLatency?.(latencies);
+      },
+    };
+  }
+
+  /**
+   * Epochs, replica and exclusion per state partition of a node, shared by the workers of all its
+   * input edges (and the Kafka engine's partitions).
+   */
+  private statePartitions(node: NodeSpec): StatePartitions {
+    const key = (partition: number) => `${node.id}\u0000${partition}`;
+    const lastReplica = new Map<number, number>();
+    const locks = new Map<number, Promise<unknown>>();
+    const bump = (partition: number) => void this.epochs.set(key(partition), ++epochBase);
+    return {
+      get: (partition) => this.epochs.get(key(partition)) ?? this.epochSeed,
+      bump,
+      use: (partition, replica) => {
+        // Another replica may hold an older copy of this partition's state at the same epoch.
+        const last = lastReplica.get(partition);
+        if (last !== undefined && last !== replica) bump(partition);
+        lastReplica.set(partition, replica);
+      },
+      exclusive: <T>(partition: number, work: () => Promise<T>): Promise<T> => {
+        const run = (locks.get(partition) ?? Promise.resolve()).then(work, work);
+        const settled = run.then(
+          () => {},
+          () => {},
+        );
+        locks.set(partition, settled);
+        void settled.then(() => {
+          if (locks.get(partition) === settled) locks.delete(partition);
+        });
+        return run;
       },
     };
   }

@@ -12,7 +12,7 @@ import type { Broker, BrokerProducer, GroupConsumer } from '../../connectors/bro
 import type { KafkaStateStore } from '../../connectors/kafka/kafka-state-store.ts';
 import { translateKafkaError } from '../../connectors/kafka/kafka-errors.ts';
 import type { EdgeSpec } from '../graph-spec.ts';
-import type { TaskContext } from '../partition-task.ts';
+import type { KafkaTaskContext as TaskContext } from './kafka-partition.ts';
 import type { CommitInterval } from './commit-interval.ts';
 import { KafkaPartition, type KafkaOutput } from './kafka-partition.ts';
 

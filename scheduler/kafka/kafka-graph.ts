@@ -15,7 +15,7 @@ import type { StoredRecord } from '../../connectors/transport.ts';
 import { TributaryError } from '../../runtime/errors.ts';
 import { DEFAULT_PARTITIONS, type EdgeSpec, type GraphSpec, type NodeSpec } from '../graph-spec.ts';
 import type { GraphFaults } from '../graph-faults.ts';
-import type { TaskContext } from '../partition-task.ts';
+import type { KafkaTaskContext as TaskContext } from './kafka-partition.ts';
 import type { Topology } from '../topology.ts';
 import { CommitInterval, DEFAULT_COMMIT_INTERVAL_MS } from './commit-interval.ts';
 import { KafkaEdgeTask } from './kafka-edge-task.ts';
