@@ -267,13 +267,16 @@ export class GraphRuntime {
 
   /**
    * Appends records to every edge out of `source`, durably, before answering. Refuses the whole
-   * request with ERR_BACKPRESSURE when an edge is too far behind: nothing half-accepted.
+   * request with ERR_BACKPRESSURE when an edge is too far behind (nothing half-accepted), and with
+   * ERR_INGEST_TOO_LARGE when it holds more records than an edge may queue at all.
    */
   ingest(source: string, records: IngestRecord[], idempotencyKey?: string): { accepted: number; duplicate: boolean } {
     if (this.topology.kindOf(source) !== 'source') throw new TributaryError('ERR_NOT_FOUND', `graph '${this.name}' has no source '${source}'`);
     if (kafkaSourceOf(this.spec, source)) throw new TributaryError('ERR_BAD_REQUEST', `source '${source}' is a Kafka source: produce to its topic instead`);
     const routes = this.topology.outputs(source);
     const maxLag = this.options.maxLagRecords ?? 200_000;
+    // No queue could ever take it: 429 would be answered forever.
+    if (records.length > maxLag) throw new TributaryError('ERR_INGEST_TOO_LARGE', `${records.length} records in one request; an edge queues at most ${maxLag}: send smaller requests`);
     for (const route of routes) {
       if (this.edgeLag(route.topic, route.edge.to) + records.length > maxLag) {
         throw new TributaryError('ERR_BACKPRESSURE', `edge ${route.edge.from} -> ${route.edge.to} has more than ${maxLag} records waiting; retry later`);
