@@ -9,7 +9,7 @@ import { FunctionService } from '../runtime/function-service.ts';
 import { HostSupervisor } from '../runtime/host-supervisor.ts';
 import { RuntimeMetrics } from '../runtime/metrics.ts';
 import { createApp } from './app.ts';
-import { SqliteLog } from '../connectors/embedded/sqlite-log.ts';
+import { SqliteLog, type Durability } from '../connectors/embedded/sqlite-log.ts';
 import { GraphService } from '../scheduler/graph-service.ts';
 import { GraphStore } from '../scheduler/graph-store.ts';
 import { GraphMetrics } from '../scheduler/graph-metrics.ts';
@@ -38,8 +38,13 @@ export interface PlatformOptions {
   maxBatchRecords?: number;
   /** Unconsumed records per source edge before ingest answers 429 (default 200000). */
   maxLagRecords?: number;
-  /** fsync every log commit (default false: durable across process crashes). */
+  /** fsync every log commit (default false: durable across process crashes). Same as `durability: 'fsync'`. */
   fsync?: boolean;
+  /**
+   * What a returned log commit survives: 'process-crash' (default: kill -9 of the platform; a
+   * power loss may drop the last commits) or 'fsync' (every commit on stable storage first).
+   */
+  durability?: Durability;
   /** Kafka bootstrap brokers of graphs' Kafka edges (default TRIBUTARY_KAFKA_BROKERS, else 127.0.0.1:9092). */
   kafkaBrokers?: string | string[];
   /** Autoscaler decision interval (default 1000 ms; 0 disables it). */
@@ -103,7 +108,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const deployDir = bucket ? deploymentsDir(dataDir, bucket) : dataDir;
   const registry = new FunctionRegistry(deployDir, { maxVersions: options.maxVersionsPerFunction });
   const graphStore = new GraphStore(deployDir);
-  const log = new SqliteLog({ dataDir, fsync: options.fsync });
+  const log = new SqliteLog({ dataDir, fsync: options.fsync, durability: options.durability, guard });
   // Kafka clients connect lazily: a graph without Kafka edges never opens a connection.
   const kafka = { pool: new BrokerPool(platformBrokers(options.kafkaBrokers)), state: new KafkaStateStore(dataDir) };
   let shared: SharedDeployments | undefined;

@@ -39,6 +39,11 @@ function need(positionals: string[], index: number, what: string): string {
 
 class UsageError extends Error {}
 
+function durabilityFlag(value: unknown): 'process-crash' | 'fsync' | undefined {
+  if (value === undefined || value === 'process-crash' || value === 'fsync') return value;
+  throw new UsageError(`--durability must be process-crash or fsync, got '${String(value).slice(0, 40)}'`);
+}
+
 /** A flag that must be a plain decimal integer in [min, max]; unset stays undefined (the default applies). */
 function intFlag(values: Record<string, unknown>, flag: string, min: number, max: number): number | undefined {
   const raw = values[flag];
@@ -53,6 +58,7 @@ const commands: Record<string, Command> = {
   serve: {
     usage:
       'tributary serve [--port 8787] [--host 127.0.0.1] [--data-dir ./.tributary] [--hosts N] [--with-examples]\n' +
+      '                [--durability process-crash|fsync]   what a log commit survives (default process-crash)\n' +
       '                [--host-memory-limit-mb N]   recycle a host process whose RSS passes N MiB (default 75% of RAM / hosts)\n' +
       '                [--s3-bucket NAME [--s3-endpoint URL]]   state and deployments in S3; region and\n' +
       '                credentials from AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)\n' +
@@ -64,6 +70,7 @@ const commands: Record<string, Command> = {
       'data-dir': { type: 'string', default: './.tributary' },
       hosts: { type: 'string' },
       'host-memory-limit-mb': { type: 'string' },
+      durability: { type: 'string' },
       'with-examples': { type: 'boolean', default: false },
       's3-bucket': { type: 'string' },
       's3-endpoint': { type: 'string' },
@@ -79,6 +86,7 @@ const commands: Record<string, Command> = {
         dataDir: String(values['data-dir']),
         hosts: intFlag(values, 'hosts', 1, 256),
         hostMemoryLimitMb: intFlag(values, 'host-memory-limit-mb', 64, 1024 * 1024),
+        durability: durabilityFlag(values.durability),
         kafkaBrokers: values['kafka-brokers'] as string | undefined,
         s3: values['s3-bucket'] === undefined ? undefined : { bucket: String(values['s3-bucket']), endpoint: values['s3-endpoint'] as string | undefined },
       });

@@ -6,6 +6,7 @@
  */
 import { installBufferGuard } from './buffer-guard.ts';
 import { createDispatcher } from './dispatch.ts';
+import { installIntlGuard } from './intl-guard.ts';
 import { describeThrown } from './errors.ts';
 import { PromisePrototypeThen } from './primordials.ts';
 import { warmup } from './warmup.ts';
@@ -37,6 +38,7 @@ export function install(host: HostRefs, options: InstallOptions) {
   const budget = createMemoryBudget(options.memoryLimitMb);
   installBufferGuard(global, budget);
   const wasm = installWasmGuard(global, budget);
+  installIntlGuard(global, budget);
   installWebApis(global, host);
   const fireTimer = installTimers(global, host);
   // Atomics.wait would block the host's thread in a way V8's termination does not always
@@ -49,7 +51,14 @@ export function install(host: HostRefs, options: InstallOptions) {
     configurable: false,
   });
   const env = Object.freeze({});
-  const dispatcher = createDispatcher(global, { maxBodyBytes: options.maxBodyBytes, env });
+  const dispatcher = createDispatcher(global, {
+    maxBodyBytes: options.maxBodyBytes,
+    maxResponseHeaderBytes: options.maxResponseHeaderBytes,
+    maxEmitsPerRecord: options.maxEmitsPerRecord,
+    maxBatchOutputBytes: options.maxBatchOutputBytes,
+    maxJsonDepth: options.maxJsonDepth,
+    env,
+  });
 
   function loadWasm(bytes: Uint8Array): GuestResult<ModuleShape> {
     const loaded = loadWasmModule(global, bytes, wasm);

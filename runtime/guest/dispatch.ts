@@ -2,9 +2,10 @@
  * Calls into the user's module: `fetch(request, env, ctx)` for HTTP invokes and
  * `process(record, env, ctx)` looped over a whole batch (one boundary crossing per batch).
  */
-import { describeThrown, guestError, type GuestError } from './errors.ts';
-import { ArrayPrototypePush, ObjectFreeze, SafeMap, SafePromise } from './primordials.ts';
-import { isResponse, readResponse } from './web/index.ts';
+import { describeThrown, guestError, type GuestError, type GuestErrorCode } from './errors.ts';
+import { copyOutput, OutputRefused } from './output-copy.ts';
+import { listToArray, MapPrototypeForEach, newList, ObjectFreeze, SafeMap, SafePromise, SafeRangeError, SafeTypeError } from './primordials.ts';
+import { isResponse, readResponse, responseHeadBytes } from './web/index.ts';
 import { webGlobals } from './web-globals.ts';
 import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireEmit, WireRequest, WireResponse } from './wire.ts';
 import { createStateBinding, type StateValue } from './state-binding.ts';
@@ -16,6 +17,14 @@ export interface Handlers {
 
 export interface DispatchOptions {
   maxBodyBytes: number;
+  /** Status text and header bytes of a response (ERR_TOO_LARGE beyond). */
+  maxResponseHeaderBytes: number;
+  /** Outputs one input record may emit (ERR_QUOTA_EXCEEDED fails the record beyond). */
+  maxEmitsPerRecord: number;
+  /** Bytes one batch may emit and write to state (ERR_TOO_LARGE fails the record that crosses it). */
+  maxBatchOutputBytes: number;
+  /** Nesting depth of an emitted value (ERR_TOO_DEEP fails the record). */
+  maxJsonDepth: number;
   env: object;
 }
 
@@ -60,9 +69,9 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     if (handlers?.fetch === undefined) {
       return failure(guestError('ERR_FN_BAD_RESPONSE', 'function has no fetch handler'));
     }
-    const waitUntil: unknown[] = [];
+    const waitUntil = newList<unknown>();
     const ctx = ObjectFreeze({
-      waitUntil: (promise: unknown) => void ArrayPrototypePush(waitUntil, promise),
+      waitUntil: (promise: unknown) => void (waitUntil[waitUntil.length] = promise),
       passThroughOnException: () => {},
     });
     let response: unknown;
@@ -79,6 +88,11 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
       return failure(guestError('ERR_FN_BAD_RESPONSE', 'fetch handler must return a Response'));
     }
     try {
+      // Measured before anything is copied: a head of hundreds of MiB never leaves the isolate.
+      const headBytes = responseHeadBytes(response);
+      if (headBytes > options.maxResponseHeaderBytes) {
+        return failure(guestError('ERR_TOO_LARGE', `response headers and status text take ${headBytes} bytes, over the limit of ${options.maxResponseHeaderBytes}`));
+      }
       const parts = readResponse(response);
       if (parts.body !== null && parts.body.byteLength > options.maxBodyBytes) {
         return failure(guestError('ERR_FN_BAD_RESPONSE', `response body exceeds ${options.maxBodyBytes} bytes`));
@@ -93,8 +107,9 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
   /**
    * Loops `process` over a batch (one boundary crossing per batch). A record that throws is
    * retried in place up to `maxAttempts` times, so per-key order holds; if every attempt throws it
-   * is reported as a failure and its emits and state writes are dropped. Synchronous handlers are
-   * never awaited, so a batch of them costs no microtask per record.
+   * is reported as a failure and its emits and state writes are dropped. A record that breaks an
+   * output limit (emits, depth, bytes, kind) fails at once, without retries: the limit would break
+   * again. Synchronous handlers are never awaited, so a batch of them costs no microtask per record.
    */
   async function dispatchBatch(batch: WireBatch): Promise<GuestResult<WireBatchResult>> {
     const process = handlers?.process;
@@ -102,44 +117,95 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
       return failure(guestError('ERR_FN_BAD_RESPONSE', 'function has no process handler'));
     }
     if (!state.begin(batch.state)) return success({ needState: true, emits: [], failures: [], writes: [] });
-    const emits: WireEmit[] = [];
-    const failures: WireBatchResult['failures'] = [];
+    const { maxEmitsPerRecord, maxBatchOutputBytes, maxJsonDepth } = options;
+    // Lists without a prototype while user code runs (no planted setter can reach them), made
+    // ordinary arrays once at the end.
+    const emits = newList<WireEmit>();
+    const failures = newList<WireBatchResult['failures'][number]>();
     const batchWrites = new SafeMap<string, StateValue | null>();
     const records = batch.records;
     let index = 0;
-    let pending: WireEmit[] = [];
+    /** Where the current record's emits start in `emits`: a failed attempt is cut off there. */
+    let recordStart = 0;
+    /** Bytes the batch's kept records emitted and wrote; those the current record emitted. */
+    let batchBytes = 0;
+    let recordBytes = 0;
+    /** Set once the current record broke a limit: it fails whatever it does next. */
+    let broken: GuestError | null = null;
+    const breakLimit = (code: GuestErrorCode, message: string): never => {
+      // Dead letters carry the message only: it starts with the code.
+      if (broken === null) broken = guestError(code, `${code}: ${message}`);
+      throw code === 'ERR_FN_BAD_OUTPUT' ? new SafeTypeError(broken.message) : new SafeRangeError(broken.message);
+    };
     const emit = (value: unknown, opts?: { key?: unknown }) => {
+      if (broken !== null) throw new SafeRangeError(broken.message);
+      if (emits.length - recordStart >= maxEmitsPerRecord) breakLimit('ERR_QUOTA_EXCEEDED', `a record may emit at most ${maxEmitsPerRecord} outputs`);
       const key = opts?.key;
-      ArrayPrototypePush(pending, { index, key: key === undefined || key === null ? null : `${key}`, value });
+      const keyText = key === undefined || key === null ? null : `${key}`;
+      let out = value;
+      let bytes: number;
+      // Strings and numbers (most emits) are counted without a walk.
+      if (typeof value === 'string') bytes = value.length;
+      else if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) bytes = 8;
+      else {
+        try {
+          const copied = copyOutput(value, maxJsonDepth, maxBatchOutputBytes - batchBytes - recordBytes);
+          out = copied.value;
+          bytes = copied.bytes;
+        } catch (thrown) {
+          if (thrown instanceof OutputRefused) breakLimit(thrown.code, thrown.message);
+          throw thrown;
+        }
+      }
+      recordBytes += keyText === null ? bytes : bytes + keyText.length;
+      if (batchBytes + recordBytes > maxBatchOutputBytes) breakLimit('ERR_TOO_LARGE', `the batch's outputs exceed ${maxBatchOutputBytes} bytes`);
+      emits[emits.length] = { index, key: keyText, value: out };
     };
     const ctx = ObjectFreeze({ emit });
+    const fail = (error: GuestError) => {
+      emits.length = recordStart;
+      state.dropRecord();
+      failures[failures.length] = { index, error };
+    };
     try {
       for (; index < records.length; index++) {
         for (let attempt = 1; ; attempt++) {
-          pending = [];
+          emits.length = recordStart = emits.length;
+          recordBytes = 0;
+          broken = null;
           state.beginRecord();
           try {
             let returned = process(records[index], processEnv, ctx);
             if (returned instanceof SafePromise) returned = await returned;
             if (returned !== undefined) emit(returned);
-            for (let i = 0; i < pending.length; i++) ArrayPrototypePush(emits, pending[i]);
-            state.keepRecord(batchWrites);
+            // The O(1) bound first; the exact count only near the limit.
+            if (broken === null && batchBytes + recordBytes + state.recordBytes() > maxBatchOutputBytes) {
+              if (batchBytes + recordBytes + state.recordDelta(batchWrites) > maxBatchOutputBytes) {
+                broken = guestError('ERR_TOO_LARGE', `ERR_TOO_LARGE: the batch's outputs and state writes exceed ${maxBatchOutputBytes} bytes`);
+              }
+            }
+            if (broken !== null) fail(broken);
+            else batchBytes += recordBytes + state.keepRecord(batchWrites);
             break;
           } catch (thrown) {
-            state.dropRecord();
-            if (attempt >= batch.maxAttempts) {
-              ArrayPrototypePush(failures, { index, error: describeThrown(thrown) });
+            if (broken !== null || attempt >= batch.maxAttempts) {
+              fail(broken ?? describeThrown(thrown));
               break;
             }
+            emits.length = recordStart;
+            state.dropRecord();
           }
         }
+        recordStart = emits.length;
       }
     } finally {
       state.end();
     }
-    const writes: [string, StateValue | null][] = [];
-    for (const [key, value] of batchWrites) ArrayPrototypePush(writes, [key, value]);
-    return success({ emits, failures, writes });
+    const writes = newList<[string, StateValue | null]>();
+    MapPrototypeForEach(batchWrites, (value: StateValue | null, key: string) => {
+      writes[writes.length] = [key, value];
+    });
+    return success({ emits: listToArray(emits), failures: listToArray(failures), writes: listToArray(writes) });
   }
 
   return { load, install, dispatchFetch, dispatchBatch };

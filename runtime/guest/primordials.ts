@@ -213,3 +213,36 @@ export function newList<T>(): T[] {
 }
 export const MathImul = Math.imul;
 export const MathMax = Math.max;
+/** `ReflectApply(ArrayOf, SafeArray, list)`: a fresh Array from an array-like, by CreateDataProperty (no setters, no iterator). */
+export const ArrayOf = Array.of;
+export const SafeArray = Array;
+
+const ARRAY_OF_CHUNK = 32768;
+const ArrayPrototypePushApply = Array.prototype.push;
+const isArrayIndexKey = (key: PropertyKey) => typeof key === 'string' && key !== '' && `${+key >>> 0}` === key;
+/** Whether a plain `[]` can be filled by index without reaching a setter a function planted. */
+function arrayStoresAreSafe(): boolean {
+  if (ReflectGetPrototypeOf(ArrayPrototype) !== ObjectPrototype) return false;
+  const keys = [ReflectOwnKeys(ArrayPrototype), ReflectOwnKeys(ObjectPrototype)];
+  for (let k = 0; k < 2; k++) for (let i = 0; i < keys[k].length; i++) if (isArrayIndexKey(keys[k][i])) return false;
+  return true;
+}
+/**
+ * A `newList` as an ordinary Array, for data that crosses the boundary (V8's serializer takes a
+ * slow path, microseconds per element, for arrays without Array.prototype). Array.of defines
+ * each element (no setter runs); past what one call's arguments hold, elements are appended by
+ * push only while no index property exists on Array.prototype or Object.prototype (checked right
+ * before, with no user code in between), by defineProperty otherwise.
+ */
+export function listToArray<T>(list: T[]): T[] {
+  const n = list.length;
+  if (n <= ARRAY_OF_CHUNK) return ReflectApply(ArrayOf, SafeArray, list) as T[];
+  const out = ReflectApply(ArrayOf, SafeArray, ArrayPrototypeSlice(list, 0, ARRAY_OF_CHUNK)) as T[];
+  const safe = arrayStoresAreSafe();
+  for (let start = ARRAY_OF_CHUNK; start < n; start += ARRAY_OF_CHUNK) {
+    const end = MathMin(n, start + ARRAY_OF_CHUNK);
+    if (safe) ReflectApply(ArrayPrototypePushApply, out, ArrayPrototypeSlice(list, start, end));
+    else for (let i = start; i < end; i++) ObjectDefineProperty(out, i, { value: list[i], writable: true, enumerable: true, configurable: true });
+  }
+  return out;
+}

@@ -6,8 +6,10 @@
  * commits with the batch — atomically with outputs and offsets on exactly-once edges.
  */
 import {
-  ArrayBufferIsView, ArrayPrototypePush, JSONParse, MapPrototypeDelete, MapPrototypeGet, MapPrototypeHas, MapPrototypeSet, ObjectFreeze,
-  PromiseResolve, SafeMap, SafeTypeError, SafeUint8Array,
+  ArrayBufferIsView, ArrayBufferPrototypeGetByteLength, ArrayPrototypePush, DataViewPrototypeGetBuffer, DataViewPrototypeGetByteLength,
+  DataViewPrototypeGetByteOffset, JSONParse, MapPrototypeDelete, MapPrototypeForEach, MapPrototypeGet, MapPrototypeHas, MapPrototypeSet,
+  ObjectFreeze, PromiseResolve, SafeMap, SafeTypeError, SafeUint8Array, TypedArrayPrototypeGetBuffer, TypedArrayPrototypeGetByteLength,
+  TypedArrayPrototypeGetByteOffset, TypedArrayPrototypeGetSymbolToStringTag, TypedArrayPrototypeSet,
 } from './primordials.ts';
 import type { WireStateScope } from './wire.ts';
 import { webGlobals } from './web-globals.ts';
@@ -34,6 +36,8 @@ export function createStateBinding(global: typeof globalThis) {
   const partitions = new SafeMap<string, Partition>();
   let current: Partition | null = null;
   let pending: RecordWrites = new SafeMap();
+  /** Keys and values of `pending`, in characters or bytes: an upper bound on what keeping it adds to the batch. */
+  let pendingBytes = 0;
 
   const active = (): Partition => {
     if (current === null) throw new SafeTypeError('env.STATE is only available inside process()');
@@ -49,18 +53,54 @@ export function createStateBinding(global: typeof globalThis) {
     if (MapPrototypeHas(pending, key)) return MapPrototypeGet(pending, key) ?? null;
     return MapPrototypeGet(active().data, key) ?? null;
   };
+  const copyBytes = (buffer: ArrayBufferLike, offset: number, length: number): Uint8Array => {
+    const copy = new SafeUint8Array(length);
+    if (length > 0) TypedArrayPrototypeSet(copy, new SafeUint8Array(buffer, offset, length));
+    return copy;
+  };
+  const isArrayBuffer = (value: unknown): boolean => {
+    try {
+      ArrayBufferPrototypeGetByteLength(value);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  /**
+   * Objects are refused rather than stored as JSON, so no nesting depth reaches the store; bytes
+   * are read through captured getters into a copy of our own.
+   */
   const toValue = (value: unknown): StateValue => {
     let stored: StateValue;
     // A string's UTF-8 length is at most 3 bytes per UTF-16 unit: check cheaply, encode only near the limit.
     if (typeof value === 'string') stored = value;
-    else if (value instanceof ArrayBuffer) stored = new SafeUint8Array(value.slice(0));
-    else if (ArrayBufferIsView(value)) stored = new SafeUint8Array(new SafeUint8Array(value.buffer, value.byteOffset, value.byteLength));
-    else throw new SafeTypeError('state values are strings, ArrayBuffers or typed arrays (JSON.stringify objects first)');
+    else if (isArrayBuffer(value)) stored = copyBytes(value as ArrayBuffer, 0, ArrayBufferPrototypeGetByteLength(value));
+    else if (ArrayBufferIsView(value)) {
+      stored =
+        TypedArrayPrototypeGetSymbolToStringTag(value) === undefined
+          ? copyBytes(DataViewPrototypeGetBuffer(value), DataViewPrototypeGetByteOffset(value), DataViewPrototypeGetByteLength(value))
+          : copyBytes(TypedArrayPrototypeGetBuffer(value), TypedArrayPrototypeGetByteOffset(value), TypedArrayPrototypeGetByteLength(value));
+    } else throw new SafeTypeError('state values are strings, ArrayBuffers or typed arrays (JSON.stringify objects first)');
     if (sizeOf(stored) > MAX_STATE_VALUE_BYTES) throw new SafeTypeError(`state values are limited to ${MAX_STATE_VALUE_BYTES} bytes`);
     return stored;
   };
+  /** Characters of a string value, bytes of a binary one: what crossing the boundary costs. */
+  const byteSize = (value: StateValue): number => (typeof value === 'string' ? value.length : TypedArrayPrototypeGetByteLength(value));
+  const deltaOf = (batchWrites: Map<string, StateValue | null>, key: string, value: StateValue | null): number => {
+    const before = MapPrototypeGet(batchWrites, key);
+    const after = value === null ? 0 : byteSize(value);
+    return before === undefined ? key.length + after : after - (before === null ? 0 : byteSize(before));
+  };
   const sizeOf = (value: StateValue): number =>
     typeof value !== 'string' ? value.byteLength : value.length * 3 <= MAX_STATE_VALUE_BYTES ? value.length * 3 : encoder.encode(value).byteLength;
+  const setPending = (key: string, value: StateValue | null) => {
+    if (MapPrototypeHas(pending, key)) {
+      const before = MapPrototypeGet(pending, key);
+      if (before !== null && before !== undefined) pendingBytes -= byteSize(before);
+    } else pendingBytes += key.length;
+    if (value !== null) pendingBytes += byteSize(value);
+    MapPrototypeSet(pending, key, value);
+  };
   const text = (value: StateValue): string => (typeof value === 'string' ? value : decoder.decode(value));
   const objectBody = (key: string, value: StateValue) =>
     ObjectFreeze({
@@ -83,13 +123,13 @@ export function createStateBinding(global: typeof globalThis) {
       const k = checkKey(key);
       const stored = toValue(value);
       active();
-      MapPrototypeSet(pending, k, stored);
+      setPending(k, stored);
       return PromiseResolve(ObjectFreeze({ key: k }));
     },
     delete(keys: unknown) {
       active();
       const list = typeof keys === 'string' ? [keys] : (keys as unknown[]);
-      for (let i = 0; i < list.length; i++) MapPrototypeSet(pending, checkKey(list[i]), null);
+      for (let i = 0; i < list.length; i++) setPending(checkKey(list[i]), null);
       return PromiseResolve(undefined);
     },
     list(options?: { prefix?: string; limit?: number; cursor?: string }) {
@@ -135,23 +175,42 @@ export function createStateBinding(global: typeof globalThis) {
     /** Starts a record: its writes stay pending until `keepRecord`. */
     beginRecord(): void {
       pending = new SafeMap();
+      pendingBytes = 0;
     },
-    /** The record succeeded: apply its writes to the partition and the batch write set. */
-    keepRecord(batchWrites: Map<string, StateValue | null>): void {
+    /** At least what keeping the current record would add to the batch's write set: O(1). */
+    recordBytes(): number {
+      return pendingBytes;
+    },
+    /** Exactly what keeping the current record would add (a key the batch wrote already counts only the change). */
+    recordDelta(batchWrites: Map<string, StateValue | null>): number {
+      let total = 0;
+      MapPrototypeForEach(pending, (value: StateValue | null, key: string) => {
+        total += deltaOf(batchWrites, key, value);
+      });
+      return total;
+    },
+    /** The record succeeded: apply its writes to the partition and the batch write set; returns recordDelta. */
+    keepRecord(batchWrites: Map<string, StateValue | null>): number {
       const data = active().data;
-      for (const [key, value] of pending) {
+      let total = 0;
+      MapPrototypeForEach(pending, (value: StateValue | null, key: string) => {
+        total += deltaOf(batchWrites, key, value);
         if (value === null) MapPrototypeDelete(data, key);
         else MapPrototypeSet(data, key, value);
         MapPrototypeSet(batchWrites, key, value);
-      }
+      });
       pending = new SafeMap();
+      pendingBytes = 0;
+      return total;
     },
     dropRecord(): void {
       pending = new SafeMap();
+      pendingBytes = 0;
     },
     end(): void {
       current = null;
       pending = new SafeMap();
+      pendingBytes = 0;
     },
   };
 }

@@ -10,8 +10,22 @@ import { webGlobals } from './web-globals.ts';
 export function warmup(global: typeof globalThis): void {
   const web = webGlobals(global);
   // A throwaway dispatcher shares its functions' bytecode with the real one.
-  const dispatcher = createDispatcher(global, { maxBodyBytes: 1024, env: {} });
-  dispatcher.install({ fetch: () => new web.Response('warm'), process: (record) => record });
+  const dispatcher = createDispatcher(global, {
+    maxBodyBytes: 1024,
+    maxResponseHeaderBytes: 1024,
+    maxEmitsPerRecord: 10,
+    maxBatchOutputBytes: 1024,
+    maxJsonDepth: 8,
+    env: {},
+  });
+  // `process` emits a string and an object: both emit paths (and the output copy) get compiled.
+  dispatcher.install({
+    fetch: () => new web.Response('warm'),
+    process: (record, _env, ctx) => {
+      (ctx as { emit(value: unknown): void }).emit('warm');
+      return record;
+    },
+  });
   void dispatcher.dispatchFetch({ method: 'GET', url: 'http://warm.up/', headers: [['x-warm', 'up']], body: null });
   void dispatcher.dispatchBatch({
     records: [{ key: 'k', value: 'v', headers: {}, offset: 0, timestamp: 0 }],

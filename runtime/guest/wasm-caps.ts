@@ -16,8 +16,11 @@ export const WASM_MAX_PAGES = 65536;
  * mostly keeps one table from being a single allocation larger than the heap limit.
  */
 export const TABLE_ELEMENT_BYTES = 32;
-/** A table declared without a maximum may grow to this many elements (or to its minimum, if larger). */
-export const UNBOUNDED_TABLE_ELEMENTS = 65536;
+/**
+ * A table may grow to this many elements (or stays at its minimum, if larger), whatever maximum
+ * it declares or omits: one table cannot take a whole budget (64K entries cost 2 MiB).
+ */
+export const TABLE_MAX_ELEMENTS = 65536;
 /** V8's ceiling for a table's size. */
 export const WASM_MAX_TABLE_ELEMENTS = 10_000_000;
 

@@ -4,7 +4,7 @@
  *
  *   new WebAssembly.Memory       maximum capped to what the budget has left (a missing one too);
  *                                shared and 64-bit memories refused.
- *   new WebAssembly.Table        maximum capped likewise (a missing one to UNBOUNDED_TABLE_ELEMENTS).
+ *   new WebAssembly.Table        maximum capped likewise, and at TABLE_MAX_ELEMENTS.
  *   WebAssembly.Module/compile/  bytes copied (no change after the check), parsed (wasm-binary.ts),
  *   instantiate(bytes)/validate  maximums of the memories and tables the module defines rewritten
  *                                to what the budget has left; shared, 64-bit and custom-page-size
@@ -18,24 +18,24 @@
  * every path it has — the global, `prototype.constructor` of every instance, `Reflect.construct`,
  * subclassing — and each wrapper passes V8 a descriptor of its own making, never the caller's.
  */
-import { need, MAX_WASM_MEMORIES, WASM_CODE_BYTES_PER_BYTE, WASM_INSTANCE_BYTES, WASM_MODULE_BYTES, type Charge, type MemoryBudget } from './memory-budget.ts';
+import { need, MAX_WASM_MEMORIES, WASM_CODE_BYTES_PER_BYTE, WASM_MODULE_BYTES, type Charge, type MemoryBudget } from './memory-budget.ts';
 import {
   ArrayBufferIsView, ArrayBufferPrototypeGetByteLength, ArrayIsArray, DataViewPrototypeGetBuffer, DataViewPrototypeGetByteLength,
   DataViewPrototypeGetByteOffset, MapPrototypeGet, MapPrototypeSet, MathImul, MathTrunc, newList, ObjectDefineProperty, ObjectGetOwnPropertyDescriptor,
-  ObjectKeys, PromisePrototypeThen, PromiseReject, ReflectApply, ReflectConstruct, SafeFloat64Array, SafeMap, SafeRangeError, SafeTypeError, SafeUint8Array,
+  ObjectKeys, PromiseReject, PromiseResolve, ReflectConstruct, SafeFloat64Array, SafeMap, SafeRangeError, SafeTypeError, SafeUint8Array,
   SafeWeakMap, TypedArrayPrototypeGetBuffer, TypedArrayPrototypeGetByteLength, TypedArrayPrototypeGetByteOffset, TypedArrayPrototypeGetLength,
   TypedArrayPrototypeGetSymbolToStringTag, TypedArrayPrototypeSet, Wasm, WeakMapPrototypeGet, WeakMapPrototypeHas, WeakMapPrototypeSet,
 } from './primordials.ts';
 import { readModuleLimits, WasmBinaryError, writeModuleLimits, type LimitsList, type ModuleLimits } from './wasm-binary.ts';
 import {
-  capsBytes, planCaps, TABLE_ELEMENT_BYTES, UNBOUNDED_TABLE_ELEMENTS, WASM_MAX_PAGES, WASM_MAX_TABLE_ELEMENTS, WASM_PAGE_BYTES, wantedBytes,
+  capsBytes, planCaps, TABLE_ELEMENT_BYTES, TABLE_MAX_ELEMENTS, WASM_MAX_PAGES, WASM_MAX_TABLE_ELEMENTS, WASM_PAGE_BYTES, wantedBytes,
 } from './wasm-caps.ts';
 
 /** What instantiating a module compiled here takes from the budget. */
 interface ModuleInfo {
   memoryBytes: number;
   /** Its tables plus the instance's own overhead (code pool). */
-  codeBytes: number;
+  nativeBytes: number;
   memories: number;
   mayLeakOnFailure: boolean;
 }
@@ -199,11 +199,11 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
       entries = newList<CompiledEntry>();
       MapPrototypeSet(compiled, hash, entries);
     }
-    budget.pin(budget.reserve(need(0, codeBytesOf(length), 0, 0), what));
+    budget.pin(budget.reserve(need(0, nativeBytesOf(length), 0, 0), what));
     entries[entries.length] = { bytes, key };
   }
 
-  const codeBytesOf = (length: number) => WASM_MODULE_BYTES + WASM_CODE_BYTES_PER_BYTE * length;
+  const nativeBytesOf = (length: number) => WASM_MODULE_BYTES + WASM_CODE_BYTES_PER_BYTE * length;
 
   /** Copies, checks and caps module bytes; charges their code when `chargeCompiled`. */
   function prepare(source: unknown, what: string, chargeCompiled: boolean, key: string, orModule = false): Prepared {
@@ -217,32 +217,32 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
     if (limits.memories.count > MAX_WASM_MEMORIES) {
       throw new Wasm.CompileError(`${what}: the module defines ${limits.memories.count} memories; functions may have at most ${MAX_WASM_MEMORIES}`);
     }
-    const codeBytes = (chargeCompiled ? codeBytesOf(TypedArrayPrototypeGetLength(copy)) : 0) + WASM_INSTANCE_BYTES;
+    const nativeBytes = chargeCompiled ? nativeBytesOf(TypedArrayPrototypeGetLength(copy)) : 0;
     const wantedMemory = wantedBytes(limits.memories, WASM_PAGE_BYTES, limitPages, WASM_MAX_PAGES);
-    const wantedCode = wantedBytes(limits.tables, TABLE_ELEMENT_BYTES, UNBOUNDED_TABLE_ELEMENTS, WASM_MAX_TABLE_ELEMENTS) + codeBytes;
+    const wantedCode = wantedBytes(limits.tables, TABLE_ELEMENT_BYTES, TABLE_MAX_ELEMENTS, TABLE_MAX_ELEMENTS) + nativeBytes;
     let available = budget.available();
-    if (available.memoryBytes < wantedMemory || available.codeBytes < wantedCode) {
+    if (available.memoryBytes < wantedMemory || available.nativeBytes < wantedCode) {
       budget.reclaim();
       available = budget.available();
     }
     const memoryCaps = planCaps(limits.memories, WASM_PAGE_BYTES, available.memoryBytes, WASM_MAX_PAGES, null);
     if (memoryCaps === null) throw budget.refusal(need(minimumBytes(limits.memories, WASM_PAGE_BYTES), 0, 0, 0), `${what} (memories at their initial size)`);
-    const tableCaps = planCaps(limits.tables, TABLE_ELEMENT_BYTES, available.codeBytes - codeBytes, WASM_MAX_TABLE_ELEMENTS, UNBOUNDED_TABLE_ELEMENTS);
+    const tableCaps = planCaps(limits.tables, TABLE_ELEMENT_BYTES, available.nativeBytes - nativeBytes, TABLE_MAX_ELEMENTS, TABLE_MAX_ELEMENTS);
     if (tableCaps === null) {
-      throw budget.refusal(need(0, minimumBytes(limits.tables, TABLE_ELEMENT_BYTES) + codeBytes, 0, 0), `${what} (code, and tables at their initial size)`);
+      throw budget.refusal(need(0, minimumBytes(limits.tables, TABLE_ELEMENT_BYTES) + nativeBytes, 0, 0), `${what} (code, and tables at their initial size)`);
     }
     const bytes = writeModuleLimits(copy, limits, memoryCaps, tableCaps);
     if (chargeCompiled) chargeCode(bytes, key, what);
     const info: ModuleInfo = {
       memoryBytes: capsBytes(memoryCaps, limits.memories.count, WASM_PAGE_BYTES),
-      codeBytes: capsBytes(tableCaps, limits.tables.count, TABLE_ELEMENT_BYTES) + WASM_INSTANCE_BYTES,
+      nativeBytes: capsBytes(tableCaps, limits.tables.count, TABLE_ELEMENT_BYTES),
       memories: limits.memories.count,
       mayLeakOnFailure: limits.mayLeakOnFailure,
     };
     return { bytes, info };
   }
 
-  const reserveInstance = (info: ModuleInfo, what: string): Charge => budget.reserve(need(info.memoryBytes, info.codeBytes, info.memories, 0), what);
+  const reserveInstance = (info: ModuleInfo, what: string): Charge => budget.reserve(need(info.memoryBytes, info.nativeBytes, info.memories, 0), what);
 
   /** A failed instantiation: give the charge back unless the new instance may already be reachable. */
   function instantiationFailed(charge: Charge, info: ModuleInfo): void {
@@ -288,12 +288,12 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
   }
 
   /** A maximum for one JS-created memory or table: declared, or lowered to what is left. */
-  function capOne(min: number, max: number, unitBytes: number, pool: 'memory' | 'code', what: string): number {
-    const ceiling = pool === 'memory' ? WASM_MAX_PAGES : WASM_MAX_TABLE_ELEMENTS;
-    const unbounded = pool === 'memory' ? null : UNBOUNDED_TABLE_ELEMENTS;
+  function capOne(min: number, max: number, unitBytes: number, pool: 'memory' | 'native', what: string): number {
+    const ceiling = pool === 'memory' ? WASM_MAX_PAGES : TABLE_MAX_ELEMENTS;
+    const unbounded = pool === 'memory' ? null : TABLE_MAX_ELEMENTS;
     const list = singleLimits(min, max);
-    const wanted = wantedBytes(list, unitBytes, pool === 'memory' ? limitPages : UNBOUNDED_TABLE_ELEMENTS, ceiling);
-    const left = () => (pool === 'memory' ? budget.available().memoryBytes : budget.available().codeBytes);
+    const wanted = wantedBytes(list, unitBytes, pool === 'memory' ? limitPages : TABLE_MAX_ELEMENTS, ceiling);
+    const left = () => (pool === 'memory' ? budget.available().memoryBytes : budget.available().nativeBytes);
     if (left() < wanted) budget.reclaim();
     const caps = planCaps(list, unitBytes, left(), ceiling, unbounded);
     if (caps === null) throw budget.refusal(pool === 'memory' ? need(min * unitBytes, 0, 1, 0) : need(0, min * unitBytes, 0, 0), what);
@@ -342,7 +342,7 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
     const maximum = maximumIn === undefined ? -1 : toLimit(maximumIn, what, 'maximum');
     if (maximum >= 0 && maximum < initial) throw new SafeRangeError(`${what}: Property 'maximum': value ${maximum} is below the lower bound ${initial}`);
     if (initial > WASM_MAX_TABLE_ELEMENTS) throw new SafeRangeError(`${what}: Property 'initial': value ${initial} is above the upper bound ${WASM_MAX_TABLE_ELEMENTS}`);
-    const cap = capOne(initial, maximum, TABLE_ELEMENT_BYTES, 'code', what);
+    const cap = capOne(initial, maximum, TABLE_ELEMENT_BYTES, 'native', what);
     const charge = budget.reserve(need(0, cap * TABLE_ELEMENT_BYTES, 0, 0), what);
     let table: object;
     try {
@@ -384,56 +384,26 @@ export function installWasmGuard(global: typeof globalThis, budget: MemoryBudget
     return instance;
   }
 
+  // The asynchronous API compiles and instantiates synchronously and returns a settled promise:
+  // V8's background compilation reports back through a task isolated-vm never runs for an
+  // isolate entered synchronously between calls (the host's entry model), so an awaited compile
+  // would never settle. A function's invocation holds its host thread either way.
   function compile(bytes: unknown, options?: unknown): Promise<object> {
-    const what = 'WebAssembly.compile()';
     try {
-      const opts = compileOptions(arguments.length > 1 ? options : undefined, what);
-      const prepared = prepare(bytes, what, true, opts.key);
-      const compiling = opts.value === undefined ? Wasm.compile(prepared.bytes) : Wasm.compile(prepared.bytes, opts.value);
-      return PromisePrototypeThen(compiling, (module: object) => {
-        WeakMapPrototypeSet(modules, module, prepared.info);
-        return module;
-      }) as Promise<object>;
+      return PromiseResolve(ReflectConstruct(Module, [bytes, options]) as object);
     } catch (thrown) {
       return PromiseReject(thrown);
     }
   }
 
   function instantiate(source: unknown, imports?: unknown, options?: unknown): Promise<unknown> {
-    const what = 'WebAssembly.instantiate()';
     try {
-      const known = isObject(source) ? WeakMapPrototypeGet(modules, source) : undefined;
-      if (known !== undefined) {
-        const charge = reserveInstance(known, what);
-        const instantiating = arguments.length > 1 ? Wasm.instantiate(source as object, imports) : Wasm.instantiate(source as object);
-        return PromisePrototypeThen(
-          instantiating,
-          (instance: object) => {
-            track(charge, instance);
-            return instance;
-          },
-          (thrown: unknown) => {
-            instantiationFailed(charge, known);
-            throw thrown;
-          },
-        ) as Promise<unknown>;
+      if (isObject(source) && WeakMapPrototypeHas(modules, source)) {
+        return PromiseResolve(ReflectConstruct(Instance, [source, imports]) as object);
       }
-      const opts = compileOptions(arguments.length > 2 ? options : undefined, what);
-      const prepared = prepare(source, what, true, opts.key, true);
-      const charge = reserveInstance(prepared.info, what);
-      const instantiating = ReflectApply(Wasm.instantiate, undefined, opts.value === undefined ? [prepared.bytes, imports] : [prepared.bytes, imports, opts.value]);
-      return PromisePrototypeThen(
-        instantiating,
-        (result: { module: object; instance: object }) => {
-          WeakMapPrototypeSet(modules, result.module, prepared.info);
-          track(charge, result.instance);
-          return result;
-        },
-        (thrown: unknown) => {
-          instantiationFailed(charge, prepared.info);
-          throw thrown;
-        },
-      ) as Promise<unknown>;
+      const module = ReflectConstruct(Module, [source, options]) as object;
+      const instance = ReflectConstruct(Instance, [module, imports]) as object;
+      return PromiseResolve({ module, instance });
     } catch (thrown) {
       return PromiseReject(thrown);
     }

@@ -8,14 +8,14 @@
  *
  * The memories of one module share the budget (multi-memory cannot multiply it): declared
  * maximums are kept when they fit, lowered otherwise, and memories without one share what is left.
- * Tables are capped against the same number of MiB at TABLE_ELEMENT_BYTES per element (a table
- * without a maximum at UNBOUNDED_TABLE_ELEMENTS). Shared, 64-bit and custom-page-size memories,
+ * Tables are capped against the same number of MiB at TABLE_ELEMENT_BYTES per element, and at
+ * TABLE_MAX_ELEMENTS each. Shared, 64-bit and custom-page-size memories,
  * and more than MAX_WASM_MEMORIES memories, are refused.
  */
 import { TributaryError } from '../errors.ts';
-import { MAX_WASM_MEMORIES, WASM_INSTANCE_BYTES } from '../guest/memory-budget.ts';
+import { MAX_WASM_MEMORIES } from '../guest/memory-budget.ts';
 import { readModuleLimits, WasmBinaryError, writeModuleLimits, type ModuleLimits } from '../guest/wasm-binary.ts';
-import { planCaps, TABLE_ELEMENT_BYTES, UNBOUNDED_TABLE_ELEMENTS, WASM_MAX_PAGES, WASM_MAX_TABLE_ELEMENTS, WASM_PAGE_BYTES } from '../guest/wasm-caps.ts';
+import { planCaps, TABLE_ELEMENT_BYTES, TABLE_MAX_ELEMENTS, WASM_MAX_PAGES, WASM_PAGE_BYTES } from '../guest/wasm-caps.ts';
 
 function invalid(message: string): TributaryError {
   return new TributaryError('ERR_WASM_INVALID', message);
@@ -37,8 +37,7 @@ export function capWasmMemory(bytes: Uint8Array, memoryLimitMb: number): Uint8Ar
     const pages = sum(memories.mins, memories.count);
     throw invalid(`module needs ${pages} pages of memory at start, over memoryLimitMb=${memoryLimitMb} (${limitBytes / WASM_PAGE_BYTES} pages)`);
   }
-  // The guest charges the instance itself to the same pool as tables: leave room for it.
-  const tableCaps = planCaps(tables, TABLE_ELEMENT_BYTES, limitBytes - WASM_INSTANCE_BYTES, WASM_MAX_TABLE_ELEMENTS, UNBOUNDED_TABLE_ELEMENTS);
+  const tableCaps = planCaps(tables, TABLE_ELEMENT_BYTES, limitBytes, TABLE_MAX_ELEMENTS, TABLE_MAX_ELEMENTS);
   if (tableCaps === null) {
     throw invalid(`module needs ${sum(tables.mins, tables.count)} table elements at start, over memoryLimitMb=${memoryLimitMb} (${TABLE_ELEMENT_BYTES} bytes each)`);
   }

@@ -44,6 +44,11 @@ export let setHeadersGuard: (headers: Headers, guard: HeadersGuard) => void;
 export let copyHeaders: (headers: Headers) => Headers;
 /** "Sort and combine" as fresh `[name, value]` pairs. */
 export let sortedHeaderPairs: (headers: Headers) => Pair[];
+/**
+ * Characters of every entry's name and value, plus 4 per entry (`: ` and CRLF): an upper bound
+ * on the combined form, computed without sorting or copying anything.
+ */
+export let headerBytes: (headers: Headers) => number;
 
 export class Headers {
   #list: Entry[] = [];
@@ -65,6 +70,12 @@ export class Headers {
       for (let i = 0; i < list.length; i++) ArrayPrototypePush(copy.#list, list[i]);
       copy.#guard = headers.#guard;
       return copy;
+    };
+    headerBytes = (headers) => {
+      const list = headers.#list;
+      let total = 0;
+      for (let i = 0; i < list.length; i++) total += list[i].name.length + list[i].value.length + 4;
+      return total;
     };
     sortedHeaderPairs = (headers) => {
       const pairs = headers.#sortedPairs();

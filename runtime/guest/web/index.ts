@@ -1,2 +1,2 @@
 export { installWebApis } from './install.ts';
-export { isResponse, readResponse, type ResponseParts } from './response.ts';
+export { isResponse, readResponse, responseHeadBytes, type ResponseParts } from './response.ts';

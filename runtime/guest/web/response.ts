@@ -5,7 +5,7 @@
  */
 import { JSONStringify, SafeRangeError, SafeTypeError } from '../primordials.ts';
 import { Body, extractBody } from './body.ts';
-import { appendHeader, copyHeaders, fillHeaders, getHeader, Headers, setHeadersGuard, sortedHeaderPairs } from './headers.ts';
+import { appendHeader, copyHeaders, fillHeaders, getHeader, headerBytes, Headers, setHeadersGuard, sortedHeaderPairs } from './headers.ts';
 import { isReasonPhrase } from './http-grammar.ts';
 import { INSPECT } from './inspect.ts';
 import { parseUrl } from './url.ts';
@@ -44,12 +44,15 @@ const REDIRECT_STATUSES = [301, 302, 303, 307, 308];
 export let isResponse: (value: unknown) => value is Response;
 /** Status, sorted headers and body bytes of `response`, marking its body used; TypeError if it was. */
 export let readResponse: (response: Response) => ResponseParts;
+/** Size of the response head (status text and headers, see headerBytes), before anything is copied. */
+export let responseHeadBytes: (response: Response) => number;
 
 export class Response {
   readonly #state: ResponseState;
 
   static {
     isResponse = (value): value is Response => typeof value === 'object' && value !== null && #state in value;
+    responseHeadBytes = (response) => response.#state.statusText.length + headerBytes(response.#state.headers);
     readResponse = (response) => {
       const state = response.#state;
       const body = state.body.isNull ? null : state.body.consume();
