@@ -74,6 +74,7 @@ export class GraphRuntime {
   private readonly lastActivity = new Map<string, number>();
   private readonly busyMs = new Map<string, number>();
   private readonly epochs = new Map<string, number>();
+  private readonly contexts = new Map<string, TaskContext & { transport: Transport }>();
   /** A new runtime (deploy, restart) starts a new epoch: isolates reload state they may hold from before. */
   private readonly epochSeed = ++epochBase;
 
@@ -103,8 +104,11 @@ export class GraphRuntime {
     }
   }
 
+  /** One context per node: its workers (and Kafka partitions) share its state partitions' epochs and exclusion. */
   private taskContext(node: NodeSpec): TaskContext & { transport: Transport } {
-    return {
+    const existing = this.contexts.get(node.id);
+    if (existing) return existing;
+    const context = {
       transport: this.options.transport,
       stateStore: this.stateStore,
       topology: this.topology,
@@ -125,6 +129,8 @@ export class GraphRuntime {
         this.options.onSinkLatency?.(latencies);
       },
     };
+    this.contexts.set(node.id, context);
+    return context;
   }
 
   /**

@@ -40,7 +40,6 @@ export class KafkaStateStore {
     this.db = new DatabaseSync(join(dataDir, 'log.db'));
     this.db.exec(`
       PRAGMA journal_mode = WAL;
-      PRAGMA synchronous = NORMAL;
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS kafka_state_applied (
         ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, next INTEGER NOT NULL,
@@ -48,6 +47,11 @@ export class KafkaStateStore {
       CREATE TABLE IF NOT EXISTS kafka_state_pending (
         ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, end_offset INTEGER NOT NULL, writes BLOB NOT NULL,
         PRIMARY KEY (ns, partition, topic)) WITHOUT ROWID;`);
+    // Every write here gates a Kafka effect: a stage precedes the transaction that commits the
+    // offset, an at-least-once apply precedes the offset commit. On this connection only, each
+    // commit is fsynced (synchronous=FULL), so a power loss cannot drop state Kafka already
+    // counts as done; the log's own connection keeps its durability mode.
+    this.db.exec('PRAGMA synchronous = FULL');
     this.stmt = {
       applied: this.db.prepare('SELECT next FROM kafka_state_applied WHERE ns = ? AND partition = ? AND topic = ?'),
       setApplied: this.db.prepare('INSERT INTO kafka_state_applied (ns, partition, topic, next) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, topic) DO UPDATE SET next = excluded.next'),

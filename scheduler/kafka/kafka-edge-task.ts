@@ -32,6 +32,8 @@ export interface KafkaEdgeTaskOptions {
   interval: CommitInterval;
   /** Stable per input partition: the fencing identity of exactly-once. */
   transactionalId(partition: number): string;
+  /** Other input edges of the node share its state partitions (see KafkaPartitionContext). */
+  sharedState: boolean;
 }
 
 const MIN_BACKOFF_MS = 500;
@@ -167,6 +169,7 @@ export class KafkaEdgeTask {
           state: o.state,
           interval: o.interval,
           transactionalId: o.transactionalId,
+          sharedState: o.sharedState,
         },
         partition,
       );

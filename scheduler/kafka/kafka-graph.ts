@@ -178,6 +178,7 @@ export class KafkaGraph {
       state: this.options.state,
       interval: new CommitInterval({ setting: edge.commitIntervalMs, sloLatencyMs: this.spec.slo?.latencyMs, hops: kafkaHops(this.spec) }),
       transactionalId: (partition) => transactionalIdOf(this.graph, node.id, topic, partition),
+      sharedState: topology.inputs(node.id).length > 1,
     });
   }
 

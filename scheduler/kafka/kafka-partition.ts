@@ -66,6 +66,12 @@ export interface KafkaPartitionContext {
   state: KafkaStateStore;
   interval: CommitInterval;
   transactionalId(partition: number): string;
+  /**
+   * The node has other input edges on the same state partitions: each batch then runs and
+   * commits alone on its state partition (the worker's `exclusive`), exactly-once committing it
+   * at once, so two edges never hold uncommitted writes over one copy of the state.
+   */
+  sharedState: boolean;
 }
 
 interface OpenTransaction {
@@ -195,7 +201,7 @@ export class KafkaPartition {
         return;
       }
       try {
-        await this.processRecords(records);
+        await this.exclusively(() => this.processRecords(records));
         control.resolve(records[records.length - 1].offset);
         this.backoffMs = 0;
       } catch (error) {
@@ -265,7 +271,7 @@ export class KafkaPartition {
       txn.end = end;
       txn.sinkRecords.push(...sinkRecords);
       this.record(records.length, failed, started);
-      if (Date.now() - txn.openedAt >= this.ctx.interval.ms) await this.commitNow();
+      if (this.ctx.sharedState || Date.now() - txn.openedAt >= this.ctx.interval.ms) await this.commitNow();
       else this.armTimer();
       return;
     }
@@ -278,6 +284,21 @@ export class KafkaPartition {
       if (Date.now() - this.lastCommitAt >= this.ctx.interval.ms) await this.commitNow();
       else this.armTimer();
     }
+  }
+
+  /** Runs a batch alone on its state partition when the node shares it between input edges. */
+  private async exclusively(work: () => Promise<void>): Promise<void> {
+    if (!this.ctx.sharedState) return work();
+    const { epochs } = this.ctx.task;
+    await epochs.exclusive(this.partition, async () => {
+      try {
+        await work();
+      } catch (error) {
+        // Before another edge's batch runs: the isolate may hold this batch's partial writes.
+        epochs.bump(this.partition);
+        throw error;
+      }
+    });
   }
 
   private record(records: number, failed: number, started: number): void {
