@@ -242,24 +242,25 @@ export class GraphRuntime {
     return busy;
   }
 
-  /** What the autoscaler measures of a node. */
+  /**
+   * What the autoscaler measures of a node, from its input logs: heads (the arrival counter),
+   * partitions and queued records — the embedded workers' logs, or Kafka's offsets.
+   */
   nodeSignals(node: string) {
     const stats = this.stats.get(node)!;
-    let inputHeads = 0;
-    let partitions = 0;
-    let queueDepth = 0;
-    const group = this.topology.group(node);
-    for (const edge of this.topology.inputs(node)) {
-      const topic = this.topology.topicOf(edge);
-      const count = this.topology.partitions(topic);
-      partitions += count;
-      for (let p = 0; p < count; p++) {
-        const head = this.options.transport.head(topic, p);
-        inputHeads += head;
-        queueDepth += head - this.options.transport.committed(group, topic, p);
-      }
-    }
+    const { inputHeads, partitions, queueDepth } = this.kafka?.nodes.has(node) ? this.kafka.inputSignals(node) : this.embeddedSignals(node);
     return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs };
+  }
+
+  private embeddedSignals(node: string) {
+    let inputHeads = 0;
+    let queueDepth = 0;
+    const workers = this.tasksByNode.get(node) ?? [];
+    for (const worker of workers) {
+      inputHeads += worker.log.head();
+      queueDepth += worker.log.lag();
+    }
+    return { inputHeads, partitions: workers.length, queueDepth };
   }
 
   /** Measured sojourn (ms) by Little's law: queued records over the arrival rate, plus a batch. */

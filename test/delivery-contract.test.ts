@@ -196,6 +196,20 @@ function contract(transport: EdgeTransport) {
     await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
   }, 120_000);
 
+  it("the autoscaler's signals count the arrivals on the input edges", async () => {
+    const fn = randomName('echo');
+    expect((await deploy(platform, fn, `export default { process(r) { return r.value; } };`)).status).toBe(201);
+    const { graph } = await launch(fn, 'at-least-once');
+    await h.feed(platform, graph, 'in', Array.from({ length: 20 }, (_, i) => ({ key: `k${i}`, value: String(i) })));
+    await waitFor(async () => (await h.sink(platform, graph)).length >= 20, 30_000, 'the records');
+    const signals = await waitFor(() => {
+      const s = platform.graphs.runtime(graph)!.nodeSignals('n');
+      return s.inputHeads >= 20 ? s : null;
+    }, 10_000, 'the arrivals in nodeSignals');
+    expect(signals.partitions).toBe(2);
+    await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
+  }, 60_000);
+
   if (transport === 'embedded') {
     it('an ingest larger than the edge queue could ever take is refused with 413 ERR_INGEST_TOO_LARGE, not 429', async () => {
       const fn = randomName('echo');

@@ -253,6 +253,21 @@ export class KafkaGraph {
     return this.offsets.get(kafkaDeadLetterTopic(this.graph, node))?.heads[0] ?? 0;
   }
 
+  /** What the autoscaler measures of a Kafka-fed node's inputs, as of the last refresh (once a second). */
+  inputSignals(node: string): { inputHeads: number; partitions: number; queueDepth: number } {
+    let inputHeads = 0;
+    let partitions = 0;
+    let queueDepth = 0;
+    for (const edge of this.options.topology.inputs(node)) {
+      for (const p of this.edgeOffsets(edge)) {
+        inputHeads += p.head;
+        queueDepth += p.lag;
+        partitions++;
+      }
+    }
+    return { inputHeads, partitions, queueDepth };
+  }
+
   /** Queued records of a node's Kafka inputs, as of the last refresh. */
   queueDepth(node: string): number {
     return this.options.topology.inputs(node).reduce((sum, edge) => sum + this.edgeOffsets(edge).reduce((s, p) => s + p.lag, 0), 0);
