@@ -113,6 +113,8 @@ export class KafkaPartition {
    * a replica that lost its copy gets the committed state with these on top.
    */
   private overlay = new Map<string, string | Uint8Array | null>();
+  /** This activation's owner token in the state store (exactly-once): its stages carry it. */
+  private owner: string | null = null;
   lastError: TributaryError | null = null;
 
   constructor(ctx: KafkaPartitionContext, partition: number) {
@@ -315,7 +317,7 @@ export class KafkaPartition {
       const commitStarted = performance.now();
       const txn = this.txn;
       // Staged even without writes: the promoted offset is what activation trusts (see KafkaStateStore).
-      this.ctx.state.stage(this.namespace, this.partition, this.ctx.topic, txn.end, toWrites(txn.writes));
+      this.ctx.state.stage(this.namespace, this.partition, this.ctx.topic, txn.end, toWrites(txn.writes), this.owner!);
       await txn.tx.sendOffsets(this.ctx.group, this.ctx.topic, this.partition, txn.end);
       await txn.tx.commit();
       this.txn = null;
@@ -480,6 +482,8 @@ export class KafkaPartition {
         throw error;
       }
       this.producer = producer;
+      // Right after fencing, before reading what is staged: from here on a zombie cannot stage.
+      this.owner = this.ctx.state.claim(this.namespace, this.partition, topic);
     }
     let committed = (await broker.committed(group, topic))[this.partition] ?? -1;
     if (this.delivery === 'exactly-once') {
