@@ -28,7 +28,7 @@ const COUNTER = `export default { async process(r, env, ctx) {
 
 const POISONS = {
   'a record that throws on every attempt': { fn: `export default { process(r) { if (r.value === 'bad') throw new Error('bad record'); return r.value; } };`, error: /bad record/ },
-  'a record that times out its batch': { fn: `export default { process(r) { if (r.value === 'bad') for (;;) {} return r.value; } };`, query: '?timeoutMs=100', error: /ERR_FN_TIMEOUT/ },
+  'a record that times out its batch': { fn: `export default { process(r) { if (r.value === 'bad') for (;;) {} return r.value; } };`, query: "?timeoutMs=100", error: /ERR_FN_TIMEOUT|ERR_FN_CPU_LIMIT/ },
   'a record whose emit cannot leave the isolate (a function)': { fn: `export default { process(r, env, ctx) { ctx.emit(r.value === 'bad' ? () => 1 : r.value); } };`, error: /could not be cloned|ERR_FN_BAD_OUTPUT/ },
   'a record whose emit nests 2000 deep': {
     fn: `export default { process(r, env, ctx) { if (r.value !== 'bad') return r.value; let v = {}; for (let i = 0; i < 2000; i++) v = { v }; ctx.emit(v); } };`,
