@@ -1,97 +1,117 @@
 /**
  * The closed list of error codes the platform reports, with the classification that drives
  * behaviour: the HTTP status a caller sees, whether the fault is the caller's (`user`) or ours
- * (`system`), and whether retrying the same call can succeed (`retriable`).
+ * (`system`), whether retrying the same call can succeed (`retriable`), and what the delivery
+ * engine (scheduler/partition-worker.ts) does with a batch that failed with it (`handling`):
+ *
+ *   retry   the records are not at fault (a host, S3 or Kafka is down, the queue is full, the
+ *           function version does not load, a bug of ours): back off and retry the same batch.
+ *           Waiting is right even for a non-retriable call such as ERR_COMPILE: a redeploy fixes
+ *           it, and dead-lettering a partition's records because of it would lose them.
+ *   bisect  a record may be at fault (it threw, ran out of time, memory or CPU, crashed its host):
+ *           split the batch until the records responsible are alone, retry each alone up to the
+ *           node's attempts, then dead-letter it with the error; the rest of the batch proceeds.
+ *   never   a record is at fault and retrying it cannot help (its output cannot cross the
+ *           boundary, is too large or too deep): split down to the record, dead-letter it at once.
+ *           For an HTTP call: fail it.
  *
  * Foreign errors (isolated-vm, V8, node) are translated into these exactly once, at the boundary
  * where they surface (see `runtime/host/translate-error.ts`).
  */
 export const ERROR_CODES = {
   /** JavaScript source failed to parse or link; the message carries line and column. */
-  ERR_COMPILE: { status: 400, kind: 'user', retriable: false },
+  ERR_COMPILE: { status: 400, kind: 'user', retriable: false, handling: 'retry' },
   /** Bytes are not a valid WebAssembly module, or it does not export the Tributary byte ABI. */
-  ERR_WASM_INVALID: { status: 400, kind: 'user', retriable: false },
+  ERR_WASM_INVALID: { status: 400, kind: 'user', retriable: false, handling: 'retry' },
   /** Request is malformed: bad query parameter, unsupported content type, bad name. */
-  ERR_BAD_REQUEST: { status: 400, kind: 'user', retriable: false },
+  ERR_BAD_REQUEST: { status: 400, kind: 'user', retriable: false, handling: 'never' },
   /**
    * A byte limit was exceeded: a request body, a function's response (body or header bytes), a
    * batch's emitted bytes, or any message that would not fit the host channel. Fails that call only.
    */
-  ERR_TOO_LARGE: { status: 413, kind: 'user', retriable: false },
+  ERR_TOO_LARGE: { status: 413, kind: 'user', retriable: false, handling: 'never' },
   /** A JSON value (ingested record, emitted value) nests deeper than MAX_JSON_DEPTH. */
-  ERR_TOO_DEEP: { status: 400, kind: 'user', retriable: false },
+  ERR_TOO_DEEP: { status: 400, kind: 'user', retriable: false, handling: 'never' },
   /** A count limit was reached (functions, graphs, emits per record); the limit is in the message. */
-  ERR_QUOTA_EXCEEDED: { status: 400, kind: 'user', retriable: false },
+  ERR_QUOTA_EXCEEDED: { status: 400, kind: 'user', retriable: false, handling: 'never' },
   /** A graph exceeds a size limit (nodes, edges, partitions, replicas.max); `problems` says which. */
-  ERR_GRAPH_TOO_LARGE: { status: 400, kind: 'user', retriable: false },
+  ERR_GRAPH_TOO_LARGE: { status: 400, kind: 'user', retriable: false, handling: 'never' },
   /** The request body did not arrive within BODY_READ_TIMEOUT_MS. */
-  ERR_BODY_TIMEOUT: { status: 408, kind: 'user', retriable: true },
+  ERR_BODY_TIMEOUT: { status: 408, kind: 'user', retriable: true, handling: 'retry' },
   /**
    * The function's queue on its host is full (MAX_QUEUED_CALLS_PER_INSTANCE calls, or
    * MAX_QUEUED_BYTES_PER_HOST bytes waiting): nothing ran; retry after `Retry-After` seconds.
    */
-  ERR_OVERLOADED: { status: 503, kind: 'system', retriable: true },
+  ERR_OVERLOADED: { status: 503, kind: 'system', retriable: true, handling: 'retry' },
   /** No function (or graph) with that name. */
-  ERR_NOT_FOUND: { status: 404, kind: 'user', retriable: false },
+  ERR_NOT_FOUND: { status: 404, kind: 'user', retriable: false, handling: 'retry' },
   /** Missing or wrong bearer token. */
-  ERR_UNAUTHORIZED: { status: 401, kind: 'user', retriable: false },
+  ERR_UNAUTHORIZED: { status: 401, kind: 'user', retriable: false, handling: 'never' },
   /** The function threw (or its returned promise rejected, or a WASM trap). */
-  ERR_FN_THREW: { status: 500, kind: 'user', retriable: false },
+  ERR_FN_THREW: { status: 500, kind: 'user', retriable: false, handling: 'bisect' },
   /** The function exceeded its `timeoutMs`; its isolate is discarded. */
-  ERR_FN_TIMEOUT: { status: 504, kind: 'user', retriable: false },
+  ERR_FN_TIMEOUT: { status: 504, kind: 'user', retriable: false, handling: 'bisect' },
   /** The function used more than its CPU-time budget (`cpuLimitMs`); its isolate is discarded. */
-  ERR_FN_CPU_LIMIT: { status: 503, kind: 'user', retriable: false },
+  ERR_FN_CPU_LIMIT: { status: 503, kind: 'user', retriable: false, handling: 'bisect' },
   /** The function exceeded its `memoryLimitMb`; its isolate is discarded. */
-  ERR_FN_OOM: { status: 503, kind: 'user', retriable: false },
+  ERR_FN_OOM: { status: 503, kind: 'user', retriable: false, handling: 'bisect' },
   /** The function returned something that is not a Response (or WASM broke the ABI). */
-  ERR_FN_BAD_RESPONSE: { status: 500, kind: 'user', retriable: false },
+  ERR_FN_BAD_RESPONSE: { status: 500, kind: 'user', retriable: false, handling: 'bisect' },
   /**
    * A value the function emitted cannot leave the isolate as data: a function, symbol, BigInt,
    * cyclic value, Map or Set (runtime/guest/output-copy.ts). Fails that record only.
    */
-  ERR_FN_BAD_OUTPUT: { status: 500, kind: 'user', retriable: false },
+  ERR_FN_BAD_OUTPUT: { status: 500, kind: 'user', retriable: false, handling: 'never' },
   /** A graph spec is invalid; `problems` lists every issue with its JSON path. */
-  ERR_GRAPH_INVALID: { status: 400, kind: 'user', retriable: false },
+  ERR_GRAPH_INVALID: { status: 400, kind: 'user', retriable: false, handling: 'never' },
   /** A graph's edges form a cycle (part of ERR_GRAPH_INVALID problems, or the code when it is the only kind). */
-  ERR_GRAPH_CYCLE: { status: 400, kind: 'user', retriable: false },
+  ERR_GRAPH_CYCLE: { status: 400, kind: 'user', retriable: false, handling: 'never' },
+  /**
+   * An ingest request holds more records than the edge's whole queue (`maxLagRecords`) could ever
+   * take: retrying cannot succeed. Split it into smaller requests.
+   */
+  ERR_INGEST_TOO_LARGE: { status: 413, kind: 'user', retriable: false, handling: 'never' },
   /** Queues are full: retry after the `Retry-After` seconds. Nothing of the request was accepted. */
-  ERR_BACKPRESSURE: { status: 429, kind: 'system', retriable: true },
+  ERR_BACKPRESSURE: { status: 429, kind: 'system', retriable: true, handling: 'retry' },
   /** The host process running the call died (V8 abort, kill -9); it is being restarted. */
-  ERR_HOST_CRASHED: { status: 503, kind: 'system', retriable: true },
+  ERR_HOST_CRASHED: { status: 503, kind: 'system', retriable: true, handling: 'bisect' },
   /** No host process is available to run the call (all restarting, or shutting down). */
-  ERR_UNAVAILABLE: { status: 503, kind: 'system', retriable: true },
+  ERR_UNAVAILABLE: { status: 503, kind: 'system', retriable: true, handling: 'retry' },
   /**
    * The S3 settings do not work, found at startup: the bucket does not exist, the credentials are
    * rejected, or the endpoint does not answer. The message names the setting to fix.
    */
-  ERR_S3_CONFIG: { status: 500, kind: 'user', retriable: false },
+  ERR_S3_CONFIG: { status: 500, kind: 'user', retriable: false, handling: 'retry' },
   /**
    * An S3 request failed while running (server down, timeout, throttled, bucket gone): the batch
    * or deploy that needed it failed without effect and can be retried.
    */
-  ERR_S3_UNAVAILABLE: { status: 503, kind: 'system', retriable: true },
+  ERR_S3_UNAVAILABLE: { status: 503, kind: 'system', retriable: true, handling: 'retry' },
   /**
    * The Kafka brokers of a source, sink or edge cannot be reached (refused, timed out, no
    * metadata). A deploy answering it has still stored the graph: its Kafka edges show as degraded
    * in `GET /v1/graphs/{name}` and retry with backoff. Mapped from kafkajs errors in one table,
    * `connectors/kafka/kafka-errors.ts`.
    */
-  ERR_KAFKA_UNAVAILABLE: { status: 503, kind: 'system', retriable: true },
+  ERR_KAFKA_UNAVAILABLE: { status: 503, kind: 'system', retriable: true, handling: 'retry' },
   /**
    * A transactional producer was fenced: a newer producer with the same transactionalId (the new
    * owner of the input partition) exists. Its transaction is aborted; the new owner redoes it.
    */
-  ERR_KAFKA_FENCED: { status: 409, kind: 'system', retriable: true },
+  ERR_KAFKA_FENCED: { status: 409, kind: 'system', retriable: true, handling: 'retry' },
   /** The broker refused a request for good (authorization, invalid topic, record too large). */
-  ERR_KAFKA_REJECTED: { status: 502, kind: 'system', retriable: false },
+  ERR_KAFKA_REJECTED: { status: 502, kind: 'system', retriable: false, handling: 'bisect' },
   /** A bug in Tributary itself. */
-  ERR_INTERNAL: { status: 500, kind: 'system', retriable: false },
+  ERR_INTERNAL: { status: 500, kind: 'system', retriable: false, handling: 'retry' },
 } as const satisfies Record<string, ErrorClass>;
+
+export type ErrorHandling = 'retry' | 'bisect' | 'never';
 
 export interface ErrorClass {
   status: number;
   kind: 'user' | 'system';
   retriable: boolean;
+  handling: ErrorHandling;
 }
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -127,6 +147,11 @@ export class TributaryError extends Error {
     return ERROR_CODES[this.code].retriable;
   }
 
+  /** What the delivery engine does with a batch that failed with this error (see the table). */
+  get handling(): ErrorHandling {
+    return ERROR_CODES[this.code].handling;
+  }
+
   toJSON(): ErrorBody {
     return { ...this.details, code: this.code, message: this.message };
   }
@@ -145,17 +170,4 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 export function asTributaryError(error: unknown): TributaryError {
   if (error instanceof TributaryError) return error;
   return new TributaryError('ERR_INTERNAL', 'internal error', { cause: error });
-}
-
-/**
- * Failures a batch's own records caused (the function timed out, ran out of memory or CPU, or
- * produced a result over a limit): a graph narrows them down to the responsible record and
- * dead-letters it, rather than retrying the batch as it does for platform faults.
- */
-const RECORD_FAULTS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'ERR_FN_TIMEOUT', 'ERR_FN_OOM', 'ERR_FN_CPU_LIMIT', 'ERR_FN_BAD_RESPONSE', 'ERR_FN_BAD_OUTPUT', 'ERR_TOO_LARGE', 'ERR_TOO_DEEP', 'ERR_QUOTA_EXCEEDED',
-]);
-
-export function isRecordFault(code: ErrorCode): boolean {
-  return RECORD_FAULTS.has(code);
 }

@@ -84,3 +84,7 @@ export const MAX_SCALE_TO_ZERO_AFTER_MS = 7 * 24 * 60 * 60 * 1000;
 export const MAX_SLO_LATENCY_MS = 3_600_000;
 /** Guest timers (setTimeout/setInterval) one invocation may have pending at once; setTimeout throws beyond. */
 export const MAX_TIMERS_PER_INVOCATION = 1000;
+/** Longest `retention.maxAgeMs` a graph or sink may set for its sink and dead-letter logs: 365 days (ERR_GRAPH_INVALID beyond). */
+export const MAX_RETENTION_AGE_MS = 365 * 24 * 60 * 60 * 1000;
+/** Largest `retention.maxBytes` per sink or dead-letter partition: 1 TiB (ERR_GRAPH_INVALID beyond). */
+export const MAX_RETENTION_BYTES = 1024 ** 4;

@@ -1,7 +1,8 @@
 /**
- * A deployed graph while it runs: one PartitionTask per (node, input edge, partition), the
+ * A deployed graph while it runs: one PartitionWorker per (node, input edge, partition), the
  * replicas each node runs on, state epochs, and the ingest and read paths of its sources and sinks.
  */
+import { EmbeddedEdgeLog } from '../connectors/embedded/embedded-edge-log.ts';
 import { EmbeddedStateStore } from '../connectors/state/embedded-state-store.ts';
 import type { StateStore } from '../connectors/state/state-store.ts';
 import type { LogRecord, StoredRecord, Transport } from '../connectors/transport.ts';
@@ -13,7 +14,7 @@ import { StragglerDetector } from './autoscaler/straggler.ts';
 import { GraphFaults } from './graph-faults.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
-import { PartitionTask } from './partition-task.ts';
+import { PartitionWorker, type StatePartitions, type TaskContext } from './partition-worker.ts';
 import { Topology } from './topology.ts';
 import { KafkaGraph, type KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { isKafkaEdge, kafkaSinkOf, kafkaSourceOf } from './kafka/kafka-topics.ts';
@@ -65,14 +66,15 @@ export class GraphRuntime {
   readonly faults: GraphFaults;
   private readonly options: GraphRuntimeOptions;
   private readonly stateStore: StateStore;
-  private readonly tasks: PartitionTask[] = [];
+  private readonly tasks: PartitionWorker[] = [];
   private readonly nodeSpecs = new Map<string, NodeSpec>();
-  private readonly tasksByNode = new Map<string, PartitionTask[]>();
+  private readonly tasksByNode = new Map<string, PartitionWorker[]>();
   private readonly replicas = new Map<string, number>();
   private readonly stragglers = new Map<string, StragglerDetector>();
   private readonly lastActivity = new Map<string, number>();
   private readonly busyMs = new Map<string, number>();
   private readonly epochs = new Map<string, number>();
+  private readonly contexts = new Map<string, TaskContext & { transport: Transport }>();
   /** A new runtime (deploy, restart) starts a new epoch: isolates reload state they may hold from before. */
   private readonly epochSeed = ++epochBase;
 
@@ -90,20 +92,23 @@ export class GraphRuntime {
       this.stats.set(node.id, new NodeStats());
       this.stragglers.set(node.id, new StragglerDetector());
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
-      const tasks: PartitionTask[] = [];
+      const tasks: PartitionWorker[] = [];
+      const context = this.taskContext(node);
       for (const edge of this.topology.inputs(node.id)) {
         if (isKafkaEdge(spec, edge)) continue; // consumed by KafkaGraph's edge tasks
-        const partitions = this.topology.partitions(this.topology.topicOf(edge));
-        for (let partition = 0; partition < partitions; partition++) tasks.push(new PartitionTask(this.taskContext(node), edge, partition));
+        const log = new EmbeddedEdgeLog({ transport: options.transport, topic: this.topology.topicOf(edge), group: this.topology.group(node.id) });
+        for (const partition of log.assignment()) tasks.push(new PartitionWorker(context, edge, log.partition(partition)));
       }
       this.tasksByNode.set(node.id, tasks);
       this.tasks.push(...tasks);
     }
   }
 
-  private taskContext(node: NodeSpec) {
-    const stateKey = (partition: number) => `${node.id}\u0000${partition}`;
-    return {
+  /** One context per node: its workers (and Kafka partitions) share its state partitions' epochs and exclusion. */
+  private taskContext(node: NodeSpec): TaskContext & { transport: Transport } {
+    const existing = this.contexts.get(node.id);
+    if (existing) return existing;
+    const context = {
       transport: this.options.transport,
       stateStore: this.stateStore,
       topology: this.topology,
@@ -114,10 +119,7 @@ export class GraphRuntime {
       replicaFor: (partition: number) => this.replicaFor(node, partition),
       wake: () => this.wake(node.id),
       replicaDone: (replica: number, records: number, elapsedMs: number) => this.replicaDone(node, replica, records, elapsedMs),
-      epochs: {
-        get: (partition: number) => this.epochs.get(stateKey(partition)) ?? this.epochSeed,
-        bump: (partition: number) => this.epochs.set(stateKey(partition), ++epochBase),
-      },
+      epochs: this.statePartitions(node),
       maxBatchRecords: this.options.maxBatchRecords ?? 1000,
       maxAttempts: this.options.maxAttempts ?? 3,
       onSinkAppend: (records: LogRecord[]) => {
@@ -125,6 +127,41 @@ export class GraphRuntime {
         const latencies = records.map((record) => now - record.timestamp);
         for (const ms of latencies) this.latency.record(ms);
         this.options.onSinkLatency?.(latencies);
+      },
+    };
+    this.contexts.set(node.id, context);
+    return context;
+  }
+
+  /**
+   * Epochs, replica and exclusion per state partition of a node, shared by the workers of all its
+   * input edges (and the Kafka engine's partitions).
+   */
+  private statePartitions(node: NodeSpec): StatePartitions {
+    const key = (partition: number) => `${node.id}\u0000${partition}`;
+    const lastReplica = new Map<number, number>();
+    const locks = new Map<number, Promise<unknown>>();
+    const bump = (partition: number) => void this.epochs.set(key(partition), ++epochBase);
+    return {
+      get: (partition) => this.epochs.get(key(partition)) ?? this.epochSeed,
+      bump,
+      use: (partition, replica) => {
+        // Another replica may hold an older copy of this partition's state at the same epoch.
+        const last = lastReplica.get(partition);
+        if (last !== undefined && last !== replica) bump(partition);
+        lastReplica.set(partition, replica);
+      },
+      exclusive: <T>(partition: number, work: () => Promise<T>): Promise<T> => {
+        const run = (locks.get(partition) ?? Promise.resolve()).then(work, work);
+        const settled = run.then(
+          () => {},
+          () => {},
+        );
+        locks.set(partition, settled);
+        void settled.then(() => {
+          if (locks.get(partition) === settled) locks.delete(partition);
+        });
+        return run;
       },
     };
   }
@@ -205,24 +242,25 @@ export class GraphRuntime {
     return busy;
   }
 
-  /** What the autoscaler measures of a node. */
+  /**
+   * What the autoscaler measures of a node, from its input logs: heads (the arrival counter),
+   * partitions and queued records — the embedded workers' logs, or Kafka's offsets.
+   */
   nodeSignals(node: string) {
     const stats = this.stats.get(node)!;
-    let inputHeads = 0;
-    let partitions = 0;
-    let queueDepth = 0;
-    const group = this.topology.group(node);
-    for (const edge of this.topology.inputs(node)) {
-      const topic = this.topology.topicOf(edge);
-      const count = this.topology.partitions(topic);
-      partitions += count;
-      for (let p = 0; p < count; p++) {
-        const head = this.options.transport.head(topic, p);
-        inputHeads += head;
-        queueDepth += head - this.options.transport.committed(group, topic, p);
-      }
-    }
+    const { inputHeads, partitions, queueDepth } = this.kafka?.nodes.has(node) ? this.kafka.inputSignals(node) : this.embeddedSignals(node);
     return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs };
+  }
+
+  private embeddedSignals(node: string) {
+    let inputHeads = 0;
+    let queueDepth = 0;
+    const workers = this.tasksByNode.get(node) ?? [];
+    for (const worker of workers) {
+      inputHeads += worker.log.head();
+      queueDepth += worker.log.lag();
+    }
+    return { inputHeads, partitions: workers.length, queueDepth };
   }
 
   /** Measured sojourn (ms) by Little's law: queued records over the arrival rate, plus a batch. */
@@ -236,13 +274,16 @@ export class GraphRuntime {
 
   /**
    * Appends records to every edge out of `source`, durably, before answering. Refuses the whole
-   * request with ERR_BACKPRESSURE when an edge is too far behind: nothing half-accepted.
+   * request with ERR_BACKPRESSURE when an edge is too far behind (nothing half-accepted), and with
+   * ERR_INGEST_TOO_LARGE when it holds more records than an edge may queue at all.
    */
   ingest(source: string, records: IngestRecord[], idempotencyKey?: string): { accepted: number; duplicate: boolean } {
     if (this.topology.kindOf(source) !== 'source') throw new TributaryError('ERR_NOT_FOUND', `graph '${this.name}' has no source '${source}'`);
     if (kafkaSourceOf(this.spec, source)) throw new TributaryError('ERR_BAD_REQUEST', `source '${source}' is a Kafka source: produce to its topic instead`);
     const routes = this.topology.outputs(source);
     const maxLag = this.options.maxLagRecords ?? 200_000;
+    // No queue could ever take it: 429 would be answered forever.
+    if (records.length > maxLag) throw new TributaryError('ERR_INGEST_TOO_LARGE', `${records.length} records in one request; an edge queues at most ${maxLag}: send smaller requests`);
     for (const route of routes) {
       if (this.edgeLag(route.topic, route.edge.to) + records.length > maxLag) {
         throw new TributaryError('ERR_BACKPRESSURE', `edge ${route.edge.from} -> ${route.edge.to} has more than ${maxLag} records waiting; retry later`);

@@ -147,6 +147,11 @@ export class GraphService {
       },
       guard: this.guard,
     });
+    // Sink and dead-letter retention of this graph (deleteTopics forgets it on delete).
+    this.log.setRetention(Topology.prefix(graph.name), graph.spec.retention ?? null);
+    for (const sink of graph.spec.sinks) {
+      if (sink.type === 'log') this.log.setRetention(runtime.topology.sinkTopic(sink.id), sink.retention ?? null);
+    }
     try {
       runtime.start();
     } catch (error) {

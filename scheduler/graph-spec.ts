@@ -12,6 +12,8 @@ import {
   MAX_GRAPH_PARTITIONS,
   MAX_REPLICAS,
   MAX_SCALE_TO_ZERO_AFTER_MS,
+  MAX_RETENTION_AGE_MS,
+  MAX_RETENTION_BYTES,
   MAX_SLO_LATENCY_MS,
 } from '../runtime/limits.ts';
 import { findCycles } from './dag.ts';
@@ -45,7 +47,8 @@ export interface KafkaSourceSpec {
   brokers?: string[];
 }
 
-export type SinkSpec = { id: string; type: 'log' } | KafkaSinkSpec;
+/** A log sink may keep its records longer or shorter than the graph's `retention` says. */
+export type SinkSpec = { id: string; type: 'log'; retention?: Retention } | KafkaSinkSpec;
 
 export interface KafkaSinkSpec {
   id: string;
@@ -75,6 +78,17 @@ export interface GraphSpec {
   edges: EdgeSpec[];
   slo?: { latencyMs: number; percentile: number };
   scaleToZeroAfterMs?: number;
+  /**
+   * How long the graph's log sinks and dead letters are kept (per partition, oldest first): by
+   * age (ms since the append) and by bytes. Unset fields take the platform's defaults (7 days,
+   * 1 GiB). Edge logs are not subject to it: they are truncated once consumed.
+   */
+  retention?: Retention;
+}
+
+export interface Retention {
+  maxAgeMs?: number;
+  maxBytes?: number;
 }
 
 export interface Problem {
@@ -237,6 +251,8 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
     if (!latencyOk || !percentileOk) problem('$.slo', `slo must be {latencyMs in (0, ${MAX_SLO_LATENCY_MS}], percentile in (0, 100)}`);
   }
   checkScaleToZero(input.scaleToZeroAfterMs, '$.scaleToZeroAfterMs', problem);
+  checkRetention(input.retention, '$.retention', problem);
+  sinks.forEach((s, i) => checkRetention(s.retention, `$.sinks[${i}].retention`, problem));
 
   if (problems.length > 0) throw invalidGraph(problems);
   // Only the fields the platform reads are kept: nothing else of the input is stored.
@@ -253,7 +269,9 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
         : { id: s.id as string, type: 'http' },
     ),
     sinks: sinks.map((s): SinkSpec =>
-      s.type === 'kafka' ? { id: s.id as string, type: 'kafka', topic: s.topic as string, ...kafkaBrokers(s.brokers) } : { id: s.id as string, type: 'log' },
+      s.type === 'kafka'
+        ? { id: s.id as string, type: 'kafka', topic: s.topic as string, ...kafkaBrokers(s.brokers) }
+        : { id: s.id as string, type: 'log', ...(isObject(s.retention) ? { retention: retentionOf(s.retention) } : {}) },
     ),
     edges: edges.map((e) => ({
       from: e.from as string,
@@ -266,6 +284,22 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
     })),
     ...(isObject(slo) ? { slo: { latencyMs: slo.latencyMs as number, percentile: slo.percentile as number } } : {}),
     ...(input.scaleToZeroAfterMs !== undefined ? { scaleToZeroAfterMs: input.scaleToZeroAfterMs as number } : {}),
+    ...(isObject(input.retention) ? { retention: retentionOf(input.retention) } : {}),
+  };
+}
+
+function checkRetention(value: unknown, path: string, problem: (path: string, message: string) => void): void {
+  if (value === undefined) return;
+  const within = (v: unknown, max: number) => v === undefined || (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max);
+  if (!isObject(value) || !within(value.maxAgeMs, MAX_RETENTION_AGE_MS) || !within(value.maxBytes, MAX_RETENTION_BYTES)) {
+    problem(path, `retention must be {maxAgeMs?: integer in [0, ${MAX_RETENTION_AGE_MS}], maxBytes?: integer in [0, ${MAX_RETENTION_BYTES}]}`);
+  }
+}
+
+function retentionOf(value: Record<string, unknown>): Retention {
+  return {
+    ...(value.maxAgeMs !== undefined ? { maxAgeMs: value.maxAgeMs as number } : {}),
+    ...(value.maxBytes !== undefined ? { maxBytes: value.maxBytes as number } : {}),
   };
 }
 

@@ -20,15 +20,22 @@
  * Applying is idempotent: writes of a batch ending at or below the applied offset are skipped,
  * so promoting twice, or an at-least-once replay of a batch already applied, changes nothing.
  *
+ * Owners. Every activation of a partition claims it with a fresh owner token ({@link claim}), and
+ * only the current owner can stage: a zombie (a previous owner still running, its producer fenced)
+ * staging after the claim gets ERR_KAFKA_FENCED, so it can never replace the live owner's staged
+ * row between its stage and its promote, nor leave a row for the next activation to misread.
+ *
  * Every exactly-once commit is staged and promoted, with or without writes: the applied offset is
  * then a committed offset this store knows for certain. The scheduler needs that because kafkajs
  * reads offsets without KIP-447's `requireStable`, and the group coordinator applies a committed
  * transaction's offsets asynchronously after the transaction completes: a read right after
  * fencing the previous owner can return an older offset than the one it committed.
  */
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { deserialize, serialize } from 'node:v8';
+import { TributaryError } from '../../runtime/errors.ts';
 import type { StateWrite } from '../transport.ts';
 
 export class KafkaStateStore {
@@ -40,19 +47,29 @@ export class KafkaStateStore {
     this.db = new DatabaseSync(join(dataDir, 'log.db'));
     this.db.exec(`
       PRAGMA journal_mode = WAL;
-      PRAGMA synchronous = NORMAL;
       PRAGMA busy_timeout = 5000;
       CREATE TABLE IF NOT EXISTS kafka_state_applied (
         ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, next INTEGER NOT NULL,
         PRIMARY KEY (ns, partition, topic)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS kafka_state_owner (
+        ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, owner TEXT NOT NULL,
+        PRIMARY KEY (ns, partition, topic)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS kafka_state_pending (
         ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, end_offset INTEGER NOT NULL, writes BLOB NOT NULL,
         PRIMARY KEY (ns, partition, topic)) WITHOUT ROWID;`);
+    // Every write here gates a Kafka effect: a stage precedes the transaction that commits the
+    // offset, an at-least-once apply precedes the offset commit. On this connection only, each
+    // commit is fsynced (synchronous=FULL), so a power loss cannot drop state Kafka already
+    // counts as done; the log's own connection keeps its durability mode.
+    this.db.exec('PRAGMA synchronous = FULL');
     this.stmt = {
       applied: this.db.prepare('SELECT next FROM kafka_state_applied WHERE ns = ? AND partition = ? AND topic = ?'),
       setApplied: this.db.prepare('INSERT INTO kafka_state_applied (ns, partition, topic, next) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, topic) DO UPDATE SET next = excluded.next'),
       pending: this.db.prepare('SELECT end_offset, writes FROM kafka_state_pending WHERE ns = ? AND partition = ? AND topic = ?'),
-      stage: this.db.prepare('INSERT OR REPLACE INTO kafka_state_pending (ns, partition, topic, end_offset, writes) VALUES (?, ?, ?, ?, ?)'),
+      stage: this.db.prepare(
+        'INSERT OR REPLACE INTO kafka_state_pending (ns, partition, topic, end_offset, writes) SELECT ?, ?, ?, ?, ? WHERE (SELECT owner FROM kafka_state_owner WHERE ns = ? AND partition = ? AND topic = ?) = ?',
+      ),
+      claim: this.db.prepare('INSERT INTO kafka_state_owner (ns, partition, topic, owner) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, topic) DO UPDATE SET owner = excluded.owner'),
       unstage: this.db.prepare('DELETE FROM kafka_state_pending WHERE ns = ? AND partition = ? AND topic = ?'),
       put: this.db.prepare('INSERT INTO state (ns, partition, key, value) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, key) DO UPDATE SET value = excluded.value'),
       delete: this.db.prepare('DELETE FROM state WHERE ns = ? AND partition = ? AND key = ?'),
@@ -76,9 +93,23 @@ export class KafkaStateStore {
     return row ? Number(row.end_offset) : null;
   }
 
-  /** Exactly-once, before the Kafka commit: keeps the writes aside until the commit's outcome is known. */
-  stage(ns: string, partition: number, topic: string, end: number, writes: StateWrite[]): void {
-    this.stmt.stage.run(ns, partition, topic, end, serialize(writes.map((w) => [w.key, w.value])));
+  /**
+   * Makes the caller the partition's owner (on every activation, after fencing the previous
+   * producer and before `recover`); returns the token its stages must carry.
+   */
+  claim(ns: string, partition: number, topic: string): string {
+    const owner = randomUUID();
+    this.stmt.claim.run(ns, partition, topic, owner);
+    return owner;
+  }
+
+  /**
+   * Exactly-once, before the Kafka commit: keeps the writes aside until the commit's outcome is
+   * known. Throws ERR_KAFKA_FENCED, staging nothing, when `owner` is no longer the partition's owner.
+   */
+  stage(ns: string, partition: number, topic: string, end: number, writes: StateWrite[], owner: string): void {
+    const { changes } = this.stmt.stage.run(ns, partition, topic, end, serialize(writes.map((w) => [w.key, w.value])), ns, partition, topic, owner);
+    if (Number(changes) === 0) throw new TributaryError('ERR_KAFKA_FENCED', `partition ${partition} of '${topic}' has a newer owner`);
   }
 
   /** Exactly-once, after the Kafka commit: applies the staged writes. */
@@ -107,6 +138,7 @@ export class KafkaStateStore {
   deleteNamespace(prefix: string): void {
     this.db.prepare('DELETE FROM kafka_state_applied WHERE substr(ns, 1, ?) = ?').run(prefix.length, prefix);
     this.db.prepare('DELETE FROM kafka_state_pending WHERE substr(ns, 1, ?) = ?').run(prefix.length, prefix);
+    this.db.prepare('DELETE FROM kafka_state_owner WHERE substr(ns, 1, ?) = ?').run(prefix.length, prefix);
   }
 
   close(): void {

@@ -12,7 +12,7 @@ import type { Broker, BrokerProducer, GroupConsumer } from '../../connectors/bro
 import type { KafkaStateStore } from '../../connectors/kafka/kafka-state-store.ts';
 import { translateKafkaError } from '../../connectors/kafka/kafka-errors.ts';
 import type { EdgeSpec } from '../graph-spec.ts';
-import type { TaskContext } from '../partition-task.ts';
+import type { KafkaTaskContext as TaskContext } from './kafka-partition.ts';
 import type { CommitInterval } from './commit-interval.ts';
 import { KafkaPartition, type KafkaOutput } from './kafka-partition.ts';
 
@@ -32,6 +32,8 @@ export interface KafkaEdgeTaskOptions {
   interval: CommitInterval;
   /** Stable per input partition: the fencing identity of exactly-once. */
   transactionalId(partition: number): string;
+  /** Other input edges of the node share its state partitions (see KafkaPartitionContext). */
+  sharedState: boolean;
 }
 
 const MIN_BACKOFF_MS = 500;
@@ -167,6 +169,7 @@ export class KafkaEdgeTask {
           state: o.state,
           interval: o.interval,
           transactionalId: o.transactionalId,
+          sharedState: o.sharedState,
         },
         partition,
       );

@@ -15,7 +15,7 @@ import type { StoredRecord } from '../../connectors/transport.ts';
 import { TributaryError } from '../../runtime/errors.ts';
 import { DEFAULT_PARTITIONS, type EdgeSpec, type GraphSpec, type NodeSpec } from '../graph-spec.ts';
 import type { GraphFaults } from '../graph-faults.ts';
-import type { TaskContext } from '../partition-task.ts';
+import type { KafkaTaskContext as TaskContext } from './kafka-partition.ts';
 import type { Topology } from '../topology.ts';
 import { CommitInterval, DEFAULT_COMMIT_INTERVAL_MS } from './commit-interval.ts';
 import { KafkaEdgeTask } from './kafka-edge-task.ts';
@@ -178,6 +178,7 @@ export class KafkaGraph {
       state: this.options.state,
       interval: new CommitInterval({ setting: edge.commitIntervalMs, sloLatencyMs: this.spec.slo?.latencyMs, hops: kafkaHops(this.spec) }),
       transactionalId: (partition) => transactionalIdOf(this.graph, node.id, topic, partition),
+      sharedState: topology.inputs(node.id).length > 1,
     });
   }
 
@@ -250,6 +251,21 @@ export class KafkaGraph {
   /** The dead-letter topic's end offset (exactly-once writes add a transaction marker per commit). */
   deadLetterCount(node: string): number {
     return this.offsets.get(kafkaDeadLetterTopic(this.graph, node))?.heads[0] ?? 0;
+  }
+
+  /** What the autoscaler measures of a Kafka-fed node's inputs, as of the last refresh (once a second). */
+  inputSignals(node: string): { inputHeads: number; partitions: number; queueDepth: number } {
+    let inputHeads = 0;
+    let partitions = 0;
+    let queueDepth = 0;
+    for (const edge of this.options.topology.inputs(node)) {
+      for (const p of this.edgeOffsets(edge)) {
+        inputHeads += p.head;
+        queueDepth += p.lag;
+        partitions++;
+      }
+    }
+    return { inputHeads, partitions, queueDepth };
   }
 
   /** Queued records of a node's Kafka inputs, as of the last refresh. */

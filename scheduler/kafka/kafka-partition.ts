@@ -32,13 +32,16 @@
  */
 import type { BatchControl, Broker, BrokerAppend, BrokerBatch, BrokerProducer, BrokerRecord, BrokerTransaction, GroupConsumer } from '../../connectors/broker.ts';
 import type { KafkaStateStore } from '../../connectors/kafka/kafka-state-store.ts';
-import type { LogRecord, StateWrite } from '../../connectors/transport.ts';
-import { TributaryError, isRecordFault } from '../../runtime/errors.ts';
+import type { LogRecord, StateWrite, Transport } from '../../connectors/transport.ts';
+import { TributaryError, asTributaryError } from '../../runtime/errors.ts';
 import type { WireBatchResult, WireRecord } from '../../runtime/guest/wire.ts';
 import type { Delivery, EdgeSpec } from '../graph-spec.ts';
-import type { TaskContext } from '../partition-task.ts';
+import type { TaskContext } from '../partition-worker.ts';
 import type { OutputRoute } from '../topology.ts';
 import type { CommitInterval } from './commit-interval.ts';
+
+/** The worker's context plus the embedded log, where Kafka-fed state still lives. */
+export type KafkaTaskContext = TaskContext & { transport: Transport };
 
 export interface KafkaOutput {
   route: OutputRoute;
@@ -47,7 +50,7 @@ export interface KafkaOutput {
 }
 
 export interface KafkaPartitionContext {
-  task: TaskContext;
+  task: KafkaTaskContext;
   edge: EdgeSpec;
   topic: string;
   group: string;
@@ -63,6 +66,12 @@ export interface KafkaPartitionContext {
   state: KafkaStateStore;
   interval: CommitInterval;
   transactionalId(partition: number): string;
+  /**
+   * The node has other input edges on the same state partitions: each batch then runs and
+   * commits alone on its state partition (the worker's `exclusive`), exactly-once committing it
+   * at once, so two edges never hold uncommitted writes over one copy of the state.
+   */
+  sharedState: boolean;
 }
 
 interface OpenTransaction {
@@ -98,7 +107,14 @@ export class KafkaPartition {
   private backoffMs = 0;
   /** Duration of the last exactly-once commit: part of a hop's latency for the "auto" interval. */
   private lastCommitMs = 0;
-  private lastReplica = -1;
+  /**
+   * Writes evaluated since the partition's state last reached the store (exactly-once: the open
+   * transaction's, at-least-once: the fetched batch's, each part of a halved batch as it is done):
+   * a replica that lost its copy gets the committed state with these on top.
+   */
+  private overlay = new Map<string, string | Uint8Array | null>();
+  /** This activation's owner token in the state store (exactly-once): its stages carry it. */
+  private owner: string | null = null;
   lastError: TributaryError | null = null;
 
   constructor(ctx: KafkaPartitionContext, partition: number) {
@@ -187,7 +203,7 @@ export class KafkaPartition {
         return;
       }
       try {
-        await this.processRecords(records);
+        await this.exclusively(() => this.processRecords(records));
         control.resolve(records[records.length - 1].offset);
         this.backoffMs = 0;
       } catch (error) {
@@ -204,6 +220,7 @@ export class KafkaPartition {
   private async processRecords(records: BrokerRecord[]): Promise<void> {
     const started = performance.now();
     const end = records[records.length - 1].offset + 1;
+    if (this.delivery !== 'exactly-once') this.overlay.clear();
     if (this.delivery === 'at-most-once') {
       // Committed before the function runs: from here on these records may be lost, never repeated.
       const consumer = this.ctx.consumer();
@@ -237,6 +254,7 @@ export class KafkaPartition {
         } else if (this.delivery === 'at-most-once') {
           // State before producing: a crash in between loses outputs, never repeats a count.
           if (result.writes.size > 0) this.ctx.state.apply(this.namespace, this.partition, this.ctx.topic, chunkEnd, toWrites(result.writes));
+          this.overlay.clear();
           enqueue(() => this.send(result.appends));
         } else {
           for (const [key, value] of result.writes) writes.set(key, value);
@@ -255,7 +273,7 @@ export class KafkaPartition {
       txn.end = end;
       txn.sinkRecords.push(...sinkRecords);
       this.record(records.length, failed, started);
-      if (Date.now() - txn.openedAt >= this.ctx.interval.ms) await this.commitNow();
+      if (this.ctx.sharedState || Date.now() - txn.openedAt >= this.ctx.interval.ms) await this.commitNow();
       else this.armTimer();
       return;
     }
@@ -268,6 +286,21 @@ export class KafkaPartition {
       if (Date.now() - this.lastCommitAt >= this.ctx.interval.ms) await this.commitNow();
       else this.armTimer();
     }
+  }
+
+  /** Runs a batch alone on its state partition when the node shares it between input edges. */
+  private async exclusively(work: () => Promise<void>): Promise<void> {
+    if (!this.ctx.sharedState) return work();
+    const { epochs } = this.ctx.task;
+    await epochs.exclusive(this.partition, async () => {
+      try {
+        await work();
+      } catch (error) {
+        // Before another edge's batch runs: the isolate may hold this batch's partial writes.
+        epochs.bump(this.partition);
+        throw error;
+      }
+    });
   }
 
   private record(records: number, failed: number, started: number): void {
@@ -284,10 +317,11 @@ export class KafkaPartition {
       const commitStarted = performance.now();
       const txn = this.txn;
       // Staged even without writes: the promoted offset is what activation trusts (see KafkaStateStore).
-      this.ctx.state.stage(this.namespace, this.partition, this.ctx.topic, txn.end, toWrites(txn.writes));
+      this.ctx.state.stage(this.namespace, this.partition, this.ctx.topic, txn.end, toWrites(txn.writes), this.owner!);
       await txn.tx.sendOffsets(this.ctx.group, this.ctx.topic, this.partition, txn.end);
       await txn.tx.commit();
       this.txn = null;
+      this.overlay.clear();
       this.committed = txn.end;
       this.ctx.state.promote(this.namespace, this.partition, this.ctx.topic);
       this.ctx.task.onSinkAppend?.(txn.sinkRecords);
@@ -356,27 +390,34 @@ export class KafkaPartition {
    */
   private async isolate(records: BrokerRecord[]): Promise<Array<{ records: BrokerRecord[]; result: WireBatchResult }>> {
     try {
-      return [{ records, result: await this.runOnReplica(records) }];
+      return [{ records, result: this.settle(await this.runOnReplica(records)) }];
     } catch (error) {
-      const known = error instanceof TributaryError ? error : new TributaryError('ERR_INTERNAL', String((error as Error)?.message ?? error));
-      if (!isRecordFault(known.code)) throw known;
+      const known = asTributaryError(error);
+      // Classified in runtime/errors.ts: 'retry' fails the batch (redone after backoff); the others isolate the record.
+      if (known.handling === 'retry') throw known;
       this.ctx.task.epochs.bump(this.partition);
       if (records.length > 1) {
         const half = Math.ceil(records.length / 2);
         return [...(await this.isolate(records.slice(0, half))), ...(await this.isolate(records.slice(half)))];
       }
-      for (let attempt = 2; attempt <= this.ctx.task.maxAttempts; attempt++) {
+      for (let attempt = 2; known.handling === 'bisect' && attempt <= this.ctx.task.maxAttempts; attempt++) {
         try {
-          return [{ records, result: await this.runOnReplica(records) }];
+          return [{ records, result: this.settle(await this.runOnReplica(records)) }];
         } catch (retryError) {
-          const again = retryError instanceof TributaryError ? retryError : known;
-          if (!isRecordFault(again.code)) throw again;
+          const again = asTributaryError(retryError);
+          if (again.handling === 'retry') throw again;
           this.ctx.task.epochs.bump(this.partition);
         }
       }
       const failure = { index: 0, error: { code: known.code, message: `${known.code}: ${known.message}` } };
       return [{ records, result: { emits: [], failures: [failure] as WireBatchResult['failures'], writes: [] } }];
     }
+  }
+
+  /** A part of the batch is done: later parts that reload state must see its writes. */
+  private settle(result: WireBatchResult): WireBatchResult {
+    for (const [key, value] of result.writes) this.overlay.set(key, value);
+    return result;
   }
 
   private async runOnReplica(records: BrokerRecord[]): Promise<WireBatchResult> {
@@ -386,19 +427,17 @@ export class KafkaPartition {
       task.wake();
       replica = task.replicaFor(this.partition);
     }
-    // Another replica may hold an older copy of this partition's state at the same epoch.
-    if (replica !== this.lastReplica && this.lastReplica !== -1) task.epochs.bump(this.partition);
-    this.lastReplica = replica;
+    task.epochs.use(this.partition, replica);
     const tag = `${task.topology.graph}/${task.node.id}#${replica}`;
     const dispatched = performance.now();
     const wire: WireRecord[] = records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {}, offset: r.offset, timestamp: r.timestamp }));
     const state = { namespace: this.namespace, partition: this.partition, epoch: task.epochs.get(this.partition) };
     let result = await task.process({ records: wire, state, maxAttempts: task.maxAttempts }, tag);
     if (result.needState) {
-      // The committed state, plus the writes of the transaction still open: what the isolate lost.
+      // The committed state, plus what was evaluated since (the overlay): what the isolate lost.
       const data = new Map<string, string | Uint8Array>();
       for (const w of task.transport.stateSnapshot(this.namespace, this.partition)) data.set(w.key, w.value!);
-      for (const [key, value] of this.txn?.writes ?? []) {
+      for (const [key, value] of this.overlay) {
         if (value === null) data.delete(key);
         else data.set(key, value);
       }
@@ -443,6 +482,8 @@ export class KafkaPartition {
         throw error;
       }
       this.producer = producer;
+      // Right after fencing, before reading what is staged: from here on a zombie cannot stage.
+      this.owner = this.ctx.state.claim(this.namespace, this.partition, topic);
     }
     let committed = (await broker.committed(group, topic))[this.partition] ?? -1;
     if (this.delivery === 'exactly-once') {
@@ -474,6 +515,7 @@ export class KafkaPartition {
     this.clearTimer();
     const txn = this.txn;
     this.txn = null;
+    this.overlay.clear();
     if (txn) await txn.tx.abort().catch(() => {}); // a failed abort is settled by the next InitProducerId
     const producer = this.producer;
     this.producer = null;

@@ -55,8 +55,17 @@ export function edgeBrokers(spec: GraphSpec, edge: EdgeEnds): string[] | undefin
   return kafkaSourceOf(spec, edge.from)?.brokers ?? kafkaSinkOf(spec, edge.to)?.brokers;
 }
 
+/**
+ * The consumer group of a Kafka edge's consuming node: the source's `group`, else
+ * `tributary.<graph>.<node>`; a node with several input edges has one group per edge
+ * (`tributary.<graph>.<node>.<from>`), because two consumers of different topics in one group
+ * would split one assignment between them and leave partitions unconsumed.
+ */
 export function kafkaGroupOf(graph: string, spec: GraphSpec, edge: EdgeEnds): string {
-  return kafkaSourceOf(spec, edge.from)?.group ?? `tributary.${graph}.${edge.to}`;
+  const own = kafkaSourceOf(spec, edge.from)?.group;
+  if (own !== undefined) return own;
+  const inputs = spec.edges.filter((e) => e.to === edge.to).length;
+  return inputs > 1 ? `tributary.${graph}.${edge.to}.${edge.from}` : `tributary.${graph}.${edge.to}`;
 }
 
 export function kafkaDeadLetterTopic(graph: string, node: string): string {
