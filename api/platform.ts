@@ -16,7 +16,7 @@ import { GraphMetrics } from '../scheduler/graph-metrics.ts';
 import type { ScalingPolicy } from '../scheduler/autoscaler/policy.ts';
 import { BrokerPool } from '../connectors/kafka/broker-pool.ts';
 import { platformBrokers } from '../connectors/kafka/brokers.ts';
-import { KafkaStateStore } from '../connectors/kafka/kafka-state-store.ts';
+import { KafkaCommitLedger } from '../connectors/kafka/kafka-commit-ledger.ts';
 import { Bucket, type S3Options } from '../connectors/s3/bucket.ts';
 import { S3StateStore } from '../connectors/s3/s3-state-store.ts';
 import { SharedDeployments, deploymentsDir } from '../connectors/s3/shared-deployments.ts';
@@ -110,7 +110,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const graphStore = new GraphStore(deployDir);
   const log = new SqliteLog({ dataDir, fsync: options.fsync, durability: options.durability, guard });
   // Kafka clients connect lazily: a graph without Kafka edges never opens a connection.
-  const kafka = { pool: new BrokerPool(platformBrokers(options.kafkaBrokers)), state: new KafkaStateStore(dataDir) };
+  const kafka = { pool: new BrokerPool(platformBrokers(options.kafkaBrokers)), state: new KafkaCommitLedger(dataDir) };
   let shared: SharedDeployments | undefined;
   let stateStore: S3StateStore | undefined;
   if (bucket) {

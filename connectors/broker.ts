@@ -16,6 +16,8 @@ import type { LogRecord, StoredRecord } from './transport.ts';
 /** A record as fetched. `decodeError` is set when its bytes could not be decoded (it goes to the dead-letter topic). */
 export interface BrokerRecord extends StoredRecord {
   decodeError?: string;
+  /** Bytes of its key and value as fetched. */
+  bytes?: number;
 }
 
 export interface BrokerBatch {

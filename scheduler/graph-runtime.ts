@@ -1,7 +1,10 @@
 /**
- * A deployed graph while it runs: one PartitionWorker per (node, input edge, partition), the
- * replicas each node runs on, state epochs, and the ingest and read paths of its sources and sinks.
+ * A deployed graph while it runs: an EdgeLog per (node, input edge) — the embedded log or Kafka,
+ * the one difference between the transports — and one PartitionWorker per partition of it this
+ * process owns; the replicas each node runs on, state epochs, and the ingest and read paths of its
+ * sources and sinks.
  */
+import type { EdgeLog } from '../connectors/edge-log.ts';
 import { EmbeddedEdgeLog } from '../connectors/embedded/embedded-edge-log.ts';
 import { EmbeddedStateStore } from '../connectors/state/embedded-state-store.ts';
 import type { StateStore } from '../connectors/state/state-store.ts';
@@ -9,7 +12,7 @@ import type { LogRecord, StoredRecord, Transport } from '../connectors/transport
 import { TributaryError } from '../runtime/errors.ts';
 import type { Guard } from '../runtime/guard.ts';
 import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
-import { DEFAULT_SCALE_TO_ZERO_AFTER_MS, type GraphSpec, type NodeSpec } from './graph-spec.ts';
+import { DEFAULT_SCALE_TO_ZERO_AFTER_MS, type EdgeSpec, type GraphSpec, type NodeSpec } from './graph-spec.ts';
 import { StragglerDetector } from './autoscaler/straggler.ts';
 import { GraphFaults } from './graph-faults.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
@@ -50,6 +53,17 @@ export interface IngestRecord {
   value: unknown;
 }
 
+/** One input edge of a node: its log, and the workers of the partitions this process owns. */
+interface NodeInput {
+  node: NodeSpec;
+  edge: EdgeSpec;
+  /** Null until the transport is ready (Kafka: the graph's topics exist). */
+  log: EdgeLog | null;
+  workers: PartitionWorker[];
+  /** Assignment changes of this input, one at a time. */
+  changing: Promise<void>;
+}
+
 /** Epochs start from the boot time so an isolate can never hold state from a previous process's epoch. */
 let epochBase = Date.now();
 
@@ -66,15 +80,16 @@ export class GraphRuntime {
   readonly faults: GraphFaults;
   private readonly options: GraphRuntimeOptions;
   private readonly stateStore: StateStore;
-  private readonly tasks: PartitionWorker[] = [];
+  private readonly inputs: NodeInput[] = [];
   private readonly nodeSpecs = new Map<string, NodeSpec>();
-  private readonly tasksByNode = new Map<string, PartitionWorker[]>();
+  private readonly inputsByNode = new Map<string, NodeInput[]>();
+  private stopped = false;
   private readonly replicas = new Map<string, number>();
   private readonly stragglers = new Map<string, StragglerDetector>();
   private readonly lastActivity = new Map<string, number>();
   private readonly busyMs = new Map<string, number>();
   private readonly epochs = new Map<string, number>();
-  private readonly contexts = new Map<string, TaskContext & { transport: Transport }>();
+  private readonly contexts = new Map<string, TaskContext>();
   /** A new runtime (deploy, restart) starts a new epoch: isolates reload state they may hold from before. */
   private readonly epochSeed = ++epochBase;
 
@@ -86,34 +101,32 @@ export class GraphRuntime {
     this.stateStore = options.stateStore ?? new EmbeddedStateStore(options.transport);
     this.topology = new Topology(name, spec, options.transport);
     if (KafkaGraph.needed(spec) && !options.kafka) throw new TributaryError('ERR_INTERNAL', 'graph has Kafka edges but the platform has no Kafka configuration');
-    this.kafka = KafkaGraph.needed(spec) ? new KafkaGraph({ ...options.kafka!, topology: this.topology, faults: this.faults, contextFor: (node) => this.taskContext(node) }) : null;
+    this.kafka = KafkaGraph.needed(spec) ? new KafkaGraph({ ...options.kafka!, topology: this.topology, faults: this.faults, stateStore: this.stateStore }) : null;
     for (const node of spec.nodes) {
       this.nodeSpecs.set(node.id, node);
       this.stats.set(node.id, new NodeStats());
       this.stragglers.set(node.id, new StragglerDetector());
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
-      const tasks: PartitionWorker[] = [];
-      const context = this.taskContext(node);
+      const inputs: NodeInput[] = [];
       for (const edge of this.topology.inputs(node.id)) {
-        if (isKafkaEdge(spec, edge)) continue; // consumed by KafkaGraph's edge tasks
-        const log = new EmbeddedEdgeLog({ transport: options.transport, topic: this.topology.topicOf(edge), group: this.topology.group(node.id) });
-        for (const partition of log.assignment()) tasks.push(new PartitionWorker(context, edge, log.partition(partition)));
+        const log = isKafkaEdge(spec, edge) ? null : new EmbeddedEdgeLog({ transport: options.transport, topic: this.topology.topicOf(edge), group: this.topology.group(node.id) });
+        inputs.push({ node, edge, log, workers: [], changing: Promise.resolve() });
       }
-      this.tasksByNode.set(node.id, tasks);
-      this.tasks.push(...tasks);
+      this.inputsByNode.set(node.id, inputs);
+      this.inputs.push(...inputs);
     }
   }
 
-  /** One context per node: its workers (and Kafka partitions) share its state partitions' epochs and exclusion. */
-  private taskContext(node: NodeSpec): TaskContext & { transport: Transport } {
+  /** One context per node: its workers share its state partitions' epochs and exclusion. */
+  private taskContext(node: NodeSpec): TaskContext {
     const existing = this.contexts.get(node.id);
     if (existing) return existing;
-    const context = {
-      transport: this.options.transport,
+    const context: TaskContext = {
       stateStore: this.stateStore,
       topology: this.topology,
       faults: this.faults,
       node,
+      deadLetterTopic: this.kafka?.nodes.has(node.id) ? this.kafka.deadLetterTopic(node.id) : this.topology.deadLetterTopic(node.id),
       stats: this.stats.get(node.id)!,
       process: (batch: WireBatch, tag: string) => this.options.process(node, batch, tag),
       replicaFor: (partition: number) => this.replicaFor(node, partition),
@@ -135,7 +148,7 @@ export class GraphRuntime {
 
   /**
    * Epochs, replica and exclusion per state partition of a node, shared by the workers of all its
-   * input edges (and the Kafka engine's partitions).
+   * input edges.
    */
   private statePartitions(node: NodeSpec): StatePartitions {
     const key = (partition: number) => `${node.id}\u0000${partition}`;
@@ -167,13 +180,44 @@ export class GraphRuntime {
   }
 
   start(): void {
-    for (const task of this.tasks) task.start();
-    this.kafka?.start();
+    for (const input of this.inputs) if (input.log) this.startInput(input, input.log);
+    // Kafka edges get their logs once the graph's topics exist.
+    this.kafka?.start(() => {
+      if (this.stopped) return;
+      for (const input of this.inputs) if (!input.log) this.startInput(input, this.kafka!.edgeLog(input.node, input.edge));
+    });
   }
 
-  /** Stops every task after its in-flight batch commits. */
+  private startInput(input: NodeInput, log: EdgeLog): void {
+    input.log = log;
+    const context = { node: input.node.id, topic: log.topic };
+    log.start(() => {
+      input.changing = input.changing.then(() => this.reassign(input, log)).catch((error) => this.faults.report('partition.assign', context, error));
+    });
+  }
+
+  /**
+   * A new assignment of an input's partitions: the workers of the old one stop (a revoked
+   * partition's deferred commits are aborted: its next owner redoes them), then one starts per
+   * partition owned now, each opening its partition afresh.
+   */
+  private async reassign(input: NodeInput, log: EdgeLog): Promise<void> {
+    const old = input.workers;
+    input.workers = [];
+    await Promise.all(old.map((worker) => worker.stop()));
+    if (this.stopped) return;
+    // Changes queue up: the assignment taken is the latest one.
+    input.workers = log.assignment().map((p) => new PartitionWorker(this.taskContext(input.node), input.edge, log.partition(p)));
+    for (const worker of input.workers) worker.start();
+  }
+
+  /** Stops every worker after its in-flight batch commits (deferred commits made visible), then the logs. */
   async stop(): Promise<void> {
-    await Promise.all([...this.tasks.map((task) => task.stop()), this.kafka?.stop()]);
+    this.stopped = true;
+    await Promise.all(this.inputs.map((input) => input.changing));
+    await Promise.all(this.inputs.flatMap((input) => input.workers.map((worker) => worker.stop(2000, { flush: true }))));
+    await Promise.all(this.inputs.map((input) => input.log?.stop()));
+    await this.kafka?.stop();
   }
 
   replicaCount(node: string): number {
@@ -248,19 +292,17 @@ export class GraphRuntime {
    */
   nodeSignals(node: string) {
     const stats = this.stats.get(node)!;
-    const { inputHeads, partitions, queueDepth } = this.kafka?.nodes.has(node) ? this.kafka.inputSignals(node) : this.embeddedSignals(node);
-    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs };
-  }
-
-  private embeddedSignals(node: string) {
     let inputHeads = 0;
     let queueDepth = 0;
-    const workers = this.tasksByNode.get(node) ?? [];
-    for (const worker of workers) {
-      inputHeads += worker.log.head();
-      queueDepth += worker.log.lag();
+    let partitions = 0;
+    for (const input of this.inputsByNode.get(node) ?? []) {
+      for (const p of input.log?.offsets() ?? []) {
+        inputHeads += p.head;
+        queueDepth += p.lag;
+        partitions++;
+      }
     }
-    return { inputHeads, partitions: workers.length, queueDepth };
+    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs };
   }
 
   /** Measured sojourn (ms) by Little's law: queued records over the arrival rate, plus a batch. */
@@ -338,7 +380,7 @@ export class GraphRuntime {
     for (const node of this.spec.nodes) {
       const stats = this.stats.get(node.id)!;
       const onKafka = this.kafka?.nodes.has(node.id) ?? false;
-      const queueDepth = onKafka ? this.kafka!.queueDepth(node.id) : (this.tasksByNode.get(node.id) ?? []).reduce((sum, t) => sum + t.lag, 0);
+      const { queueDepth } = this.nodeSignals(node.id);
       nodes[node.id] = {
         function: node.function,
         replicas: this.replicaCount(node.id),

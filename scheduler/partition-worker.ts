@@ -23,12 +23,19 @@
  * batch proceeds at the halved size until the failed batch is passed. At-most-once does the same
  * over the records it already took: a timing-out record is dead-lettered, the others still run.
  *
+ * A log may defer a commit (Kafka keeps a transaction open for its commit interval): the writes of
+ * units not yet committed stay in the worker's overlay, so a replica that lost its copy of the
+ * state is shipped the committed state with them on top; and any failure of the log makes the
+ * worker open it again, which resumes from the last offset that did commit (state reloaded).
+ * Records the transport could not decode are dead-lettered without running.
+ *
  * The worker holds only its log, the state store and the callbacks of its context, so where it
  * runs (the control plane, or a host process next to the isolates) is a placement choice.
  */
-import type { EdgePartitionLog } from '../connectors/edge-log.ts';
+import type { EdgeCommit, EdgePartitionLog, EdgeRecord } from '../connectors/edge-log.ts';
 import type { StagedState, StateStore } from '../connectors/state/state-store.ts';
-import type { LogRecord, StoredRecord } from '../connectors/transport.ts';
+import type { LogRecord, StateWrite } from '../connectors/transport.ts';
+import { Backoff } from '../runtime/backoff.ts';
 import { TributaryError, asTributaryError } from '../runtime/errors.ts';
 import type { WireBatch, WireBatchResult, WireRecord } from '../runtime/guest/wire.ts';
 import type { GraphFaults } from './graph-faults.ts';
@@ -53,6 +60,8 @@ export interface TaskContext {
   /** Where errors of the worker's own loop (not of a batch) are reported: the graph's status and the platform's guard. */
   faults: GraphFaults;
   node: NodeSpec;
+  /** Where the node's dead letters go (the embedded log's topic, or the node's Kafka topic). */
+  deadLetterTopic: string;
   stats: NodeStats;
   /** Runs the node's function over a batch on the replica `instanceTag`. */
   process(batch: WireBatch, instanceTag: string): Promise<WireBatchResult>;
@@ -69,8 +78,12 @@ export interface TaskContext {
   onSinkAppend?(records: LogRecord[]): void;
 }
 
-const MIN_BACKOFF_MS = 20;
-const MAX_BACKOFF_MS = 2000;
+type StoredRecord = EdgeRecord;
+
+/** Writes of a unit whose commit the log has not decided yet. */
+interface PendingWrites {
+  writes: StateWrite[];
+}
 
 export class PartitionWorker {
   readonly edge: EdgeSpec;
@@ -91,7 +104,9 @@ export class PartitionWorker {
   private suspectEnd: number | null = null;
   /** Failed runs of the single record at the front. */
   private attempts = 0;
-  private backoffMs = 0;
+  private readonly backoff = new Backoff(20, 2000);
+  /** Units committed to the log whose state it has not promoted yet, oldest first. */
+  private pending: PendingWrites[] = [];
 
   constructor(ctx: TaskContext, edge: EdgeSpec, log: EdgePartitionLog) {
     this.ctx = ctx;
@@ -125,14 +140,16 @@ export class PartitionWorker {
    * it will not commit, and the next owner of the partition processes it again — safe for
    * at-least-once and exactly-once, whose offsets it never moved.
    */
-  async stop(graceMs = 2000): Promise<void> {
+  async stop(graceMs = 2000, options: { flush?: boolean } = {}): Promise<void> {
     this.running = false;
     this.idle.abort();
     let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([this.loop, grace]);
+    const grace = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)));
+    const finished = await Promise.race([this.loop!.then(() => true), grace]);
     clearTimeout(timer);
     this.abandoned = true;
+    // A graceful stop makes deferred commits visible; a revoked partition (another owner now) aborts them.
+    if (finished && options.flush) await this.log.flush().catch(() => {});
     await this.log.close().catch(() => {});
   }
 
@@ -148,12 +165,16 @@ export class PartitionWorker {
         if (!opened) {
           this.next = await this.log.open();
           opened = true;
+          // Whatever was not committed is gone: the isolate reloads the committed state.
+          this.pending = [];
+          this.ctx.epochs.bump(this.partition);
         }
         await this.step();
       } catch (error) {
         if (this.abandoned || !this.running) return; // stopping: the log may be closing under us
         this.ctx.faults.report('partition.loop', { node: this.ctx.node.id, topic: this.log.topic, partition: String(this.partition) }, error);
-        await this.backoff();
+        opened = false;
+        await this.backoff.sleep(this.idle.signal);
       }
     }
   }
@@ -161,6 +182,7 @@ export class PartitionWorker {
   /** Takes and processes one batch, or waits for one. */
   private async step(): Promise<void> {
     const records = await this.take();
+    if (this.abandoned || !this.running) return;
     if (records.length === 0) {
       await this.log.waitForData(this.next, this.idle.signal);
       return;
@@ -198,14 +220,14 @@ export class PartitionWorker {
     const { topology, node, stats, stateStore } = this.ctx;
     const started = performance.now();
     const end = records[records.length - 1].offset + 1;
-    const result = await this.dispatch(records);
+    const runnable = records.filter((r) => r.decodeError === undefined);
+    const result: WireBatchResult = runnable.length > 0 ? await this.dispatch(runnable) : { emits: [], failures: [], writes: [] };
     if (this.abandoned) return;
-    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: records[e.index].timestamp }));
+    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: runnable[e.index].timestamp }));
     const appends = topology.outputs(node.id).flatMap((route) => topology.route(route, emitted));
-    if (result.failures.length > 0) {
-      const deadLetters = result.failures.map((f) => this.deadLetter(records[f.index], f.error.message));
-      appends.push({ topic: topology.deadLetterTopic(node.id), partition: 0, records: deadLetters });
-    }
+    const deadLetters = result.failures.map((f) => this.deadLetter(runnable[f.index], f.error.message));
+    for (const r of records) if (r.decodeError !== undefined) deadLetters.push(this.deadLetter(r, `ERR_BAD_RECORD: ${r.decodeError}`));
+    if (deadLetters.length > 0) appends.push({ topic: this.ctx.deadLetterTopic, partition: 0, records: deadLetters });
     let state: StagedState | null = null;
     if (result.writes.length > 0) {
       // May fail (S3 down): the batch then fails before its commit, and is retried.
@@ -219,20 +241,40 @@ export class PartitionWorker {
     }
     // An S3 publish follows the commit: a power loss must not undo a commit already published.
     const durable = state !== null && stateStore.kind === 's3';
+    const unit: EdgeCommit = { appends, state: state && this.tracked(state, result.writes), next: null, through: end, durable, startedAt: started };
+    const sinkRecords = appends.filter((a) => topology.isSinkTopic(a.topic)).flatMap((a) => a.records);
+    if (sinkRecords.length > 0 && this.ctx.onSinkAppend) unit.onVisible = () => this.ctx.onSinkAppend!(sinkRecords);
     if (this.delivery === 'exactly-once') {
-      await this.log.commit({ appends, state, next: end, durable });
+      await this.log.commit({ ...unit, next: end });
     } else {
-      if (appends.length > 0 || state !== null) await this.log.commit({ appends, state, next: null, durable });
+      if (appends.length > 0 || state !== null) await this.log.commit(unit);
       // at-least-once: a crash right here redelivers the batch; at-most-once committed before.
       if (this.delivery === 'at-least-once') await this.log.commit({ appends: [], state: null, next: end });
     }
     this.advance(records.length, end);
-    stats.failed += result.failures.length;
+    stats.failed += deadLetters.length;
     stats.recordBatch(records.length, performance.now() - started);
-    if (this.ctx.onSinkAppend) {
-      for (const append of appends) if (topology.isSinkTopic(append.topic)) this.ctx.onSinkAppend(append.records);
-    }
-    this.backoffMs = 0;
+    this.backoff.reset();
+  }
+
+  /** The staged state, its writes kept in the overlay until the log commits or aborts it. */
+  private tracked(state: StagedState, writes: WireBatchResult['writes']): StagedState {
+    const entry: PendingWrites = { writes: writes.map(([key, value]) => ({ key, value })) };
+    this.pending.push(entry);
+    const settle = () => {
+      this.pending = this.pending.filter((p) => p !== entry);
+    };
+    return {
+      seal: () => state.seal(),
+      committed: () => {
+        state.committed();
+        settle();
+      },
+      aborted: () => {
+        state.aborted();
+        settle();
+      },
+    };
   }
 
   /** The first `count` records of the batch are done, up to offset `end`. */
@@ -264,7 +306,7 @@ export class PartitionWorker {
     let loadMs = 0;
     if (result.needState) {
       const loading = performance.now();
-      const snapshot = (await stateStore.snapshot(namespace, this.partition)).map((w) => [w.key, w.value!] as [string, string | Uint8Array]);
+      const snapshot = await this.stateSnapshot(namespace);
       // Loading state (S3: a listing and a GET per key) is not the replica's service time.
       loadMs = performance.now() - loading;
       result = await this.ctx.process({ records: wire, state: { ...state, snapshot }, maxAttempts: this.ctx.maxAttempts }, tag);
@@ -274,6 +316,19 @@ export class PartitionWorker {
     return result;
   }
 
+  /** The committed state of the partition, with the writes of units the log has not decided yet on top. */
+  private async stateSnapshot(namespace: string): Promise<Array<[string, string | Uint8Array]>> {
+    const data = new Map<string, string | Uint8Array>();
+    for (const w of await this.ctx.stateStore.snapshot(namespace, this.partition)) data.set(w.key, w.value!);
+    for (const { writes } of this.pending) {
+      for (const w of writes) {
+        if (w.value === null) data.delete(w.key);
+        else data.set(w.key, w.value);
+      }
+    }
+    return [...data];
+  }
+
   /** A batch failed as a whole: retry it, narrow it down, or dead-letter its one record (see the header). */
   private async onFailure(records: StoredRecord[], error: unknown): Promise<void> {
     if (this.abandoned) return;
@@ -281,29 +336,24 @@ export class PartitionWorker {
     if (!(error instanceof TributaryError)) this.ctx.faults.report('partition.batch', { node: node.id, topic: this.log.topic, partition: String(this.partition) }, error);
     const known = asTributaryError(error);
     stats.recordError(`${known.code}: ${known.message}`);
-    if (known.handling === 'retry') return this.backoff();
+    if (known.handling === 'retry') return this.backoff.sleep(this.idle.signal);
     if (records.length > 1) {
       this.suspectEnd ??= records[records.length - 1].offset + 1;
       this.batchLimit = Math.max(1, Math.ceil(records.length / 2));
       return;
     }
-    if (known.handling === 'bisect' && ++this.attempts < this.ctx.maxAttempts) return this.backoff();
+    if (known.handling === 'bisect' && ++this.attempts < this.ctx.maxAttempts) return this.backoff.sleep(this.idle.signal);
     await this.deadLetterAlone(records[0], known);
   }
 
   /** Dead-letters a record that fails every batch it is in, and moves past it. */
   private async deadLetterAlone(record: StoredRecord, error: TributaryError): Promise<void> {
-    const { topology, node, stats } = this.ctx;
+    const { stats } = this.ctx;
     const end = record.offset + 1;
-    const appends = [{ topic: topology.deadLetterTopic(node.id), partition: 0, records: [this.deadLetter(record, `${error.code}: ${error.message}`)] }];
-    await this.log.commit({ appends, state: null, next: this.delivery === 'at-most-once' ? null : end });
+    const appends = [{ topic: this.ctx.deadLetterTopic, partition: 0, records: [this.deadLetter(record, `${error.code}: ${error.message}`)] }];
+    await this.log.commit({ appends, state: null, next: this.delivery === 'at-most-once' ? null : end, through: end });
     this.advance(1, end);
     stats.failed++;
-  }
-
-  private async backoff(): Promise<void> {
-    this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMs * 2));
-    await new Promise((resolve) => setTimeout(resolve, this.backoffMs));
   }
 
   private deadLetter(record: StoredRecord, error: string): LogRecord {

@@ -3,7 +3,7 @@
  * transaction (outputs, sealed state entries and the consumer group's offset together), and an
  * idle partition waits on the append itself (`waitForAppend`: no timer, no polling).
  */
-import type { EdgeCommit, EdgeLog, EdgePartitionLog } from '../edge-log.ts';
+import type { EdgeCommit, EdgeLog, EdgePartitionLog, PartitionOffsets } from '../edge-log.ts';
 import type { CommitSet, StoredRecord, Transport } from '../transport.ts';
 
 export interface EmbeddedEdgeLogOptions {
@@ -16,10 +16,15 @@ export interface EmbeddedEdgeLogOptions {
 export class EmbeddedEdgeLog implements EdgeLog {
   readonly topic: string;
   private readonly options: EmbeddedEdgeLogOptions;
+  private readonly logs = new Map<number, EmbeddedPartitionLog>();
 
   constructor(options: EmbeddedEdgeLogOptions) {
     this.options = options;
     this.topic = options.topic;
+  }
+
+  start(onAssignment: (partitions: number[]) => void): void {
+    onAssignment(this.assignment());
   }
 
   assignment(): number[] {
@@ -27,7 +32,22 @@ export class EmbeddedEdgeLog implements EdgeLog {
   }
 
   partition(partition: number): EdgePartitionLog {
-    return new EmbeddedPartitionLog(this.options, partition);
+    let log = this.logs.get(partition);
+    if (!log) this.logs.set(partition, (log = new EmbeddedPartitionLog(this.options, partition)));
+    return log;
+  }
+
+  offsets(): PartitionOffsets[] {
+    const { transport, group } = this.options;
+    return this.assignment().map((partition) => {
+      const head = transport.head(this.topic, partition);
+      const committed = transport.committed(group, this.topic, partition);
+      return { partition, head, committed, lag: head - committed, owned: true };
+    });
+  }
+
+  stop(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
@@ -69,6 +89,12 @@ class EmbeddedPartitionLog implements EdgePartitionLog {
       return Promise.reject(error);
     }
     unit.state?.committed();
+    unit.onVisible?.();
+    return Promise.resolve();
+  }
+
+  /** Every commit is immediate: nothing is deferred. */
+  flush(): Promise<void> {
     return Promise.resolve();
   }
 

@@ -60,6 +60,7 @@ export function decodeRecord(message: FetchedMessage): BrokerRecord {
     value: null,
     timestamp: Number(message.timestamp),
     headers,
+    bytes: (message.value?.length ?? 0) + (message.key?.length ?? 0),
   };
   if (message.value === null) return record;
   if (encoding === 'bytes') record.value = new Uint8Array(message.value);

@@ -3,4 +3,4 @@ export { DEFAULT_KAFKA_BROKERS, clusterKey, parseBrokers, platformBrokers } from
 export { decodeRecord, encodeRecord, ENCODING_HEADER } from './codec.ts';
 export { translateKafkaError } from './kafka-errors.ts';
 export { KafkaJsBroker, type KafkaJsBrokerOptions } from './kafkajs-broker.ts';
-export { KafkaStateStore } from './kafka-state-store.ts';
+export { KafkaCommitLedger, type SealedEntries } from './kafka-commit-ledger.ts';

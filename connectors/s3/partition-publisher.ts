@@ -27,6 +27,11 @@ export function manifestNamespace(namespace: string): string {
   return `s3:${namespace}`;
 }
 
+/** The namespace whose manifest rows live under `namespace`, or null for another namespace. */
+export function namespaceOfManifest(namespace: string): string | null {
+  return namespace.startsWith('s3:') ? namespace.slice(3) : null;
+}
+
 /** Batches published together at most (bounds a round's memory and its DeleteObjects). */
 const MAX_ROUND_BATCHES = 64;
 /** Committed batches waiting before `stage` makes the next one wait for publishing (backpressure). */
@@ -120,6 +125,18 @@ export class PartitionPublisher {
     if (this.closed) return; // its row is in the log: the next start publishes it
     this.queue.push(batch);
     this.pendingBytes += batch.bytes;
+    this.kick();
+  }
+
+  /** Manifest rows committed without this process being told (recovered by a Kafka ledger): queued like loaded ones. */
+  adopt(rows: StateWrite[]): void {
+    if (this.closed) return;
+    const queued = new Set(this.queue.map((b) => b.seq));
+    for (const row of rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
+      if (row.value === null || queued.has(row.key)) continue;
+      this.queue.push({ seq: row.key, staged: String(row.value), writes: null, bytes: 0 });
+      this.lastSeq = Math.max(this.lastSeq, Number(row.key));
+    }
     this.kick();
   }
 

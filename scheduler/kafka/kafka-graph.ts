@@ -1,7 +1,8 @@
 /**
  * The Kafka part of a running graph: creates its topics (edge topics, missing source and sink
- * topics, one dead-letter topic per Kafka-fed node), runs a {@link KafkaEdgeTask} per Kafka edge
- * a node consumes, and answers status and reads for them.
+ * topics, one dead-letter topic per Kafka-fed node), builds the {@link KafkaEdgeLog} of every
+ * Kafka edge a node consumes (the graph's partition workers run over them, as over the embedded
+ * log), and answers status and reads of its Kafka sinks and dead letters.
  *
  * Lifecycle: preparing (topics) → running; while the brokers cannot be reached the graph's Kafka
  * edges are degraded with the reason, and preparation retries with exponential backoff (0.5 s
@@ -9,57 +10,53 @@
  */
 import type { Broker, BrokerProducer } from '../../connectors/broker.ts';
 import type { BrokerPool } from '../../connectors/kafka/broker-pool.ts';
-import type { KafkaStateStore } from '../../connectors/kafka/kafka-state-store.ts';
+import type { KafkaCommitLedger } from '../../connectors/kafka/kafka-commit-ledger.ts';
+import { KafkaEdgeLog } from '../../connectors/kafka/kafka-edge-log.ts';
 import { translateKafkaError } from '../../connectors/kafka/kafka-errors.ts';
+import type { StateStore } from '../../connectors/state/state-store.ts';
 import type { StoredRecord } from '../../connectors/transport.ts';
+import { Backoff } from '../../runtime/backoff.ts';
 import { TributaryError } from '../../runtime/errors.ts';
 import { DEFAULT_PARTITIONS, type EdgeSpec, type GraphSpec, type NodeSpec } from '../graph-spec.ts';
 import type { GraphFaults } from '../graph-faults.ts';
-import type { KafkaTaskContext as TaskContext } from './kafka-partition.ts';
 import type { Topology } from '../topology.ts';
 import { CommitInterval, DEFAULT_COMMIT_INTERVAL_MS } from './commit-interval.ts';
-import { KafkaEdgeTask } from './kafka-edge-task.ts';
-import type { KafkaOutput } from './kafka-partition.ts';
 import { edgeBrokers, isKafkaEdge, kafkaDeadLetterTopic, kafkaGroupOf, kafkaHops, kafkaNodes, kafkaSinkOf, transactionalIdOf } from './kafka-topics.ts';
 
 export interface KafkaRuntimeOptions {
   pool: BrokerPool;
-  state: KafkaStateStore;
+  /** Where exactly-once commits of Kafka-fed state are decided (connectors/kafka/kafka-commit-ledger.ts). */
+  state: KafkaCommitLedger;
 }
 
 export interface KafkaGraphOptions extends KafkaRuntimeOptions {
   topology: Topology;
   /** Where errors of the graph's Kafka timers are reported. */
   faults: GraphFaults;
-  contextFor(node: NodeSpec): TaskContext;
+  /** The graph's state store: Kafka-fed nodes keep state where every node does. */
+  stateStore: StateStore;
 }
 
-const MIN_BACKOFF_MS = 500;
-const MAX_BACKOFF_MS = 30_000;
 const REFRESH_MS = 1000;
-
-interface Offsets {
-  heads: number[];
-  committed: number[];
-}
 
 export class KafkaGraph {
   readonly nodes: Set<string>;
   private readonly options: KafkaGraphOptions;
   private readonly spec: GraphSpec;
   private readonly graph: string;
-  private readonly tasks: KafkaEdgeTask[] = [];
-  private readonly taskOf = new Map<EdgeSpec, KafkaEdgeTask>();
+  private readonly logs = new Map<EdgeSpec, KafkaEdgeLog>();
   /** Idempotent producers per (node, cluster): nodes do not queue behind each other's sends (kafkajs sends one request at a time per idempotent producer). */
   private readonly producers = new Map<string, Promise<BrokerProducer>>();
-  private readonly offsets = new Map<string, Offsets>();
+  /** End offsets of sink and dead-letter topics, as of the last refresh. */
+  private readonly heads = new Map<string, number[]>();
   private prepared = false;
   private stopped = false;
   private failure: TributaryError | null = null;
-  private attempts = 0;
+  private readonly backoff = new Backoff(500, 30_000);
   private retryAt: number | null = null;
   private firstAttempt: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private onReady: () => void = () => {};
 
   constructor(options: KafkaGraphOptions) {
     this.options = options;
@@ -81,7 +78,9 @@ export class KafkaGraph {
     return this.brokerOf(this.options.topology.inputs(node)[0]);
   }
 
-  start(): void {
+  /** Prepares the topics (retrying), then calls `onReady`: the edge logs can be built. */
+  start(onReady: () => void): void {
+    this.onReady = onReady;
     this.firstAttempt = this.prepareOnce();
     this.options.faults.run('kafka.prepare', {}, () => this.firstAttempt!.then(() => this.afterAttempt()));
   }
@@ -103,9 +102,7 @@ export class KafkaGraph {
       this.retryAt = null;
     } catch (error) {
       this.failure = translateKafkaError(error, `graph '${this.graph}'`);
-      this.attempts++;
-      const backoff = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** (this.attempts - 1));
-      this.retryAt = Date.now() + backoff;
+      this.retryAt = Date.now() + this.backoff.next();
     }
   }
 
@@ -116,14 +113,7 @@ export class KafkaGraph {
       this.timer = setTimeout(retry, Math.max(0, (this.retryAt ?? Date.now()) - Date.now()));
       return;
     }
-    for (const node of this.spec.nodes.filter((n) => this.nodes.has(n.id))) {
-      for (const edge of this.options.topology.inputs(node.id)) {
-        const task = this.edgeTask(node, edge);
-        this.tasks.push(task);
-        this.taskOf.set(edge, task);
-      }
-    }
-    for (const task of this.tasks) task.start();
+    this.onReady();
     this.scheduleRefresh();
   }
 
@@ -157,29 +147,39 @@ export class KafkaGraph {
     }
   }
 
-  private edgeTask(node: NodeSpec, edge: EdgeSpec): KafkaEdgeTask {
-    const { topology } = this.options;
+  /** The log of a Kafka edge `node` consumes (after `onReady`). */
+  edgeLog(node: NodeSpec, edge: EdgeSpec): KafkaEdgeLog {
+    let log = this.logs.get(edge);
+    if (log) return log;
+    const { topology, faults } = this.options;
     const topic = topology.topicOf(edge);
-    const outputs: KafkaOutput[] = topology.outputs(node.id).map((route) => ({
-      route,
-      broker: this.brokerOf(route.edge),
-      sink: topology.kindOf(route.edge.to) === 'sink',
-    }));
-    return new KafkaEdgeTask({
-      task: this.options.contextFor(node),
-      edge,
+    const deadLetterTopic = kafkaDeadLetterTopic(this.graph, node.id);
+    const input = this.brokerOf(edge);
+    const outputBrokers = new Map(topology.outputs(node.id).map((route) => [route.topic, this.brokerOf(route.edge)]));
+    log = new KafkaEdgeLog({
+      broker: input,
       topic,
       group: kafkaGroupOf(this.graph, this.spec, edge),
-      broker: this.brokerOf(edge),
-      outputs,
-      deadLetterTopic: kafkaDeadLetterTopic(this.graph, node.id),
+      delivery: edge.delivery,
+      brokerOf: (t) => (t === deadLetterTopic ? input : (outputBrokers.get(t) ?? input)),
       producerFor: (broker) => this.producerFor(node.id, broker),
       dropProducer: (broker) => this.dropProducer(node.id, broker),
-      state: this.options.state,
-      interval: new CommitInterval({ setting: edge.commitIntervalMs, sloLatencyMs: this.spec.slo?.latencyMs, hops: kafkaHops(this.spec) }),
       transactionalId: (partition) => transactionalIdOf(this.graph, node.id, topic, partition),
-      sharedState: topology.inputs(node.id).length > 1,
+      ledger: this.options.state,
+      stateStore: this.options.stateStore,
+      namespace: topology.stateNamespace(node.id),
+      interval: new CommitInterval({ setting: edge.commitIntervalMs, sloLatencyMs: this.spec.slo?.latencyMs, hops: kafkaHops(this.spec) }),
+      // Two input edges over one state partition: each batch commits at once, so two edges never hold uncommitted writes over one copy.
+      commitEachUnit: topology.inputs(node.id).length > 1,
+      faults,
+      context: { node: node.id, topic },
     });
+    this.logs.set(edge, log);
+    return log;
+  }
+
+  deadLetterTopic(node: string): string {
+    return kafkaDeadLetterTopic(this.graph, node);
   }
 
   /** The idempotent producer of a node's at-most/at-least-once outputs to a cluster. */
@@ -205,33 +205,30 @@ export class KafkaGraph {
     void producer?.then((p) => p.disconnect()).catch(() => {});
   }
 
-  /** Heads and committed offsets of every Kafka edge, for status (one admin round per second). */
+  /** End offsets of the Kafka sinks and dead-letter topics, for status (one admin round per second). */
   private async refresh(): Promise<void> {
     if (this.stopped) return;
     const { topology } = this.options;
-    for (const edge of this.spec.edges.filter((e) => isKafkaEdge(this.spec, e))) {
-      const topic = topology.topicOf(edge);
-      const broker = this.brokerOf(edge);
-      try {
-        const heads = await broker.highWatermarks(topic);
-        const committed = topology.kindOf(edge.to) === 'node' ? await broker.committed(kafkaGroupOf(this.graph, this.spec, edge), topic) : heads;
-        this.offsets.set(topic, { heads, committed });
-      } catch {
-        // the edge task reports the broker's state; keep the last figures
-      }
+    const topics: Array<[string, Broker]> = [];
+    for (const sink of this.spec.sinks) {
+      const edge = topology.inputs(sink.id)[0];
+      if (sink.type === 'kafka' && edge) topics.push([topology.topicOf(edge), this.brokerOf(edge)]);
     }
-    for (const node of this.nodes) {
-      const topic = kafkaDeadLetterTopic(this.graph, node);
+    for (const node of this.nodes) topics.push([kafkaDeadLetterTopic(this.graph, node), this.nodeBroker(node)]);
+    for (const [topic, broker] of topics) {
       try {
-        this.offsets.set(topic, { heads: await this.nodeBroker(node).highWatermarks(topic), committed: [] });
-      } catch {}
+        this.heads.set(topic, await broker.highWatermarks(topic));
+      } catch {
+        // the edge logs report the broker's state; keep the last figures
+      }
     }
   }
 
+  /** Stops the edge logs (after the graph's workers stopped) and the producers. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await Promise.all(this.tasks.map((t) => t.stop()));
+    await Promise.all([...this.logs.values()].map((log) => log.stop()));
     const producers = [...this.producers.values()];
     this.producers.clear();
     await Promise.all(producers.map((p) => p.then((x) => x.disconnect()).catch(() => {})));
@@ -245,66 +242,38 @@ export class KafkaGraph {
   sinkOffsets(sink: string): number {
     const edge = this.options.topology.inputs(sink)[0];
     if (!edge) return 0;
-    return (this.offsets.get(this.options.topology.topicOf(edge))?.heads ?? []).reduce((a, b) => a + b, 0);
+    return (this.heads.get(this.options.topology.topicOf(edge)) ?? []).reduce((a, b) => a + b, 0);
   }
 
   /** The dead-letter topic's end offset (exactly-once writes add a transaction marker per commit). */
   deadLetterCount(node: string): number {
-    return this.offsets.get(kafkaDeadLetterTopic(this.graph, node))?.heads[0] ?? 0;
+    return this.heads.get(kafkaDeadLetterTopic(this.graph, node))?.[0] ?? 0;
   }
 
-  /** What the autoscaler measures of a Kafka-fed node's inputs, as of the last refresh (once a second). */
-  inputSignals(node: string): { inputHeads: number; partitions: number; queueDepth: number } {
-    let inputHeads = 0;
-    let partitions = 0;
-    let queueDepth = 0;
-    for (const edge of this.options.topology.inputs(node)) {
-      for (const p of this.edgeOffsets(edge)) {
-        inputHeads += p.head;
-        queueDepth += p.lag;
-        partitions++;
-      }
-    }
-    return { inputHeads, partitions, queueDepth };
-  }
-
-  /** Queued records of a node's Kafka inputs, as of the last refresh. */
-  queueDepth(node: string): number {
-    return this.options.topology.inputs(node).reduce((sum, edge) => sum + this.edgeOffsets(edge).reduce((s, p) => s + p.lag, 0), 0);
-  }
-
-  private edgeOffsets(edge: EdgeSpec) {
-    const topic = this.options.topology.topicOf(edge);
-    const { heads, committed } = this.offsets.get(topic) ?? { heads: [], committed: [] };
-    const task = this.taskOf.get(edge);
-    return heads.map((head, partition) => {
-      // A transaction marker after the last record keeps head one past the committed offset of a drained partition.
-      const done = Math.max(committed[partition] ?? 0, 0);
-      const owner = task?.partition(partition);
-      return { partition, head, committed: done, lag: Math.max(0, head - done), ...(owner ? { owned: true } : {}) };
-    });
-  }
-
+  /** The Kafka fields of an edge's status; `partitions` and offsets come from its log (consumed edges) or the topic's heads. */
   edgeStatus(edge: EdgeSpec) {
     const { topology } = this.options;
-    const task = this.taskOf.get(edge);
-    const partitions = this.edgeOffsets(edge);
+    const log = this.logs.get(edge);
     const degraded = !this.prepared ? this.failure : null;
-    const state = degraded ? 'degraded' : (task?.state ?? (this.prepared ? 'running' : 'starting'));
-    const reason = degraded ? `${degraded.code}: ${degraded.message}` : (task?.reason ?? null);
-    const retryAt = degraded ? this.retryAt : (task?.retryAt ?? null);
+    const state = degraded ? 'degraded' : (log?.state ?? (this.prepared ? 'running' : 'starting'));
+    const reason = degraded ? `${degraded.code}: ${degraded.message}` : (log?.reason ?? null);
+    const retryAt = degraded ? this.retryAt : (log?.retryAt ?? null);
+    const consumed = topology.kindOf(edge.to) === 'node';
+    const partitions = log
+      ? log.offsets().map(({ partition, head, committed, lag, owned }) => ({ partition, head, committed, lag, ...(owned ? { owned } : {}) }))
+      : (this.heads.get(topology.topicOf(edge)) ?? []).map((head, partition) => ({ partition, head, committed: head, lag: 0 }));
     return {
       transport: 'kafka' as const,
       topic: topology.topicOf(edge),
       brokers: this.brokerOf(edge).brokers,
       state,
-      ...(reason ? { reason, attempts: degraded ? this.attempts : task?.attempts, retryInMs: retryAt ? Math.max(0, retryAt - Date.now()) : null } : {}),
-      ...(topology.kindOf(edge.to) === 'node'
+      ...(reason ? { reason, attempts: degraded ? this.backoff.attempts : log?.attempts, retryInMs: retryAt ? Math.max(0, retryAt - Date.now()) : null } : {}),
+      ...(consumed
         ? {
             group: kafkaGroupOf(this.graph, this.spec, edge),
             // null for at-most-once, which commits before every batch; "auto" shows its current choice.
             commitIntervalMs: edge.delivery === 'at-most-once' ? null : (edge.commitIntervalMs ?? DEFAULT_COMMIT_INTERVAL_MS),
-            ...(edge.commitIntervalMs === 'auto' ? { autoIntervalMs: task?.commitIntervalMs ?? null } : {}),
+            ...(edge.commitIntervalMs === 'auto' ? { autoIntervalMs: log?.options.interval.ms ?? null } : {}),
           }
         : {}),
       committedOffset: partitions.reduce((s, p) => s + p.committed, 0),

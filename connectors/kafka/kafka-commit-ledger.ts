@@ -1,23 +1,24 @@
 /**
- * `env.STATE` of nodes whose input is a Kafka edge. The state itself lives where every node's
- * state lives, the embedded log's `state` table (`log.db`; processes sharing a data directory
- * share it), partitioned by the input partition. Kafka cannot commit a SQLite write inside its
- * transaction, so exactly-once edges use the committed consumer offset as the decision of a
- * two-step commit:
+ * The decision record of state committed with Kafka. A node's state goes through its StateStore
+ * (embedded or S3) whatever its transport; the store seals a batch's writes into entries for the
+ * `state` table of the embedded log's database (`log.db`: the rows themselves, or S3's manifest
+ * rows). The embedded log commits those entries in its own transaction; Kafka cannot commit a
+ * SQLite write inside its transaction, so exactly-once edges use the committed consumer offset as
+ * the decision of a two-step commit, kept here per (namespace, input topic, input partition):
  *
- *   1. stage    the transaction's state writes, with the offset `end` it commits, in
+ *   1. stage    the transaction's sealed entries, with the offset `end` it commits, in
  *               `kafka_state_pending` (one row per input partition), before the Kafka commit;
  *   2. commit   the Kafka transaction: outputs + the group's offset `end`;
- *   3. promote  apply the staged writes to `state` and record `end` in `kafka_state_applied`,
- *               in one SQLite transaction.
+ *   3. promote  write the staged entries to `state` and record `end` in `kafka_state_applied`,
+ *               in one SQLite transaction; then the store is told (`StagedState.committed`).
  *
  * A crash between 2 and 3 leaves a staged row behind. Whoever owns the partition next first
  * fences the old producer (InitProducerId completes or aborts its transaction), then reads the
- * committed offset C and calls {@link recover}: staged writes with `end <= C` belong to a
+ * committed offset C and calls {@link recover}: staged entries with `end <= C` belong to a
  * committed transaction and are promoted; others to an aborted one and are dropped. The state
  * is then exactly the state as of C, which is what the replay from C reads.
  *
- * Applying is idempotent: writes of a batch ending at or below the applied offset are skipped,
+ * Applying is idempotent: entries of a batch ending at or below the applied offset are skipped,
  * so promoting twice, or an at-least-once replay of a batch already applied, changes nothing.
  *
  * Owners. Every activation of a partition claims it with a fresh owner token ({@link claim}), and
@@ -26,7 +27,7 @@
  * row between its stage and its promote, nor leave a row for the next activation to misread.
  *
  * Every exactly-once commit is staged and promoted, with or without writes: the applied offset is
- * then a committed offset this store knows for certain. The scheduler needs that because kafkajs
+ * then a committed offset this ledger knows for certain. The log needs that because kafkajs
  * reads offsets without KIP-447's `requireStable`, and the group coordinator applies a committed
  * transaction's offsets asynchronously after the transaction completes: a read right after
  * fencing the previous owner can return an older offset than the one it committed.
@@ -36,9 +37,12 @@ import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { deserialize, serialize } from 'node:v8';
 import { TributaryError } from '../../runtime/errors.ts';
-import type { StateWrite } from '../transport.ts';
+import type { CommitSet } from '../transport.ts';
 
-export class KafkaStateStore {
+/** What a StateStore sealed: rows of the `state` table. */
+export type SealedEntries = CommitSet['state'];
+
+export class KafkaCommitLedger {
   private readonly db: DatabaseSync;
   private readonly stmt: Record<string, StatementSync>;
 
@@ -82,9 +86,9 @@ export class KafkaStateStore {
     return row ? Number(row.next) : -1;
   }
 
-  /** Applies a batch's writes (at-most/at-least-once) unless one ending at or after `end` was applied. */
-  apply(ns: string, partition: number, topic: string, end: number, writes: StateWrite[]): boolean {
-    return this.transaction(() => this.applyLocked(ns, partition, topic, end, writes));
+  /** Applies a batch's entries (at-most/at-least-once) unless one ending at or after `end` was applied. */
+  apply(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): boolean {
+    return this.transaction(() => this.applyLocked(ns, partition, topic, end, entries));
   }
 
   /** The end offset of a staged (not yet promoted) transaction, or null. */
@@ -104,35 +108,36 @@ export class KafkaStateStore {
   }
 
   /**
-   * Exactly-once, before the Kafka commit: keeps the writes aside until the commit's outcome is
+   * Exactly-once, before the Kafka commit: keeps the entries aside until the commit's outcome is
    * known. Throws ERR_KAFKA_FENCED, staging nothing, when `owner` is no longer the partition's owner.
    */
-  stage(ns: string, partition: number, topic: string, end: number, writes: StateWrite[], owner: string): void {
-    const { changes } = this.stmt.stage.run(ns, partition, topic, end, serialize(writes.map((w) => [w.key, w.value])), ns, partition, topic, owner);
+  stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string): void {
+    const { changes } = this.stmt.stage.run(ns, partition, topic, end, serialize(entries), ns, partition, topic, owner);
     if (Number(changes) === 0) throw new TributaryError('ERR_KAFKA_FENCED', `partition ${partition} of '${topic}' has a newer owner`);
   }
 
-  /** Exactly-once, after the Kafka commit: applies the staged writes. */
-  promote(ns: string, partition: number, topic: string): void {
-    this.transaction(() => {
+  /** Exactly-once, after the Kafka commit: applies the staged entries; returns them (none if nothing was staged). */
+  promote(ns: string, partition: number, topic: string): SealedEntries {
+    return this.transaction(() => {
       const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number; writes: Uint8Array } | undefined;
-      if (!row) return;
-      const writes = (deserialize(row.writes) as Array<[string, string | Uint8Array | null]>).map(([key, value]) => ({ key, value }));
-      this.applyLocked(ns, partition, topic, Number(row.end_offset), writes);
+      if (!row) return [];
+      const entries = decodeEntries(ns, partition, deserialize(row.writes));
+      this.applyLocked(ns, partition, topic, Number(row.end_offset), entries);
       this.stmt.unstage.run(ns, partition, topic);
+      return entries;
     });
   }
 
-  /** Resolves a staged row after the partition's previous transaction is settled and `committed` read. */
-  recover(ns: string, partition: number, topic: string, committed: number): 'promoted' | 'dropped' | 'none' {
+  /**
+   * Resolves a staged row after the partition's previous transaction is settled and `committed`
+   * read; returns the entries it promoted (the store must learn of them: S3 publishes its rows).
+   */
+  recover(ns: string, partition: number, topic: string, committed: number): { outcome: 'promoted' | 'dropped' | 'none'; entries: SealedEntries } {
     const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
-    if (!row) return 'none';
-    if (committed >= Number(row.end_offset)) {
-      this.promote(ns, partition, topic);
-      return 'promoted';
-    }
+    if (!row) return { outcome: 'none', entries: [] };
+    if (committed >= Number(row.end_offset)) return { outcome: 'promoted', entries: this.promote(ns, partition, topic) };
     this.stmt.unstage.run(ns, partition, topic);
-    return 'dropped';
+    return { outcome: 'dropped', entries: [] };
   }
 
   deleteNamespace(prefix: string): void {
@@ -145,11 +150,13 @@ export class KafkaStateStore {
     this.db.close();
   }
 
-  private applyLocked(ns: string, partition: number, topic: string, end: number, writes: StateWrite[]): boolean {
+  private applyLocked(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): boolean {
     if (end <= this.applied(ns, partition, topic)) return false;
-    for (const write of writes) {
-      if (write.value === null) this.stmt.delete.run(ns, partition, write.key);
-      else this.stmt.put.run(ns, partition, write.key, write.value);
+    for (const entry of entries) {
+      for (const write of entry.writes) {
+        if (write.value === null) this.stmt.delete.run(entry.namespace, entry.partition, write.key);
+        else this.stmt.put.run(entry.namespace, entry.partition, write.key, write.value);
+      }
     }
     this.stmt.setApplied.run(ns, partition, topic, end);
     return true;
@@ -166,4 +173,13 @@ export class KafkaStateStore {
       throw error;
     }
   }
+}
+
+/** Staged entries; a row staged before entries were sealed by a StateStore holds `[key, value]` pairs of the partition's own state. */
+function decodeEntries(ns: string, partition: number, stored: unknown): SealedEntries {
+  const list = stored as unknown[];
+  if (list.length > 0 && Array.isArray(list[0])) {
+    return [{ namespace: ns, partition, writes: (list as Array<[string, string | Uint8Array | null]>).map(([key, value]) => ({ key, value })) }];
+  }
+  return list as SealedEntries;
 }
