@@ -15,6 +15,7 @@ import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
 import { DEFAULT_SCALE_TO_ZERO_AFTER_MS, type EdgeSpec, type GraphSpec, type NodeSpec } from './graph-spec.ts';
 import { StragglerDetector } from './autoscaler/straggler.ts';
 import { GraphFaults } from './graph-faults.ts';
+import { GraphLifecycle, type GraphState } from './graph-lifecycle.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
 import { PartitionWorker, type StatePartitions, type TaskContext } from './partition-worker.ts';
@@ -78,12 +79,15 @@ export class GraphRuntime {
   readonly kafka: KafkaGraph | null;
   /** Errors caught in the graph's control-plane loops; `errors` in its status. */
   readonly faults: GraphFaults;
+  /** starting → running ⇄ rescaling / degraded → stopping → stopped (scheduler/graph-lifecycle.ts). */
+  readonly lifecycle = new GraphLifecycle();
+  /** Inputs whose assignment is changing. */
+  private reassigning = 0;
   private readonly options: GraphRuntimeOptions;
   private readonly stateStore: StateStore;
   private readonly inputs: NodeInput[] = [];
   private readonly nodeSpecs = new Map<string, NodeSpec>();
   private readonly inputsByNode = new Map<string, NodeInput[]>();
-  private stopped = false;
   private readonly replicas = new Map<string, number>();
   private readonly stragglers = new Map<string, StragglerDetector>();
   private readonly lastActivity = new Map<string, number>();
@@ -181,18 +185,43 @@ export class GraphRuntime {
 
   start(): void {
     for (const input of this.inputs) if (input.log) this.startInput(input, input.log);
+    if (!this.kafka) return this.observeHealth();
     // Kafka edges get their logs once the graph's topics exist.
-    this.kafka?.start(() => {
-      if (this.stopped) return;
+    this.kafka.start(() => {
+      if (!this.lifecycle.live) return;
       for (const input of this.inputs) if (!input.log) this.startInput(input, this.kafka!.edgeLog(input.node, input.edge));
+      this.observeHealth();
     });
+  }
+
+  /**
+   * Moves the lifecycle to what the inputs show: degraded while one cannot consume (the reason
+   * from its transport), rescaling while assignments change, running otherwise.
+   */
+  observeHealth(): void {
+    const { lifecycle } = this;
+    if (!lifecycle.live) return;
+    const degraded = this.kafka?.degradedReason() ?? null;
+    let next: GraphState;
+    if (degraded !== null) next = 'degraded';
+    else if (this.kafka && !this.kafka.ready) return; // still starting: topics are being created
+    else next = this.reassigning > 0 && lifecycle.state !== 'starting' ? 'rescaling' : 'running';
+    if (next === lifecycle.state || lifecycle.can(next)) lifecycle.to(next, degraded);
   }
 
   private startInput(input: NodeInput, log: EdgeLog): void {
     input.log = log;
     const context = { node: input.node.id, topic: log.topic };
     log.start(() => {
-      input.changing = input.changing.then(() => this.reassign(input, log)).catch((error) => this.faults.report('partition.assign', context, error));
+      this.reassigning++;
+      this.observeHealth();
+      input.changing = input.changing
+        .then(() => this.reassign(input, log))
+        .catch((error) => this.faults.report('partition.assign', context, error))
+        .finally(() => {
+          this.reassigning--;
+          this.observeHealth();
+        });
     });
   }
 
@@ -205,19 +234,29 @@ export class GraphRuntime {
     const old = input.workers;
     input.workers = [];
     await Promise.all(old.map((worker) => worker.stop()));
-    if (this.stopped) return;
+    if (!this.lifecycle.live) return;
     // Changes queue up: the assignment taken is the latest one.
     input.workers = log.assignment().map((p) => new PartitionWorker(this.taskContext(input.node), input.edge, log.partition(p)));
     for (const worker of input.workers) worker.start();
   }
 
-  /** Stops every worker after its in-flight batch commits (deferred commits made visible), then the logs. */
-  async stop(): Promise<void> {
-    this.stopped = true;
+  /**
+   * Stops every worker after its in-flight batch commits (deferred commits made visible), then the
+   * logs. With `deleting`, the lifecycle ends in `deleting` until {@link deleted} is called.
+   */
+  async stop(options: { deleting?: boolean } = {}): Promise<void> {
+    if (!this.lifecycle.live) return;
+    this.lifecycle.to('stopping');
     await Promise.all(this.inputs.map((input) => input.changing));
     await Promise.all(this.inputs.flatMap((input) => input.workers.map((worker) => worker.stop(2000, { flush: true }))));
     await Promise.all(this.inputs.map((input) => input.log?.stop()));
     await this.kafka?.stop();
+    this.lifecycle.to(options.deleting ? 'deleting' : 'stopped');
+  }
+
+  /** What the graph owned is removed from every store. */
+  deleted(): void {
+    if (this.lifecycle.state === 'deleting') this.lifecycle.to('stopped');
   }
 
   replicaCount(node: string): number {
@@ -264,9 +303,13 @@ export class GraphRuntime {
     const bounded = Math.max(spec.replicas.min, Math.min(spec.replicas.max, count));
     const before = this.replicas.get(node) ?? 0;
     if (bounded === before) return;
+    const resting = this.lifecycle.state;
+    if (this.lifecycle.can('rescaling')) this.lifecycle.to('rescaling', `${node}: ${before} -> ${bounded} replicas (${reason})`);
     this.replicas.set(node, bounded);
     for (let r = bounded; r < before; r++) this.options.releaseReplica?.(spec, this.instanceTag(node, r));
     this.options.onReplicas?.(node, bounded, reason);
+    // Replicas are isolates started on demand: the change is done once the old ones are released.
+    if (this.lifecycle.state === 'rescaling' && this.reassigning === 0) this.lifecycle.to(resting === 'rescaling' ? 'running' : resting);
   }
 
   /** A node scaled to zero got a record: back to one replica at once (its cold start is in the latency). */
@@ -321,6 +364,7 @@ export class GraphRuntime {
    */
   ingest(source: string, records: IngestRecord[], idempotencyKey?: string): { accepted: number; duplicate: boolean } {
     if (this.topology.kindOf(source) !== 'source') throw new TributaryError('ERR_NOT_FOUND', `graph '${this.name}' has no source '${source}'`);
+    if (!this.lifecycle.live) throw new TributaryError('ERR_UNAVAILABLE', `graph '${this.name}' is ${this.lifecycle.state}: retry once it is running again`);
     if (kafkaSourceOf(this.spec, source)) throw new TributaryError('ERR_BAD_REQUEST', `source '${source}' is a Kafka source: produce to its topic instead`);
     const routes = this.topology.outputs(source);
     const maxLag = this.options.maxLagRecords ?? 200_000;
@@ -418,7 +462,19 @@ export class GraphRuntime {
       this.spec.sinks.map((s) => [s.id, s.type === 'kafka' ? { topic: s.topic, offsets: this.kafka?.sinkOffsets(s.id) ?? 0 } : { records: transport.head(this.topology.sinkTopic(s.id), 0) }]),
     );
     const latency = { p50Ms: this.latency.percentile(50), p99Ms: this.latency.percentile(99) };
-    return { name: this.name, state: 'running' as const, nodes, edges, sinks, endToEndLatency: latency, errors: this.faults.status() };
+    this.observeHealth();
+    const { lifecycle } = this;
+    return {
+      name: this.name,
+      state: lifecycle.state,
+      ...(lifecycle.reason !== null ? { reason: lifecycle.reason } : {}),
+      transitions: lifecycle.transitions(),
+      nodes,
+      edges,
+      sinks,
+      endToEndLatency: latency,
+      errors: this.faults.status(),
+    };
   }
 }
 

@@ -147,6 +147,18 @@ export class KafkaGraph {
     }
   }
 
+  /** The topics exist and the edge logs can run. */
+  get ready(): boolean {
+    return this.prepared;
+  }
+
+  /** Why the graph's Kafka part cannot consume now (topics not created, a consumer down), or null. */
+  degradedReason(): string | null {
+    if (!this.prepared) return this.failure ? `${this.failure.code}: ${this.failure.message}` : null;
+    for (const log of this.logs.values()) if (log.state === 'degraded') return `${log.topic}: ${log.reason}`;
+    return null;
+  }
+
   /** The log of a Kafka edge `node` consumes (after `onReady`). */
   edgeLog(node: NodeSpec, edge: EdgeSpec): KafkaEdgeLog {
     let log = this.logs.get(edge);
