@@ -4,12 +4,14 @@
  * kind are narrowed to the record responsible and dead-lettered with their error while the rest
  * of the batch proceeds; state updates are never lost when a batch is halved or when a node with
  * two input edges is redeployed mid-stream; an ingest no queue could take is refused with 413.
+ * The state tests run again with S3 state (S3Proxy) on both transports.
  * The sink is the oracle: each test checks the exact multiset of outputs it must hold.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICE_START_TIMEOUT_MS, ensureService } from '../scripts/services.ts';
 import { deploy, json, waitFor, withPlatform } from './fixtures/platform.ts';
 import { createTopic, inputProducer, randomName, readCommitted, type ReadRecord } from './fixtures/kafka.ts';
+import { createBucket } from './fixtures/s3.ts';
 
 type TestPlatform = Awaited<ReturnType<typeof withPlatform>>;
 type Delivery = 'exactly-once' | 'at-least-once' | 'at-most-once';
@@ -113,11 +115,14 @@ const kafka: Harness = {
   },
 };
 
-function contract(transport: EdgeTransport) {
+/** The contract on `transport`; with `state: 's3'` only its state tests, with the node's state on S3. */
+function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded') {
   const h = transport === 'kafka' ? kafka : embedded;
+  const all = state === 'embedded';
   let platform: TestPlatform;
   beforeAll(async () => {
-    platform = await withPlatform({ hosts: 2, warmSlots: 1, maxLagRecords: 1000 });
+    const s3 = state === 's3' ? await createBucket() : undefined;
+    platform = await withPlatform({ hosts: 2, warmSlots: 1, maxLagRecords: 1000, s3 });
   });
   afterAll(() => platform.cleanup());
 
@@ -138,7 +143,7 @@ function contract(transport: EdgeTransport) {
     return { graph, spec };
   }
 
-  for (const delivery of DELIVERIES) {
+  for (const delivery of all ? DELIVERIES : []) {
     for (const [kind, poison] of Object.entries(POISONS)) {
       it(`${delivery}: ${kind} is dead-lettered with its error; the rest of its batch reaches the sink`, async () => {
         const fn = randomName('poison');
@@ -172,6 +177,10 @@ function contract(transport: EdgeTransport) {
     await new Promise((r) => setTimeout(r, 200));
     expect(((await h.sink(platform, graph)) as number[]).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(await h.deadLetters(platform, graph)).toHaveLength(1);
+    // S3 state is in the bucket: no state row of the node in the log's own table.
+    const rows = [0, 1].flatMap((p) => platform.log.stateSnapshot(`${graph}/n`, p));
+    if (state === 's3') expect(rows).toEqual([]);
+    else expect(rows.length).toBeGreaterThan(0);
     await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
   }, 60_000);
 
@@ -196,7 +205,7 @@ function contract(transport: EdgeTransport) {
     await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
   }, 120_000);
 
-  it("the autoscaler's signals count the arrivals on the input edges", async () => {
+  if (all) it("the autoscaler's signals count the arrivals on the input edges", async () => {
     const fn = randomName('echo');
     expect((await deploy(platform, fn, `export default { process(r) { return r.value; } };`)).status).toBe(201);
     const { graph } = await launch(fn, 'at-least-once');
@@ -210,7 +219,7 @@ function contract(transport: EdgeTransport) {
     await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
   }, 60_000);
 
-  if (transport === 'embedded') {
+  if (transport === 'embedded' && all) {
     it('an ingest larger than the edge queue could ever take is refused with 413 ERR_INGEST_TOO_LARGE, not 429', async () => {
       const fn = randomName('echo');
       expect((await deploy(platform, fn, `export default { process(r) { return r.value; } };`)).status).toBe(201);
@@ -229,4 +238,17 @@ describe('delivery contract: embedded log', () => contract('embedded'));
 describe('delivery contract: Kafka', () => {
   beforeAll(() => ensureService('kafka'), SERVICE_START_TIMEOUT_MS);
   contract('kafka');
+});
+
+describe('delivery contract: embedded log, S3 state', () => {
+  beforeAll(() => ensureService('s3'), SERVICE_START_TIMEOUT_MS);
+  contract('embedded', 's3');
+});
+
+describe('delivery contract: Kafka, S3 state', () => {
+  beforeAll(async () => {
+    await ensureService('kafka');
+    await ensureService('s3');
+  }, SERVICE_START_TIMEOUT_MS * 2);
+  contract('kafka', 's3');
 });
