@@ -364,7 +364,8 @@ export class GraphRuntime {
    */
   ingest(source: string, records: IngestRecord[], idempotencyKey?: string): { accepted: number; duplicate: boolean } {
     if (this.topology.kindOf(source) !== 'source') throw new TributaryError('ERR_NOT_FOUND', `graph '${this.name}' has no source '${source}'`);
-    if (!this.lifecycle.live) throw new TributaryError('ERR_UNAVAILABLE', `graph '${this.name}' is ${this.lifecycle.state}: retry once it is running again`);
+    // A redeploy's stopping runtime still takes records (its successor resumes from the log); a deleted graph's topics are going.
+    if (this.lifecycle.state === 'deleting') throw new TributaryError('ERR_UNAVAILABLE', `graph '${this.name}' is being deleted`);
     if (kafkaSourceOf(this.spec, source)) throw new TributaryError('ERR_BAD_REQUEST', `source '${source}' is a Kafka source: produce to its topic instead`);
     const routes = this.topology.outputs(source);
     const maxLag = this.options.maxLagRecords ?? 200_000;
