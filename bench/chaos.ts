@@ -52,7 +52,7 @@ const USAGE = `npm run chaos -- [--seed N] [--trials N] [--transport embedded|ka
   --seed       PRNG seed (default: random); replays the same fault schedule and inputs
   --trials     kill -9 trials per transport (default 100)
   --transport  which edge transport to run (default both, embedded first)
-  --state      where env.STATE lives on the embedded transport (default embedded; Kafka edges keep state in log.db either way)
+  --state      where env.STATE lives, on either transport (default embedded)
   --rate       records/s fed per source (default 40 embedded, 15 Kafka)`;
 
 const KEYS = Array.from({ length: 16 }, (_, i) => `k${i.toString(16)}`);
@@ -370,7 +370,6 @@ async function runTransport(transport: Transport, options: Options): Promise<{ o
     const bucket = await createBucket(SERVICE_DEFAULTS.s3.endpoint, 'trib-chaos');
     Object.assign(process.env, { AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey, AWS_REGION: bucket.region });
     args.push('--s3-endpoint', bucket.endpoint, '--s3-bucket', bucket.bucket);
-    if (transport === 'kafka') log('note: state on Kafka edges stays in log.db even with --s3-bucket (README); S3 holds the deployments');
   }
 
   const server = new ServerProcess(dataDir, args);

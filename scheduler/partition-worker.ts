@@ -144,12 +144,13 @@ export class PartitionWorker {
     this.running = false;
     this.idle.abort();
     let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)));
-    const finished = await Promise.race([this.loop!.then(() => true), grace]);
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([this.loop ?? Promise.resolve(), grace]);
     clearTimeout(timer);
     this.abandoned = true;
-    // A graceful stop makes deferred commits visible; a revoked partition (another owner now) aborts them.
-    if (finished && options.flush) await this.log.flush().catch(() => {});
+    // A graceful stop makes deferred commits visible (what was done before an abandoned batch
+    // included: that batch never joins them); a revoked partition (another owner now) aborts them.
+    if (options.flush) await this.log.flush().catch(() => {});
     await this.log.close().catch(() => {});
   }
 

@@ -396,9 +396,10 @@ export class KafkaPartitionLog implements EdgePartitionLog {
     });
   }
 
+  /** Nothing once revoked: the worker idles until it is stopped (another process owns the partition now). */
   async read(from: number, max: number): Promise<EdgeRecord[]> {
     if (this.broken) throw this.broken;
-    if (this.closed) throw new TributaryError('ERR_KAFKA_UNAVAILABLE', `partition ${this.partition} of '${this.topic}' is no longer owned`);
+    if (this.closed) return [];
     let drop = 0;
     while (drop < this.buffer.length && this.buffer[drop].offset < from) this.bufferBytes -= approximateBytes(this.buffer[drop++]);
     if (drop > 0) {
@@ -410,7 +411,7 @@ export class KafkaPartitionLog implements EdgePartitionLog {
 
   waitForData(from: number, signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
-      const ready = () => this.broken !== null || this.closed || signal.aborted || this.buffer.some((r) => r.offset >= from);
+      const ready = () => signal.aborted || (!this.closed && (this.broken !== null || (this.buffer.length > 0 && this.buffer[this.buffer.length - 1].offset >= from)));
       if (ready()) return resolve();
       const check = () => {
         if (!ready()) return;
