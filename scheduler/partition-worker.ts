@@ -164,7 +164,8 @@ export class PartitionWorker {
     while (this.running) {
       try {
         if (!opened) {
-          this.next = await this.log.open();
+          // Under the state partition's exclusion: opening may settle what another input edge left on it.
+          this.next = await this.ctx.epochs.exclusive(this.partition, () => this.log.open());
           opened = true;
           // Whatever was not committed is gone: the isolate reloads the committed state.
           this.pending = [];

@@ -70,6 +70,7 @@ export class KafkaCommitLedger {
       applied: this.db.prepare('SELECT next FROM kafka_state_applied WHERE ns = ? AND partition = ? AND topic = ?'),
       setApplied: this.db.prepare('INSERT INTO kafka_state_applied (ns, partition, topic, next) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, topic) DO UPDATE SET next = excluded.next'),
       pending: this.db.prepare('SELECT end_offset, writes FROM kafka_state_pending WHERE ns = ? AND partition = ? AND topic = ?'),
+      pendingTopics: this.db.prepare('SELECT topic FROM kafka_state_pending WHERE ns = ? AND partition = ?'),
       stage: this.db.prepare(
         'INSERT OR REPLACE INTO kafka_state_pending (ns, partition, topic, end_offset, writes) SELECT ?, ?, ?, ?, ? WHERE (SELECT owner FROM kafka_state_owner WHERE ns = ? AND partition = ? AND topic = ?) = ?',
       ),
@@ -89,6 +90,11 @@ export class KafkaCommitLedger {
   /** Applies a batch's entries (at-most/at-least-once) unless one ending at or after `end` was applied. */
   apply(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): boolean {
     return this.transaction(() => this.applyLocked(ns, partition, topic, end, entries));
+  }
+
+  /** Input topics with a staged (not yet promoted) transaction on a state partition. */
+  pendingTopics(ns: string, partition: number): string[] {
+    return (this.stmt.pendingTopics.all(ns, partition) as Array<{ topic: string }>).map((r) => r.topic);
   }
 
   /** The end offset of a staged (not yet promoted) transaction, or null. */

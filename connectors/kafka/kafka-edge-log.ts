@@ -84,6 +84,12 @@ export interface KafkaEdgeLogOptions {
   faults: KafkaEdgeFaults;
   /** Labels of reported errors (node, topic). */
   context: Record<string, string>;
+  /**
+   * The node's other Kafka input edges: they share its state partitions. A crash between one
+   * edge's Kafka commit and its promote leaves a staged row that edge's own `open` would recover;
+   * this edge must not run a state partition before that, so its `open` settles them too.
+   */
+  siblings?: Array<{ topic: string; group: string; broker: Broker; transactionalId(partition: number): string }>;
   /** Records buffered per partition ahead of the worker (default 4096), and bytes (default 8 MiB). */
   bufferRecords?: number;
   bufferBytes?: number;
@@ -379,6 +385,7 @@ export class KafkaPartitionLog implements EdgePartitionLog {
         }
         const recovered = ledger.recover(namespace, this.partition, topic, committed);
         if (recovered.entries.length > 0) this.options.stateStore.adopt(recovered.entries);
+        await this.settleSiblings();
       }
       // A group without a committed offset starts at the earliest record still in the log.
       const start = committed >= 0 ? committed : ((await broker.lowWatermarks(topic))[this.partition] ?? 0);
@@ -397,6 +404,35 @@ export class KafkaPartitionLog implements EdgePartitionLog {
   }
 
   /** Nothing once revoked: the worker idles until it is stopped (another process owns the partition now). */
+  /**
+   * Staged rows other input edges of the node left on this state partition (a crash between their
+   * Kafka commit and their promote): their producer is fenced (settling the transaction), their
+   * committed offset read, and each row promoted or dropped — before this edge runs the partition
+   * on a state that would lack a committed transaction's writes. The worker opens under the state
+   * partition's exclusion, so a sibling in this process is never mid-commit here.
+   */
+  private async settleSiblings(): Promise<void> {
+    const { ledger, namespace } = this.options;
+    const pending = new Set(ledger.pendingTopics(namespace, this.partition));
+    for (const sibling of this.options.siblings ?? []) {
+      if (!pending.has(sibling.topic)) continue;
+      const fence = sibling.broker.producer({ transactionalId: sibling.transactionalId(this.partition) });
+      try {
+        await fence.connect();
+      } finally {
+        await fence.disconnect();
+      }
+      const end = ledger.pendingEnd(namespace, this.partition, sibling.topic);
+      let committed = Math.max((await sibling.broker.committed(sibling.group, sibling.topic))[this.partition] ?? -1, ledger.applied(namespace, this.partition, sibling.topic));
+      for (let i = 0; end !== null && committed < end && i < STABLE_OFFSET_RETRIES; i++) {
+        await new Promise((resolve) => setTimeout(resolve, STABLE_OFFSET_WAIT_MS));
+        committed = Math.max(committed, (await sibling.broker.committed(sibling.group, sibling.topic))[this.partition] ?? -1);
+      }
+      const recovered = ledger.recover(namespace, this.partition, sibling.topic, committed);
+      if (recovered.entries.length > 0) this.options.stateStore.adopt(recovered.entries);
+    }
+  }
+
   async read(from: number, max: number): Promise<EdgeRecord[]> {
     if (this.broken) throw this.broken;
     if (this.closed) return [];

@@ -183,6 +183,18 @@ export class KafkaGraph {
       interval: new CommitInterval({ setting: edge.commitIntervalMs, sloLatencyMs: this.spec.slo?.latencyMs, hops: kafkaHops(this.spec) }),
       // Two input edges over one state partition: each batch commits at once, so two edges never hold uncommitted writes over one copy.
       commitEachUnit: topology.inputs(node.id).length > 1,
+      siblings: topology
+        .inputs(node.id)
+        .filter((other) => other !== edge && other.delivery === 'exactly-once')
+        .map((other) => {
+          const otherTopic = topology.topicOf(other);
+          return {
+            topic: otherTopic,
+            group: kafkaGroupOf(this.graph, this.spec, other),
+            broker: this.brokerOf(other),
+            transactionalId: (partition: number) => transactionalIdOf(this.graph, node.id, otherTopic, partition),
+          };
+        }),
       faults,
       context: { node: node.id, topic },
     });
