@@ -381,7 +381,8 @@ async function runTransport(transport: Transport, options: Options): Promise<{ o
   if (transport === 'kafka') await kafkaSettled(ctx);
 
   const feeding = startFeeding(ctx);
-  const faults = await trials(ctx);
+  const monitoring = monitor(ctx);
+  const faults = await trials(ctx).finally(() => monitoring.stop());
   await feeding.stop();
   log(`feeding stopped: ${graphs.map((p) => `${p.id} ${p.fed.length}`).join(', ')} records fed`);
   if (transport === 'embedded') {
@@ -447,6 +448,35 @@ async function kafkaSettled(ctx: RunContext): Promise<boolean> {
     ctx.log(`warning: ${(error as Error).message}`);
     return false;
   }
+}
+
+/**
+ * Logs what the counting nodes report as it changes (replica count, lastError), polled twice a
+ * second: the context a violation needs (which graph had two replicas when, which batches failed).
+ */
+function monitor(ctx: RunContext): { stop(): Promise<void> } {
+  const flag = { stopped: false };
+  const last = new Map<GraphPlan, { replicas?: number; error?: string }>();
+  const done = (async () => {
+    while (!flag.stopped) {
+      for (const plan of ctx.plans) {
+        const node = (await status(ctx.server, plan))?.nodes.count;
+        if (!node) continue;
+        const seen = last.get(plan) ?? {};
+        const error = node.lastError ? JSON.stringify(node.lastError).slice(0, 300) : undefined;
+        if (seen.replicas !== undefined && seen.replicas !== node.replicas) ctx.log(`${plan.id}: replicas ${seen.replicas} → ${node.replicas}`);
+        if (error && error !== seen.error) ctx.log(`${plan.id}: lastError ${error}`);
+        last.set(plan, { replicas: node.replicas, error });
+      }
+      await sleep(500);
+    }
+  })();
+  return {
+    async stop() {
+      flag.stopped = true;
+      await done;
+    },
+  };
 }
 
 // ---- feeding -------------------------------------------------------------------------------------
@@ -606,16 +636,21 @@ async function trials(ctx: RunContext): Promise<{ trials: number; counts: Record
 
 /** A live update in flight when (or before) the kill lands; answers what the server said. */
 async function liveUpdate(ctx: RunContext, update: LiveUpdate, plan: GraphPlan, replicas: { min: number; max: number }): Promise<string> {
-  let res: Response | null;
   if (update === 'reupload') {
     plan.fnVersion++;
-    res = await putFunction(ctx.server, plan);
-    return res ? `v${plan.fnVersion} ${res.status}` : 'no answer';
+    return `v${plan.fnVersion} ${await answerOf(await putFunction(ctx.server, plan))}`;
   }
   if (update === 'replicas') plan.replicas = { ...replicas };
-  res = await putGraph(ctx.server, ctx.transport, plan);
-  const answer = res ? String(res.status) : 'no answer';
+  const answer = await answerOf(await putGraph(ctx.server, ctx.transport, plan));
   return update === 'replicas' ? `{${replicas.min},${replicas.max}} ${answer}` : answer;
+}
+
+/** The status, and for an error its code and message. */
+async function answerOf(res: Response | null): Promise<string> {
+  if (!res) return 'no answer';
+  if (res.ok) return String(res.status);
+  const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+  return `${res.status} ${body?.error?.code ?? ''}: ${String(body?.error?.message ?? '').slice(0, 200)}`;
 }
 
 // ---- drain, probes and the oracle ----------------------------------------------------------------
@@ -790,13 +825,13 @@ function oracle(transport: Transport, plan: GraphPlan, trials: number, inputs: M
   // exactly-once: a key's counts are exactly 1..n (each batch's state applied once, with its outputs).
   const badCounts: string[] = [];
   if (plan.delivery === 'exactly-once') {
-    const countsOf = new Map<string, number[]>();
-    for (const r of outputs) countsOf.set(r.key, [...(countsOf.get(r.key) ?? []), r.count]);
-    for (const key of new Set([...perKey.keys(), ...countsOf.keys()])) {
+    const byKey = new Map<string, SinkRecord[]>();
+    for (const r of outputs) byKey.set(r.key, [...(byKey.get(r.key) ?? []), r]);
+    for (const key of new Set([...perKey.keys(), ...byKey.keys()])) {
       const n = perKey.get(key) ?? 0;
-      const counts = (countsOf.get(key) ?? []).sort((a, b) => a - b);
-      const wrong = counts.length !== n || counts.some((c, i) => c !== i + 1);
-      if (wrong) badCounts.push(`${key}: ${counts.length} counts for ${n} inputs, ${firstGap(counts)}`);
+      const found = byKey.get(key) ?? [];
+      const wrong = countProblem(found, n);
+      if (wrong) badCounts.push(`${key}: ${found.length} counts for ${n} inputs; ${wrong}`);
     }
   }
 
@@ -846,9 +881,22 @@ function oracle(transport: Transport, plan: GraphPlan, trials: number, inputs: M
   };
 }
 
-function firstGap(sorted: number[]): string {
-  for (let i = 0; i < sorted.length; i++) if (sorted[i] !== i + 1) return `first wrong at position ${i + 1}: ${sorted[i]}${sorted[i] === sorted[i - 1] ? ' (repeated)' : ''}`;
-  return `max ${sorted[sorted.length - 1] ?? 0}`;
+/** What is wrong with a key's counts (null: exactly 1..n), naming the ids behind a repeated count. */
+function countProblem(records: SinkRecord[], n: number): string | null {
+  const idsOf = new Map<number, string[]>();
+  for (const r of records) idsOf.set(r.count, [...(idsOf.get(r.count) ?? []), r.id]);
+  const repeated = [...idsOf].filter(([, ids]) => ids.length > 1).sort((a, b) => a[0] - b[0]);
+  const absent = Array.from({ length: n }, (_, i) => i + 1).filter((c) => !idsOf.has(c));
+  const beyond = [...idsOf.keys()].filter((c) => !(c >= 1 && c <= n));
+  if (repeated.length === 0 && absent.length === 0 && beyond.length === 0) return null;
+  const parts: string[] = [];
+  if (repeated.length) {
+    const shown = repeated.slice(0, 3).map(([c, ids]) => `${c} by ${ids.join(' and ')}`);
+    parts.push(`${repeated.length} counts repeated (${repeated[0][0]}..${repeated[repeated.length - 1][0]}; ${shown.join('; ')}${repeated.length > 3 ? '; …' : ''})`);
+  }
+  if (absent.length) parts.push(`${absent.length} counts never emitted (first ${absent[0]})`);
+  if (beyond.length) parts.push(`counts outside 1..${n}: ${beyond.slice(0, 5).join(', ')}`);
+  return parts.join(', ');
 }
 
 // ---- main ----------------------------------------------------------------------------------------
