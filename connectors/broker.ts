@@ -112,5 +112,10 @@ export interface Broker {
   /** A producer; with `transactionalId`, a transactional one (one per input partition: see the scheduler). */
   producer(options?: { transactionalId?: string; transactionTimeoutMs?: number }): BrokerProducer;
   deleteGroups(groups: string[]): Promise<void>;
+  /**
+   * Deletes the topics and resolves once the brokers no longer list them; a topic that does not
+   * exist is not an error. Throws ERR_KAFKA_UNAVAILABLE (or the broker's refusal) otherwise.
+   */
+  deleteTopics(topics: string[]): Promise<void>;
   close(): Promise<void>;
 }

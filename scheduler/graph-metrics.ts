@@ -18,6 +18,8 @@ export class GraphMetrics {
   readonly decisions: Counter<'graph' | 'node' | 'action'>;
   readonly stragglers: Counter<'graph' | 'node'>;
   readonly endToEnd: Histogram<'graph'>;
+  /** Deleted graphs whose Kafka topics and groups are not removed yet (scheduler/kafka/kafka-cleanup.ts). */
+  readonly kafkaCleanupsPending: Gauge;
 
   private readonly registry: Registry;
 
@@ -53,6 +55,7 @@ export class GraphMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
+    this.kafkaCleanupsPending = new Gauge({ name: 'tributary_kafka_cleanups_pending', help: 'Deleted graphs whose Kafka topics and groups are still to be removed (retried with backoff)', registers });
   }
 
   /** Removes every series of a deleted graph (all nodes, actions and histogram buckets). */

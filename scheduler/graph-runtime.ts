@@ -47,6 +47,8 @@ export interface GraphRuntimeOptions {
   kafka?: KafkaRuntimeOptions;
   /** Reports errors caught in the graph's loops, timers and handlers (default: log only). */
   guard?: Guard;
+  /** Prefix of ingest idempotency keys: the graph's incarnation (default `<graph>/`; starts with it, so a delete of the graph's prefix removes them). */
+  idempotencyScope?: string;
 }
 
 export interface IngestRecord {
@@ -382,7 +384,7 @@ export class GraphRuntime {
       appends: routes.flatMap((route) => this.topology.route(route, log)),
       offsets: [],
       state: [],
-      idempotencyKey: idempotencyKey === undefined ? undefined : `${this.name}/${source}/${idempotencyKey}`,
+      idempotencyKey: idempotencyKey === undefined ? undefined : `${this.options.idempotencyScope ?? `${this.name}/`}${source}/${idempotencyKey}`,
     });
     return { accepted: records.length, duplicate: !appended };
   }

@@ -23,6 +23,7 @@ import { Autoscaler } from './autoscaler/autoscaler.ts';
 import { ModelPolicy, type ScalingPolicy } from './autoscaler/policy.ts';
 import type { GraphMetrics } from './graph-metrics.ts';
 import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
+import { KafkaCleanup, type KafkaCleanupOutcome } from './kafka/kafka-cleanup.ts';
 import type { GraphError } from './graph-faults.ts';
 
 export interface GraphServiceOptions {
@@ -48,6 +49,13 @@ export interface GraphServiceOptions {
   kafka?: KafkaRuntimeOptions;
   /** Reports errors caught in the graphs' timers and handlers (default: log only). */
   guard?: Guard;
+  /** Longest a delete waits for the Kafka brokers to remove the graph's topics and groups before answering (default 10000 ms). */
+  kafkaCleanupWaitMs?: number;
+}
+
+/** What a delete did beyond removing the graph: its Kafka topics and groups (null for a graph that had none). */
+export interface GraphDeleted {
+  kafka: KafkaCleanupOutcome | null;
 }
 
 /**
@@ -76,6 +84,8 @@ export class GraphService {
   /** New names being deployed right now: they count against MAX_GRAPHS before they are stored. */
   private readonly arriving = new Set<string>();
   private readonly guard: Guard;
+  /** Removes deleted graphs' Kafka topics and groups, retrying until done. */
+  private readonly kafkaCleanup: KafkaCleanup | null;
 
   constructor(store: GraphStore, log: SqliteLog, functions: FunctionService, options: GraphServiceOptions = {}) {
     this.store = store;
@@ -84,6 +94,10 @@ export class GraphService {
     this.options = options;
     this.guard = options.guard ?? defaultGuard;
     this.stateStore = options.stateStore ?? new EmbeddedStateStore(log);
+    const metrics = options.metrics;
+    this.kafkaCleanup = options.kafka
+      ? new KafkaCleanup({ pool: options.kafka.pool, store, guard: this.guard, waitMs: options.kafkaCleanupWaitMs, onPending: (n) => metrics?.kafkaCleanupsPending.set(n) })
+      : null;
   }
 
   /**
@@ -91,6 +105,7 @@ export class GraphService {
    * (limits and functions may have changed since it was stored); one that fails is degraded.
    */
   start(): void {
+    this.kafkaCleanup?.resume();
     for (const name of this.store.names()) {
       try {
         const stored = this.store.get(name);
@@ -113,11 +128,11 @@ export class GraphService {
   }
 
   /** Stops the graph's autoscaler and runtime (after their in-flight batches commit). */
-  private async halt(name: string): Promise<void> {
+  private async halt(name: string, deleting = false): Promise<void> {
     this.autoscalers.get(name)?.stop();
     this.autoscalers.delete(name);
     // Left in place while it stops: ingest still appends to its log, which the next runtime reads.
-    await this.runtimes.get(name)?.stop();
+    await this.runtimes.get(name)?.stop({ deleting });
     this.runtimes.delete(name);
   }
 
@@ -125,7 +140,10 @@ export class GraphService {
     this.degraded.delete(graph.name);
     const metrics = this.options.metrics;
     const labels = (node: string) => ({ graph: graph.name, node });
+    // Ingest keys are scoped to this incarnation of the name ('' for graphs stored before incarnations: the old scope).
+    const incarnation = this.store.incarnation(graph.name);
     const runtime = new GraphRuntime(graph.name, graph.spec, {
+      idempotencyScope: `${Topology.prefix(graph.name)}${incarnation ? `@${incarnation}/` : ''}`,
       transport: this.log,
       stateStore: this.stateStore,
       process: (node, batch, tag) => this.functions.process(this.functions.registry.require(node.function), batch, tag),
@@ -200,6 +218,8 @@ export class GraphService {
     }
     if (isNew) this.arriving.add(name);
     const deployed = this.serialize(name, async () => {
+      // A deleted predecessor's Kafka topics and groups must be gone before this graph creates its own.
+      await this.kafkaCleanup?.clearFor(name, spec);
       // Shared deployments: recorded in the bucket first, so that a failure there changes nothing.
       const recorded = this.options.recorder ? await this.options.recorder.putGraph(name, spec) : null;
       await this.halt(name);
@@ -248,22 +268,42 @@ export class GraphService {
       await this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
       await this.stateStore.deleteNamespaces(Topology.prefix(name));
+      this.forgetKafkaState(name);
       this.launched.delete(name);
     });
   }
 
-  delete(name: string): Promise<void> {
+  /**
+   * The state of the graph's Kafka-fed nodes: staged writes and owners in the Kafka state store,
+   * applied values in the log's own state rows — there whatever the state store (S3 too).
+   */
+  private forgetKafkaState(name: string): void {
+    this.options.kafka?.state.deleteNamespace(Topology.prefix(name));
+    this.log.deleteState(Topology.prefix(name));
+  }
+
+  /**
+   * Stops the graph, deletes its state (embedded or S3), its spec, its embedded-log records,
+   * offsets and idempotency keys, then what it owns on Kafka (kafka/kafka-owned.ts), waiting for
+   * the brokers at most `kafkaCleanupWaitMs`: `kafka.state` is `pending` when they did not finish
+   * in time, and the cleanup goes on in the background (kafka/kafka-cleanup.ts).
+   */
+  delete(name: string): Promise<GraphDeleted> {
     return this.serialize(name, async () => {
       const stored = this.store.get(name);
       if (!stored) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
       const wasRunning = this.runtimes.has(name);
-      await this.halt(name);
+      const runtime = this.runtimes.get(name);
+      await this.halt(name, true);
+      // Recorded before the graph is removed, so that a crash from here on leaves it to the next start.
+      const cleanup = this.kafkaCleanup?.record(name, this.store.incarnation(name) ?? '', stored.spec) ?? null;
       try {
         // State first: when its store fails (S3 down) the graph runs on and the delete can be retried.
         await this.stateStore.deleteNamespaces(Topology.prefix(name));
         if (this.options.recorder) await this.options.recorder.deleteGraph(name);
         else this.store.delete(name);
       } catch (error) {
+        if (cleanup !== null) this.kafkaCleanup!.cancel(cleanup);
         if (wasRunning) {
           try {
             this.launch(stored);
@@ -277,7 +317,11 @@ export class GraphService {
       this.launched.delete(name);
       await this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
-      this.options.kafka?.state.deleteNamespace(Topology.prefix(name));
+      this.forgetKafkaState(name);
+      // The runtime has stopped, so its consumers have left their groups: groups, then topics.
+      const kafka = cleanup === null ? null : await this.kafkaCleanup!.settle(cleanup);
+      runtime?.deleted();
+      return { kafka };
     });
   }
 
@@ -323,6 +367,7 @@ export class GraphService {
   }
 
   async close(): Promise<void> {
+    this.kafkaCleanup?.stop();
     for (const autoscaler of this.autoscalers.values()) autoscaler.stop();
     this.autoscalers.clear();
     await Promise.all([...this.runtimes.values()].map((r) => r.stop()));

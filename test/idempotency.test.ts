@@ -1,8 +1,12 @@
 /** Idempotency keys of ingest: scoped to their graph (gone with it) and expiring after a documented TTL. */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import type { CommitSet } from '../connectors/transport.ts';
+import { GraphStore } from '../scheduler/graph-store.ts';
 import { openLog, records, type LogFixture } from './fixtures/log.ts';
-import { deploy, json, waitFor, withPlatform } from './fixtures/platform.ts';
+import { deploy, json, tempDir, waitFor, withPlatform } from './fixtures/platform.ts';
 
 const HOUR_MS = 3600_000;
 const TOPIC = 'g/e/in->n';
@@ -110,5 +114,79 @@ describe('idempotency keys across a graph delete and re-create', () => {
     expect((await put()).status).toBe(201);
     expect(await ingest('second')).toEqual({ accepted: 1, duplicate: false });
     expect(await waitFor(async () => ((await sink()).length === 1 ? sink() : null), 10_000, 'second record in the sink')).toEqual(['SECOND']);
+  });
+});
+
+describe('idempotency keys scoped to the incarnation of their graph', () => {
+  const spec = {
+    nodes: [{ id: 'n', function: 'upper', replicas: { min: 1, max: 1 } }],
+    sources: [{ id: 'in', type: 'http' }],
+    sinks: [{ id: 'out', type: 'log' }],
+    edges: [
+      { from: 'in', to: 'n', delivery: 'exactly-once' },
+      { from: 'n', to: 'out', delivery: 'exactly-once' },
+    ],
+  };
+  type TestPlatform = Awaited<ReturnType<typeof withPlatform>>;
+  const put = (p: TestPlatform) => p.app.request('/v1/graphs/inc', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
+  const ingest = (p: TestPlatform, value: string) =>
+    json(p.app.request('/v1/graphs/inc/sources/in', { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': 'k1' }, body: JSON.stringify([{ value }]) }));
+  const sink = async (p: TestPlatform) => (await json(p.app.request('/v1/graphs/inc/sinks/out?from=0&limit=100'))).records.map((r: { value: string }) => r.value);
+
+  it('keeps a key across re-deploys of the live graph, and not past a delete that stopped half-way', async () => {
+    const dataDir = tempDir();
+    let platform = await withPlatform({ dataDir, hosts: 1, warmSlots: 1 });
+    try {
+      await deploy(platform, 'upper', `export default { process(r) { return String(r.value).toUpperCase(); } };`);
+      expect((await put(platform)).status).toBe(201);
+      expect(await ingest(platform, 'first')).toEqual({ accepted: 1, duplicate: false });
+      expect((await put(platform)).status).toBe(201); // an update: same incarnation, the key still holds
+      expect(await ingest(platform, 'first')).toEqual({ accepted: 1, duplicate: true });
+      await platform.close();
+
+      // A delete that removed the graph and crashed before the log's cleanup: its keys are still in log.db.
+      const store = new GraphStore(dataDir);
+      expect(store.delete('inc')).toBe(true);
+      store.close();
+      const log = new DatabaseSync(join(dataDir, 'log.db'), { readOnly: true });
+      expect((log.prepare("SELECT count(*) AS n FROM idempotency WHERE key LIKE 'inc/%'").get() as { n: number }).n).toBe(1);
+      log.close();
+
+      platform = await withPlatform({ dataDir, hosts: 1, warmSlots: 1 });
+      expect((await put(platform)).status).toBe(201);
+      expect(await ingest(platform, 'second')).toEqual({ accepted: 1, duplicate: false });
+      await waitFor(async () => (await sink(platform)).includes('SECOND'), 10_000, 'the new record in the sink');
+    } finally {
+      await platform.cleanup();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives a name a new incarnation after a delete, and keeps the old scope of graphs stored before incarnations', () => {
+    const dataDir = tempDir();
+    try {
+      // graphs.db as it was before incarnations.
+      const old = new DatabaseSync(join(dataDir, 'graphs.db'));
+      old.exec('CREATE TABLE graphs (name TEXT PRIMARY KEY, spec TEXT NOT NULL, version INTEGER NOT NULL, updated_at TEXT NOT NULL)');
+      old.prepare('INSERT INTO graphs VALUES (?, ?, 1, ?)').run('legacy', JSON.stringify(spec), new Date().toISOString());
+      old.close();
+      const store = new GraphStore(dataDir);
+      expect(store.incarnation('legacy')).toBe(''); // keys stay `legacy/<source>/<key>` while it lives
+      store.put('legacy', spec as never);
+      expect(store.incarnation('legacy')).toBe('');
+      store.delete('legacy');
+      expect(store.incarnation('legacy')).toBeNull();
+      store.put('legacy', spec as never);
+      const first = store.incarnation('legacy');
+      expect(first).toMatch(/^[0-9a-f]{16}$/);
+      store.put('legacy', spec as never);
+      expect(store.incarnation('legacy')).toBe(first);
+      store.delete('legacy');
+      store.put('legacy', spec as never);
+      expect(store.incarnation('legacy')).not.toBe(first);
+      store.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

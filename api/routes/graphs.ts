@@ -60,7 +60,10 @@ export function graphRoutes(graphs: GraphService, body: BodyLimits): Hono {
   app.get('/', (c) => c.json({ graphs: graphs.list().map(({ name, version, updatedAt }) => ({ name, version, updatedAt })) }));
   app.get('/:name', (c) => c.json(graphs.describe(c.req.param('name'))));
   app.delete('/:name', async (c) => {
-    await graphs.delete(c.req.param('name'));
+    const name = c.req.param('name');
+    const { kafka } = await graphs.delete(name);
+    // Deleted; its Kafka topics and groups are still being removed, in the background.
+    if (kafka?.state === 'pending') return c.json({ name, deleted: true, kafka }, 202);
     return c.body(null, 204);
   });
 

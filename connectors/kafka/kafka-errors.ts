@@ -39,6 +39,8 @@ const BY_PROTOCOL_TYPE: Record<string, ErrorCode> = {
   NOT_LEADER_FOR_PARTITION: 'ERR_KAFKA_UNAVAILABLE',
   NOT_ENOUGH_REPLICAS: 'ERR_KAFKA_UNAVAILABLE',
   REQUEST_TIMED_OUT: 'ERR_KAFKA_UNAVAILABLE',
+  // A freshly started broker answers this for a topic whose metadata it has not loaded yet.
+  UNKNOWN_TOPIC_OR_PARTITION: 'ERR_KAFKA_UNAVAILABLE',
 };
 
 interface KafkaJsLike {

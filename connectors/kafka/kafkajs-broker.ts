@@ -29,6 +29,7 @@ import type {
 import type { StoredRecord } from '../transport.ts';
 import { decodeRecord, encodeRecord, type FetchedMessage } from './codec.ts';
 import { isConcurrentTransactions, translateKafkaError } from './kafka-errors.ts';
+import type { TributaryError } from '../../runtime/errors.ts';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
 
@@ -134,13 +135,24 @@ export class KafkaJsBroker implements Broker {
     }
   }
 
+  /**
+   * A broker that just started may answer "unknown topic" or "no leader" for a while after
+   * accepting connections: those answers are retried here for up to ~5 s.
+   */
   async ensureTopic(topic: string, partitions: number): Promise<number> {
-    return this.withAdmin(`creating topic '${topic}' on ${this.brokers.join(',')}`, async (admin) => {
-      const existing = await this.partitionCount(admin, topic);
-      if (existing > 0) return existing;
-      await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
-      return (await this.partitionCount(admin, topic)) || partitions;
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.withAdmin(`creating topic '${topic}' on ${this.brokers.join(',')}`, async (admin) => {
+          const existing = await this.partitionCount(admin, topic);
+          if (existing > 0) return existing;
+          await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+          return (await this.partitionCount(admin, topic)) || partitions;
+        });
+      } catch (error) {
+        if ((error as TributaryError).code !== 'ERR_KAFKA_UNAVAILABLE' || attempt >= 16) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    }
   }
 
   private async partitionCount(admin: Admin, topic: string): Promise<number> {
@@ -230,6 +242,44 @@ export class KafkaJsBroker implements Broker {
 
   async deleteGroups(groups: string[]): Promise<void> {
     await this.withAdmin('deleting groups', (admin) => admin.deleteGroups(groups)).catch(() => {});
+  }
+
+  async deleteTopics(topics: string[]): Promise<void> {
+    if (topics.length === 0) return;
+    const wanted = new Set(topics);
+    const timeoutMs = 10_000;
+    // kafkajs's UNKNOWN_TOPIC_OR_PARTITION, possibly inside its retries-exhausted wrapper.
+    const unknownTopic = (error: unknown): boolean => {
+      for (let e = error as { type?: string; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 8; depth++) {
+        if (e.type === 'UNKNOWN_TOPIC_OR_PARTITION') return true;
+        e = (e.cause ?? e.originalError) as typeof e;
+      }
+      return false;
+    };
+    await this.withAdmin(`deleting topics ${topics.join(', ')}`, async (admin) => {
+      const deadline = Date.now() + timeoutMs;
+      const requested = new Set<string>();
+      for (;;) {
+        const left = (await admin.listTopics()).filter((t) => wanted.has(t));
+        if (left.length === 0) return;
+        // Only topics listed a moment ago, once each: DeleteTopics of a missing topic fails (and kafkajs retries it).
+        const unasked = left.filter((t) => !requested.has(t));
+        if (unasked.length > 0) {
+          try {
+            await admin.deleteTopics({ topics: unasked, timeout: timeoutMs });
+          } catch (error) {
+            // One was deleted meanwhile by someone else; the broker deleted the others (DeleteTopics is per topic).
+            if (!unknownTopic(error)) throw error;
+          }
+          for (const t of unasked) requested.add(t);
+        } else if (Date.now() > deadline) {
+          throw Object.assign(new Error(`topics ${left.join(', ')} still listed ${timeoutMs} ms after their deletion`), { name: 'KafkaJSTimeout' });
+        } else {
+          // Deleted by the controller; the brokers drop them from their metadata a moment later.
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+    });
   }
 
   async close(): Promise<void> {
