@@ -34,7 +34,7 @@
  * @example
  * npm run chaos -- --transport embedded --trials 5 --seed 42
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { SERVICE_DEFAULTS, SERVICE_START_TIMEOUT_MS, ensureService } from '../scripts/services.ts';
@@ -175,10 +175,16 @@ const closers = new Set<() => Promise<void>>();
 /** Set once cleanup began: no server is (re)started after it, so none outlives the runner. */
 let shuttingDown = false;
 
+/** Host processes of killed control planes and when they were killed, to reap if they outlive them (see {@link reapOrphans}). */
+const killedHosts = new Map<number, number>();
+/** A host normally exits within a second or two of its control plane's kill -9; one alive after this is an orphan. */
+const ORPHAN_AFTER_MS = 5000;
+
 /** Kills what this runner started: its server (SIGKILL, synchronously, so it works from 'exit'), its temp dirs. */
 function cleanupNow(): void {
   shuttingDown = true;
   for (const server of liveServers) server['child']?.kill('SIGKILL');
+  reapOrphans(0);
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
   tempDirs.clear();
 }
@@ -399,6 +405,52 @@ async function runTransport(transport: Transport, options: Options): Promise<{ o
   return { outcomes, durationS: Math.round((Date.now() - started) / 1000), faults: faults.counts };
 }
 
+/** The host processes (children) of a running server, from Linux's /proc; [] when it is not running. */
+function hostPids(server: ServerProcess): number[] {
+  const pid = server['child']?.pid;
+  if (pid === undefined) return [];
+  const pids: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      for (const child of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (child) pids.push(Number(child));
+    }
+  } catch {}
+  return pids.filter(isHost);
+}
+
+function isHost(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('runtime/host/main.ts');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A host must exit when its control plane dies (its channel closes). Those of control planes
+ * killed at least `afterMs` ago still alive are orphans: SIGKILLed here, and returned so the run
+ * reports them.
+ */
+function reapOrphans(afterMs = ORPHAN_AFTER_MS): number[] {
+  const orphans: number[] = [];
+  for (const [pid, killedAt] of killedHosts) {
+    if (Date.now() - killedAt < afterMs) continue;
+    killedHosts.delete(pid);
+    if (!isHost(pid)) continue;
+    orphans.push(pid);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {}
+  }
+  return orphans;
+}
+
+/** kill -9 of the control plane, remembering its hosts (which must follow it). */
+async function crash(server: ServerProcess): Promise<void> {
+  for (const pid of hostPids(server)) killedHosts.set(pid, Date.now());
+  await server.kill9();
+}
+
 /** A server that exited without our kill -9 crashed on its own: that is a finding, not a fault of ours. */
 function assertRunning(server: ServerProcess): void {
   if (!server.running) throw new HarnessError(`tributary serve exited on its own (not killed by the runner); its last output:\n${server.output.slice(-4000)}`);
@@ -604,7 +656,7 @@ type LiveUpdate = 'replicas' | 'redeploy' | 'reupload';
 
 async function trials(ctx: RunContext): Promise<{ trials: number; counts: Record<string, number> }> {
   const rng = stream(ctx.options.seed, `${ctx.transport}/faults`);
-  const counts: Record<string, number> = { kill9: 0, replicas: 0, redeploy: 0, reupload: 0, early: 0, interrupted: 0 };
+  const counts: Record<string, number> = { kill9: 0, replicas: 0, redeploy: 0, reupload: 0, early: 0, interrupted: 0, orphanedHosts: 0 };
   for (let trial = 1; trial <= ctx.options.trials; trial++) {
     if (ctx.feedError) throw ctx.feedError;
     // Every choice of the trial is drawn up front, in a fixed order: the schedule is the seed's alone.
@@ -620,7 +672,7 @@ async function trials(ctx: RunContext): Promise<{ trials: number; counts: Record
     const updating = update ? sleep(updateAtMs).then(() => liveUpdate(ctx, update, target, replicas)) : Promise.resolve('');
     await sleep(delayMs);
     assertRunning(ctx.server);
-    await ctx.server.kill9();
+    await crash(ctx.server);
     counts.kill9++;
     const what = await updating;
     if (update) counts[update]++;
@@ -628,10 +680,20 @@ async function trials(ctx: RunContext): Promise<{ trials: number; counts: Record
     if (what.includes('no answer')) counts.interrupted++;
     const restarting = Date.now();
     await startServer(ctx.server);
+    reportOrphans(ctx, counts);
     ctx.log(`trial ${trial}/${ctx.options.trials}: kill -9 after ${delayMs} ms, up again in ${Date.now() - restarting} ms${early ? ' (early: during the rebalance)' : ''}${update ? `; ${update} ${target.id} at ${updateAtMs} ms → ${what}` : ''}`);
   }
   if (ctx.transport === 'kafka') await kafkaSettled(ctx);
+  await sleep(Math.max(0, ORPHAN_AFTER_MS - 1000)); // then the last kill's hosts are checked too
+  reportOrphans(ctx, counts);
   return { trials: ctx.options.trials, counts };
+}
+
+function reportOrphans(ctx: RunContext, counts: Record<string, number>): void {
+  const orphans = reapOrphans();
+  if (orphans.length === 0) return;
+  counts.orphanedHosts += orphans.length;
+  ctx.log(`warning: host process ${orphans.join(', ')} still alive ${ORPHAN_AFTER_MS / 1000} s after the kill -9 of its control plane (reaped)`);
 }
 
 /** A live update in flight when (or before) the kill lands; answers what the server said. */
@@ -957,6 +1019,8 @@ async function main(): Promise<number> {
   for (const o of outcomes) for (const d of o.details) console.log(`${o.transport}/${o.graph}${o.violations && !d.startsWith('function versions') ? ' VIOLATION' : ''}: ${d}`);
   printJson('chaos', { seed: options.seed, trials: options.trials, state: options.state, runs, outcomes: outcomes.map(({ details, ...o }) => o) });
   const violations = outcomes.reduce((s, o) => s + o.violations, 0);
+  const orphans = runs.reduce((s, r) => s + (r.faults.orphanedHosts ?? 0), 0);
+  if (orphans) console.log(`\nWARNING: ${orphans} host process(es) outlived the kill -9 of their control plane (reaped by the runner; see the log)`);
   if (failure) console.log(`\nHARNESS FAILURE (exit 2): ${failure.split('\n')[0]}`);
   console.log(`\n${violations === 0 ? 'no violations' : `${violations} VIOLATIONS`}; seed=${options.seed}\nreplay: ${replayCommand(options)}`);
   return violations > 0 ? 1 : failure ? 2 : 0;
