@@ -507,7 +507,13 @@ export class KafkaPartitionLog implements EdgePartitionLog {
 
   // ---- at-most-once and at-least-once
 
+  /**
+   * The order decides what a crash in between does: at-least-once applies state once the outputs
+   * are acknowledged (a crash repeats, never loses); at-most-once applies state first (a crash
+   * loses outputs, never repeats a state update: a count is never emitted twice).
+   */
   private async produceAndApply(unit: EdgeCommit): Promise<void> {
+    if (this.delivery === 'at-most-once') this.applyState(unit);
     if (unit.appends.length > 0) {
       try {
         await this.send(unit.appends);
@@ -517,13 +523,15 @@ export class KafkaPartitionLog implements EdgePartitionLog {
         this.options.faults.report('kafka.send', this.context, error);
       }
     }
-    if (unit.state) {
-      const { ledger, namespace } = this.options;
-      // State once the outputs are acknowledged: a crash in between repeats, never loses.
-      ledger.apply(namespace, this.partition, this.topic, unit.through ?? Number.MAX_SAFE_INTEGER, unit.state.seal());
-      unit.state.committed();
-    }
+    if (this.delivery !== 'at-most-once') this.applyState(unit);
     unit.onVisible?.();
+  }
+
+  private applyState(unit: EdgeCommit): void {
+    if (!unit.state) return;
+    const { ledger, namespace } = this.options;
+    ledger.apply(namespace, this.partition, this.topic, unit.through ?? Number.MAX_SAFE_INTEGER, unit.state.seal());
+    unit.state.committed();
   }
 
   private async commitOffset(next: number): Promise<void> {
