@@ -34,14 +34,14 @@
  * @example
  * npm run chaos -- --transport embedded --trials 5 --seed 42
  */
-import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { SERVICE_DEFAULTS, SERVICE_START_TIMEOUT_MS, ensureService } from '../scripts/services.ts';
 import { BROKERS, createTopic, inputProducer, readCommitted, type ReadRecord } from '../test/fixtures/kafka.ts';
 import { tempDir } from '../test/fixtures/platform.ts';
 import { TEST_CREDENTIALS, createBucket } from '../test/fixtures/s3.ts';
-import { ServerProcess } from '../test/fixtures/server-process.ts';
+import { ServerProcess, isHost } from '../test/fixtures/server-process.ts';
 import { printJson, printTable } from './report.ts';
 
 type Transport = 'embedded' | 'kafka';
@@ -405,27 +405,6 @@ async function runTransport(transport: Transport, options: Options): Promise<{ o
   return { outcomes, durationS: Math.round((Date.now() - started) / 1000), faults: faults.counts };
 }
 
-/** The host processes (children) of a running server, from Linux's /proc; [] when it is not running. */
-function hostPids(server: ServerProcess): number[] {
-  const pid = server['child']?.pid;
-  if (pid === undefined) return [];
-  const pids: number[] = [];
-  try {
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
-      for (const child of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (child) pids.push(Number(child));
-    }
-  } catch {}
-  return pids.filter(isHost);
-}
-
-function isHost(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('runtime/host/main.ts');
-  } catch {
-    return false;
-  }
-}
-
 /**
  * A host must exit when its control plane dies (its channel closes). Those of control planes
  * killed at least `afterMs` ago still alive are orphans: SIGKILLed here, and returned so the run
@@ -447,7 +426,7 @@ function reapOrphans(afterMs = ORPHAN_AFTER_MS): number[] {
 
 /** kill -9 of the control plane, remembering its hosts (which must follow it). */
 async function crash(server: ServerProcess): Promise<void> {
-  for (const pid of hostPids(server)) killedHosts.set(pid, Date.now());
+  for (const pid of server.hostPids()) killedHosts.set(pid, Date.now());
   await server.kill9();
 }
 

@@ -36,8 +36,10 @@ async function handle(request: HostRequest, logs: LogLine[], bytes: number): Pro
   }
 }
 
-// The control plane going away (channel closed) means we go away: never leave orphaned isolates running.
-const channel = new FramedChannel<HostMessage, HostRequest>(new Socket({ fd: 3, readable: true, writable: true }), receive, () => process.exit(0));
+// The control plane going away (channel closed) means we go away: never leave orphaned isolates
+// running. SIGKILL rather than process.exit: exit handlers wait on isolated-vm's threads, and a
+// host whose control plane was kill -9'd was seen hanging there for good. It has nothing to flush.
+const channel = new FramedChannel<HostMessage, HostRequest>(new Socket({ fd: 3, readable: true, writable: true }), receive, () => process.kill(process.pid, 'SIGKILL'));
 
 /**
  * Requests are started in arrival order, but one turn of the event loop starts them for at most
