@@ -100,6 +100,8 @@ const STABLE_OFFSET_RETRIES = 10;
 const STABLE_OFFSET_WAIT_MS = 100;
 /** Heads and committed offsets of the whole topic are refreshed this often (status, autoscaler). */
 const REFRESH_MS = 1000;
+/** at-most/at-least-once units whose sends may be in flight behind the worker. */
+const MAX_UNSENT = 4;
 /** A fetched batch waits this long at most for its partition to be opened. */
 const OPEN_WAIT_MS = 5000;
 
@@ -290,6 +292,9 @@ export class KafkaPartitionLog implements EdgePartitionLog {
   private lastCommitAt = 0;
   private lastCommitMs = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** at-most/at-least-once: the units' sends (and state) in order; never rejects. */
+  private sending: Promise<void> = Promise.resolve();
+  private unsent = 0;
 
   constructor(edge: KafkaEdgeLog, partition: number, consumer: () => GroupConsumer | null) {
     this.edge = edge;
@@ -514,17 +519,37 @@ export class KafkaPartitionLog implements EdgePartitionLog {
    */
   private async produceAndApply(unit: EdgeCommit): Promise<void> {
     if (this.delivery === 'at-most-once') this.applyState(unit);
-    if (unit.appends.length > 0) {
+    // Sends (and, at-least-once, the state after them) run in unit order while the next batch
+    // runs; the deferred offset commit waits for them, and a failure breaks the partition.
+    // Bounded: at most MAX_UNSENT units behind (their outputs are held in memory until sent).
+    if (this.unsent >= MAX_UNSENT) await this.sending;
+    this.unsent++;
+    this.sending = this.sending.then(async () => {
       try {
-        await this.send(unit.appends);
+        if (this.broken) return unit.state?.aborted();
+        if (unit.appends.length > 0) {
+          try {
+            await this.send(unit.appends);
+          } catch (error) {
+            // at-most-once never repeats: those outputs are lost, and the batch is done.
+            if (this.delivery === 'at-most-once') this.options.faults.report('kafka.send', this.context, error);
+            else {
+              unit.state?.aborted();
+              // Not `breakWith` (its deactivate waits for this chain): the worker reopens and redoes.
+              this.broken = translateKafkaError(error, `producing the outputs of ${this.topic}/${this.partition}`);
+              return wakeAll(this.dataWaiters);
+            }
+          }
+        }
+        if (this.delivery !== 'at-most-once') this.applyState(unit);
+        unit.onVisible?.();
       } catch (error) {
-        // at-most-once never repeats: those outputs are lost, and the batch is done.
-        if (this.delivery !== 'at-most-once') throw error;
-        this.options.faults.report('kafka.send', this.context, error);
+        this.broken = asTributaryError(error);
+        wakeAll(this.dataWaiters);
+      } finally {
+        this.unsent--;
       }
-    }
-    if (this.delivery !== 'at-most-once') this.applyState(unit);
-    unit.onVisible?.();
+    });
   }
 
   private applyState(unit: EdgeCommit): void {
@@ -603,13 +628,16 @@ export class KafkaPartitionLog implements EdgePartitionLog {
     this.clearTimer();
     if (this.uncommitted !== null) {
       const next = this.uncommitted;
+      // Never past outputs not yet acknowledged.
+      await this.sending;
+      if (this.broken) throw this.broken;
       try {
         await this.commitConsumerOffset(next);
       } catch (error) {
         await this.breakWith(error);
         throw this.broken;
       }
-      this.uncommitted = null;
+      if (this.uncommitted === next) this.uncommitted = null;
     }
     const txn = this.txn;
     if (!txn) return;
@@ -664,6 +692,8 @@ export class KafkaPartitionLog implements EdgePartitionLog {
   /** Drops everything since the last commit: aborts the transaction and releases the producer. */
   private async deactivate(): Promise<void> {
     this.clearTimer();
+    await this.sending;
+    this.sending = Promise.resolve();
     const txn = this.txn;
     this.txn = null;
     if (txn) {
