@@ -111,7 +111,12 @@ export interface Broker {
   consumer(options: GroupConsumerOptions): GroupConsumer;
   /** A producer; with `transactionalId`, a transactional one (one per input partition: see the scheduler). */
   producer(options?: { transactionalId?: string; transactionTimeoutMs?: number }): BrokerProducer;
-  deleteGroups(groups: string[]): Promise<void>;
+  /**
+   * Deletes the groups (with their committed offsets); resolves with those that still exist
+   * afterwards (members in another process, a coordinator still loading). Throws
+   * ERR_KAFKA_UNAVAILABLE when the brokers cannot tell.
+   */
+  deleteGroups(groups: string[]): Promise<string[]>;
   /**
    * Deletes the topics and resolves once the brokers no longer list them; a topic that does not
    * exist is not an error. Throws ERR_KAFKA_UNAVAILABLE (or the broker's refusal) otherwise.

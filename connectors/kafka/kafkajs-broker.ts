@@ -227,7 +227,7 @@ export class KafkaJsBroker implements Broker {
       throw translateKafkaError(error, `reading topic '${topic}'`);
     } finally {
       await consumer.disconnect().catch(() => {});
-      void this.deleteGroups([groupId]);
+      void this.deleteGroups([groupId]).catch(() => {});
     }
     return out.map(({ offset, key, value, timestamp, headers }) => ({ offset, key, value, timestamp, headers }));
   }
@@ -240,8 +240,15 @@ export class KafkaJsBroker implements Broker {
     return new KafkaJsProducer(this.kafka, options);
   }
 
-  async deleteGroups(groups: string[]): Promise<void> {
-    await this.withAdmin('deleting groups', (admin) => admin.deleteGroups(groups)).catch(() => {});
+  async deleteGroups(groups: string[]): Promise<string[]> {
+    if (groups.length === 0) return [];
+    return this.withAdmin(`deleting groups ${groups.join(', ')}`, async (admin) => {
+      // Per-group refusals (GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, COORDINATOR_LOAD_IN_PROGRESS) come
+      // back as one error; what counts is whether each group exists afterwards.
+      await admin.deleteGroups(groups).catch(() => {});
+      const { groups: described } = await admin.describeGroups(groups);
+      return described.filter((g) => g.state !== 'Dead').map((g) => g.groupId);
+    });
   }
 
   async deleteTopics(topics: string[]): Promise<void> {

@@ -243,7 +243,7 @@ export class KafkaCleanup {
         }
         this.options.store.updateCleanup(cleanup.id, JSON.stringify(cleanup.owed));
         const groups = cleanup.owed.flatMap((c) => c.groups.map((g) => `'${g.group}'`));
-        throw new TributaryError('ERR_KAFKA_UNAVAILABLE', `groups ${groups.join(', ')} still have committed offsets after their deletion (a process still consumes in them, or their coordinator is loading); the topics wait for them`);
+        throw new TributaryError('ERR_KAFKA_UNAVAILABLE', `groups ${groups.join(', ')} still exist after their deletion (a process still consumes in them, or their coordinator is loading); the topics wait for them`);
       } catch (error) {
         cleanup.lastError = translateKafkaError(error, `removing Kafka topics and groups of deleted graph '${cleanup.graph}'`);
         cleanup.attempts++;
@@ -258,29 +258,17 @@ export class KafkaCleanup {
   }
 
   /**
-   * Groups, then topics, on one cluster; returns what is left. deleteGroups reports no failure (a
-   * group with members elsewhere, a coordinator still loading after a restart), so each group is
-   * checked for committed offsets left; while one has some, the topics wait for it (deleting
-   * them would drop its offsets and leave the group behind). A group left with neither offsets
-   * nor members holds nothing a new graph could inherit: Kafka drops it within
-   * offsets.retention.check.interval.ms (10 min).
+   * Groups, then topics, on one cluster; returns what is left. A group still there after its
+   * deletion (members in another process, a coordinator still loading after a restart) keeps the
+   * topics waiting: deleting them first would leave the group behind, with offsets a new graph of
+   * the same name would inherit.
    */
   private async cleanCluster(cluster: Owed): Promise<Owed> {
     const broker = this.options.pool.get(cluster.brokers);
     // Down brokers fail here in at most 2 s, rather than after the client's retries.
     await broker.probe(PROBE_TIMEOUT_MS);
-    if (cluster.groups.length > 0) await broker.deleteGroups(cluster.groups.map((g) => g.group));
-    const left: OwnedGroup[] = [];
-    for (const entry of cluster.groups) {
-      let offsets: number[];
-      try {
-        offsets = await broker.committed(entry.group, entry.topic);
-      } catch (error) {
-        if (translateKafkaError(error, 'reading offsets').code === 'ERR_KAFKA_UNAVAILABLE') throw error;
-        continue; // its topic is gone, and the group's offsets on it with it
-      }
-      if (offsets.some((o) => o >= 0)) left.push(entry);
-    }
+    const remaining = new Set(await broker.deleteGroups(cluster.groups.map((g) => g.group)));
+    const left: OwnedGroup[] = cluster.groups.filter((g) => remaining.has(g.group));
     if (left.length > 0) return { brokers: cluster.brokers, topics: cluster.topics, groups: left };
     await broker.deleteTopics(cluster.topics);
     return { brokers: cluster.brokers, topics: [], groups: [] };
