@@ -6,55 +6,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ApiError, request, type ClientOptions } from './client.ts';
-
-interface Command {
-  usage: string;
-  summary: string;
-  options: NonNullable<ParseArgsConfig['options']>;
-  run(args: { values: Record<string, string | boolean | undefined>; positionals: string[] }): Promise<void>;
-}
-
-const common = {
-  url: { type: 'string', default: process.env.TRIBUTARY_URL ?? 'http://127.0.0.1:8787' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-/** The management API's client: with the token. */
-function client(values: Record<string, unknown>): ClientOptions {
-  return { url: String(values.url), token: process.env.TRIBUTARY_TOKEN };
-}
-
-/** The invoke route's client: never the token, which would be handed to someone else's code. */
-function anonymous(values: Record<string, unknown>): ClientOptions {
-  return { url: String(values.url) };
-}
-
-function need(positionals: string[], index: number, what: string): string {
-  const value = positionals[index];
-  if (!value) throw new UsageError(`missing <${what}>`);
-  return value;
-}
-
-class UsageError extends Error {}
+import { anonymous, client, common, intFlag, need, UsageError, type Command, type CommandGroup } from './command.ts';
+import { request } from './client.ts';
+import { main } from './main.ts';
 
 function durabilityFlag(value: unknown): 'process-crash' | 'fsync' | undefined {
   if (value === undefined || value === 'process-crash' || value === 'fsync') return value;
   throw new UsageError(`--durability must be process-crash or fsync, got '${String(value).slice(0, 40)}'`);
 }
 
-/** A flag that must be a plain decimal integer in [min, max]; unset stays undefined (the default applies). */
-function intFlag(values: Record<string, unknown>, flag: string, min: number, max: number): number | undefined {
-  const raw = values[flag];
-  if (raw === undefined) return undefined;
-  const text = String(raw);
-  const value = /^(0|[1-9][0-9]*)$/.test(text) ? Number(text) : NaN;
-  if (!(value >= min && value <= max)) throw new UsageError(`--${flag} must be an integer in [${min}, ${max}], got '${text.slice(0, 40)}'`);
-  return value;
-}
-
-const commands: Record<string, Command> = {
+const commands: Record<string, Command | CommandGroup> = {
   serve: {
     usage:
       'tributary serve [--port 8787] [--host 127.0.0.1] [--data-dir ./.tributary] [--hosts N] [--with-examples]\n' +
@@ -177,43 +138,5 @@ const commands: Record<string, Command> = {
   },
 };
 
-function help(): string {
-  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
-  return `usage: tributary <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun 'tributary <command> --help' for a command's options.`;
-}
-
-export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    console.log(help());
-    return name ? 0 : 1;
-  }
-  const command = commands[name];
-  if (!command) {
-    console.error(`tributary: unknown command '${name}'\n\n${help()}`);
-    return 2;
-  }
-  try {
-    const parsed = parseArgs({ args: rest, options: command.options, allowPositionals: true });
-    if (parsed.values.help) {
-      console.log(`usage: ${command.usage}\n\n${command.summary}`);
-      return 0;
-    }
-    await command.run(parsed as Parameters<Command["run"]>[0]);
-    return 0;
-  } catch (error) {
-    if (error instanceof ApiError) console.error(`tributary: ${error.code}: ${error.message}`);
-    else if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      console.error(`tributary ${name}: ${(error as Error).message}\nusage: ${command.usage}`);
-      return 2;
-    } else {
-      // Platform errors carry a stable code (ERR_S3_CONFIG at startup...): show it.
-      const code = (error as { code?: unknown }).code;
-      console.error(`tributary: ${typeof code === 'string' && code.startsWith('ERR_') ? `${code}: ` : ''}${(error as Error).message}`);
-    }
-    return 1;
-  }
-}
-
-const code = await main(process.argv.slice(2));
+const code = await main(commands, process.argv.slice(2));
 if (code !== 0 || process.argv[2] !== 'serve') process.exitCode = code;
