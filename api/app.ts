@@ -14,6 +14,7 @@ import type { RuntimeMetrics } from '../runtime/metrics.ts';
 import { requireToken } from './auth.ts';
 import { BodyBudget, type BodyLimits } from './body.ts';
 import { errorBody, errorResponse } from './errors.ts';
+import { consoleRoutes } from './routes/console.ts';
 import { functionRoutes } from './routes/functions.ts';
 import { graphRoutes } from './routes/graphs.ts';
 import { invokeRoutes } from './routes/invoke.ts';
@@ -50,6 +51,7 @@ export function createApp(services: AppServices): Hono {
   app.onError((error, c) => errorResponse(c, error));
   app.notFound((c) => c.json(errorBody('ERR_NOT_FOUND', `no route for ${c.req.method} ${new URL(c.req.url).pathname.slice(0, 200)}`), 404));
 
+  app.route('/', consoleRoutes({ auth: Boolean(services.token) }));
   app.get('/healthz', (c) => c.json({ status: 'ok', hosts: services.supervisor.pids() }));
   app.use('/metrics', auth);
   app.get('/metrics', async (c) => {
