@@ -18,6 +18,12 @@ import { readBody, type BodyLimits } from '../body.ts';
 const NO_BODY_METHODS = new Set(['GET', 'HEAD']);
 /** Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's; Proxy-Authorization is the gateway's (§11.7.2). */
 const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer', 'proxy-authorization']);
+/**
+ * Framing is the platform's: a function's Content-Length or Transfer-Encoding would sit next to
+ * the server's own framing (a reply clients reject), and hop-by-hop headers describe a connection
+ * the function does not have. Workers drops them the same way.
+ */
+const NOT_RETURNED = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-connection', 'te', 'trailer']);
 
 export interface InvokeRouteOptions {
   body: BodyLimits;
@@ -74,6 +80,7 @@ function toResponse(wire: WireResponse, maxHeaderBytes: number): Response {
     if (headerBytes > maxHeaderBytes) {
       throw new TributaryError('ERR_TOO_LARGE', `function response headers exceed ${maxHeaderBytes} bytes`);
     }
+    if (typeof key === 'string' && NOT_RETURNED.has(key.toLowerCase())) continue;
     try {
       headers.append(key, value);
     } catch {

@@ -39,8 +39,8 @@ export function install(host: HostRefs, options: InstallOptions) {
   installBufferGuard(global, budget);
   const wasm = installWasmGuard(global, budget);
   installIntlGuard(global, budget);
-  installWebApis(global, host);
   const fireTimer = installTimers(global, host);
+  installWebApis(global, host, { maxBodyBytes: options.maxBodyBytes });
   // Atomics.wait would block the host's thread in a way V8's termination does not always
   // interrupt; browsers forbid it on the main thread too.
   Object.defineProperty(Atomics, 'wait', {

@@ -6,6 +6,8 @@ import { describeThrown, guestError, type GuestError, type GuestErrorCode } from
 import { copyOutput, OutputRefused } from './output-copy.ts';
 import { listToArray, MapPrototypeForEach, newList, ObjectFreeze, SafeMap, SafePromise, SafeRangeError, SafeTypeError } from './primordials.ts';
 import { isResponse, readResponse, responseHeadBytes } from './web/index.ts';
+import { byteLengthOf } from './web/bytes.ts';
+import { BodyDrainError, drainStream } from './web/streams.ts';
 import { webGlobals } from './web-globals.ts';
 import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireEmit, WireRequest, WireResponse } from './wire.ts';
 import { createStateBinding, type StateValue } from './state-binding.ts';
@@ -94,11 +96,24 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
         return failure(guestError('ERR_TOO_LARGE', `response headers and status text take ${headBytes} bytes, over the limit of ${options.maxResponseHeaderBytes}`));
       }
       const parts = readResponse(response);
-      if (parts.body !== null && parts.body.byteLength > options.maxBodyBytes) {
+      let body = parts.body;
+      if (parts.stream !== null) {
+        // A streamed body is drained here, bounded, chunk by chunk (see web/streams.ts).
+        try {
+          body = (await drainStream(parts.stream, options.maxBodyBytes)).bytes;
+        } catch (thrown) {
+          if (thrown instanceof BodyDrainError) {
+            const message = thrown.tooLarge ? `response body exceeds ${options.maxBodyBytes} bytes` : thrown.message;
+            return failure(guestError('ERR_FN_BAD_RESPONSE', message));
+          }
+          return failure(describeThrown(thrown));
+        }
+      }
+      if (body !== null && byteLengthOf(body) > options.maxBodyBytes) {
         return failure(guestError('ERR_FN_BAD_RESPONSE', `response body exceeds ${options.maxBodyBytes} bytes`));
       }
       for (let i = 0; i < waitUntil.length; i++) if (waitUntil[i] instanceof SafePromise) await waitUntil[i];
-      return success(parts);
+      return success({ status: parts.status, statusText: parts.statusText, headers: parts.headers, body });
     } catch (thrown) {
       return failure(describeThrown(thrown));
     }

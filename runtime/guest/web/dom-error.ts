@@ -1,14 +1,14 @@
 /**
  * Errors the Web specs raise as DOMExceptions (InvalidCharacterError, QuotaExceededError,
- * DataCloneError, TypeMismatchError). The isolate has no DOMException, so they are plain Errors
- * whose own `name` is the DOMException name: `catch (e) { e.name === 'DataCloneError' }` works.
+ * DataCloneError, TypeMismatchError, …): real DOMException instances, with their legacy `code`.
  */
-import { ObjectDefineProperty, SafeError } from '../primordials.ts';
+import { DOMException } from './events.ts';
 
-export type DomErrorName = 'InvalidCharacterError' | 'QuotaExceededError' | 'DataCloneError' | 'TypeMismatchError';
+export type DomErrorName =
+  | 'InvalidCharacterError' | 'QuotaExceededError' | 'DataCloneError' | 'TypeMismatchError' | 'NotSupportedError'
+  | 'InvalidAccessError' | 'OperationError' | 'SyntaxError' | 'DataError' | 'AbortError' | 'TimeoutError'
+  | 'InvalidStateError' | 'NetworkError';
 
 export function createDomError(message: string, name: DomErrorName): Error {
-  const error = new SafeError(message);
-  ObjectDefineProperty(error, 'name', { value: name, writable: true, enumerable: false, configurable: true });
-  return error;
+  return new DOMException(message, name);
 }

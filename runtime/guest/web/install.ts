@@ -1,5 +1,5 @@
 import type { HostRefs } from '../host-refs.ts';
-import { ObjectDefineProperty } from '../primordials.ts';
+import { ObjectDefineProperty, uncurryThis } from '../primordials.ts';
 import { atob, btoa } from './base64.ts';
 import { createConsole } from './console.ts';
 import { Crypto, createCrypto } from './crypto.ts';
@@ -10,6 +10,29 @@ import { Response } from './response.ts';
 import { createStructuredClone } from './structured-clone.ts';
 import { URLSearchParams } from './url-search-params.ts';
 import { bindUrlHost, URL } from './url.ts';
+import { setMaxBodyBytes } from './body.ts';
+import { AbortController, AbortSignal, DOMException, Event, EventTarget, setAbortTimer, setListenerErrorReporter } from './events.ts';
+import { setBoundarySource } from './form-boundary.ts';
+import { Blob, File, FormData } from './forms.ts';
+import { createNavigator, createPerformance, Navigator, Performance } from './performance.ts';
+import {
+  ByteLengthQueuingStrategy,
+  CountQueuingStrategy,
+  ReadableByteStreamController,
+  ReadableStream,
+  ReadableStreamBYOBReader,
+  ReadableStreamBYOBRequest,
+  ReadableStreamDefaultController,
+  ReadableStreamDefaultReader,
+  TextDecoderStream,
+  TextEncoderStream,
+  TransformStream,
+  TransformStreamDefaultController,
+  WritableStream,
+  WritableStreamDefaultController,
+  WritableStreamDefaultWriter,
+  warmStreams,
+} from './streams.ts';
 
 /**
  * Puts the Web-standard APIs on `global`: TextEncoder, TextDecoder, atob, btoa, Headers, Request,
@@ -20,8 +43,17 @@ import { bindUrlHost, URL } from './url.ts';
  * installWebApis(globalThis, host);
  * new Response('hi').headers.get('content-type'); // 'text/plain;charset=UTF-8'
  */
-export function installWebApis(global: typeof globalThis, host: HostRefs): void {
+export interface WebApiOptions {
+  /** Bound on every body drained inside the isolate (MAX_BODY_BYTES). */
+  maxBodyBytes: number;
+}
+
+export function installWebApis(global: typeof globalThis, host: HostRefs, options: WebApiOptions): void {
   bindUrlHost(host);
+  setMaxBodyBytes(options.maxBodyBytes);
+  // Captured now: timers.ts installed them before us, and user code may replace the globals later.
+  const setTimeoutOriginal = (global as unknown as { setTimeout: (cb: () => void, ms: number) => unknown }).setTimeout;
+  setAbortTimer((callback, delayMs) => setTimeoutOriginal(callback, delayMs));
   const classes: [string, Function][] = [
     ['TextEncoder', TextEncoder],
     ['TextDecoder', TextDecoder],
@@ -31,6 +63,31 @@ export function installWebApis(global: typeof globalThis, host: HostRefs): void 
     ['URL', URL],
     ['URLSearchParams', URLSearchParams],
     ['Crypto', Crypto],
+    ['ReadableStream', ReadableStream],
+    ['ReadableStreamDefaultReader', ReadableStreamDefaultReader],
+    ['ReadableStreamBYOBReader', ReadableStreamBYOBReader],
+    ['ReadableStreamBYOBRequest', ReadableStreamBYOBRequest],
+    ['ReadableStreamDefaultController', ReadableStreamDefaultController],
+    ['ReadableByteStreamController', ReadableByteStreamController],
+    ['WritableStream', WritableStream],
+    ['WritableStreamDefaultWriter', WritableStreamDefaultWriter],
+    ['WritableStreamDefaultController', WritableStreamDefaultController],
+    ['TransformStream', TransformStream],
+    ['TransformStreamDefaultController', TransformStreamDefaultController],
+    ['ByteLengthQueuingStrategy', ByteLengthQueuingStrategy],
+    ['CountQueuingStrategy', CountQueuingStrategy],
+    ['TextEncoderStream', TextEncoderStream],
+    ['TextDecoderStream', TextDecoderStream],
+    ['Blob', Blob],
+    ['File', File],
+    ['FormData', FormData],
+    ['DOMException', DOMException],
+    ['Event', Event],
+    ['EventTarget', EventTarget],
+    ['AbortController', AbortController],
+    ['AbortSignal', AbortSignal],
+    ['Performance', Performance],
+    ['Navigator', Navigator],
   ];
   for (let i = 0; i < classes.length; i++) {
     const name = classes[i][0];
@@ -42,8 +99,23 @@ export function installWebApis(global: typeof globalThis, host: HostRefs): void 
   defineGlobal(global, 'atob', atob);
   defineGlobal(global, 'btoa', btoa);
   defineGlobal(global, 'structuredClone', createStructuredClone(host));
-  defineGlobal(global, 'crypto', createCrypto(host));
-  defineGlobal(global, 'console', createConsole(host));
+  const crypto = createCrypto(host);
+  defineGlobal(global, 'crypto', crypto);
+  const console = createConsole(host);
+  defineGlobal(global, 'console', console);
+  const consoleError = console.error;
+  setListenerErrorReporter((error) => consoleError(error));
+  const randomUUID = uncurryThis(Crypto.prototype.randomUUID);
+  setBoundarySource(() => {
+    const uuid = randomUUID(crypto);
+    let hex = '';
+    for (let i = 0; i < uuid.length; i++) if (uuid[i] !== '-') hex += uuid[i];
+    return hex;
+  });
+  defineGlobal(global, 'performance', createPerformance());
+  defineGlobal(global, 'navigator', createNavigator());
+  defineGlobal(global, 'self', global);
+  warmStreams();
 }
 
 /** Globals are writable, configurable and non-enumerable, like the Web's. */

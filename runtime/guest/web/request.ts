@@ -5,6 +5,8 @@
  */
 import { SafeTypeError, StringPrototypeToUpperCase } from '../primordials.ts';
 import { Body, extractBody } from './body.ts';
+import { neverAbortedSignal } from './events.ts';
+import type { ReadableStream } from './streams.ts';
 import { appendHeader, copyHeaders, fillHeaders, getHeader, Headers } from './headers.ts';
 import { isToken } from './http-grammar.ts';
 import { INSPECT } from './inspect.ts';
@@ -31,6 +33,7 @@ const FORBIDDEN_METHODS = ['CONNECT', 'TRACE', 'TRACK'];
 
 export class Request {
   readonly #state: RequestState;
+  #signal: unknown = null;
 
   constructor(input: string | Request, init: RequestInit | null | undefined = undefined) {
     if ((input as unknown) === INTERNAL) {
@@ -70,11 +73,10 @@ export class Request {
       if (extracted.contentType !== null && getHeader(headers, 'content-type') === null) {
         appendHeader(headers, 'content-type', extracted.contentType);
       }
-      body = new Body(extracted.bytes);
+      body = Body.of(extracted);
     } else if (source !== null && !source.body.isNull) {
       // The input's body moves to the new request; the input becomes used.
-      if (source.body.used) throw new SafeTypeError('Cannot construct a Request from one whose body was already read');
-      body = new Body(source.body.consume());
+      body = source.body.transfer();
     } else body = new Body(null);
 
     this.#state = { method, url, headers, body };
@@ -92,8 +94,8 @@ export class Request {
     return this.#state.headers;
   }
 
-  /** Always null or a TypeError: bodies are not streams here (see body.ts). */
-  get body(): null {
+  /** null for a null body, else a ReadableStream of its bytes (see body.ts). */
+  get body(): ReadableStream<unknown> | null {
     return this.#state.body.stream;
   }
 
@@ -115,6 +117,28 @@ export class Request {
 
   bytes(): Promise<Uint8Array> {
     return this.#state.body.bytes();
+  }
+
+  blob(): Promise<unknown> {
+    return this.#state.body.blob(getHeader(this.#state.headers, 'content-type'));
+  }
+
+  formData(): Promise<unknown> {
+    return this.#state.body.formData(getHeader(this.#state.headers, 'content-type'));
+  }
+
+  /** Requests here are never aborted by the platform: a signal that never fires. */
+  get signal(): unknown {
+    if (this.#signal === null) this.#signal = neverAbortedSignal();
+    return this.#signal;
+  }
+
+  get redirect(): string {
+    return 'follow';
+  }
+
+  get cf(): undefined {
+    return undefined;
   }
 
   clone(): Request {

@@ -5,6 +5,7 @@
  */
 import { JSONStringify, SafeRangeError, SafeTypeError } from '../primordials.ts';
 import { Body, extractBody } from './body.ts';
+import type { ReadableStream } from './streams.ts';
 import { appendHeader, copyHeaders, fillHeaders, getHeader, headerBytes, Headers, setHeadersGuard, sortedHeaderPairs } from './headers.ts';
 import { isReasonPhrase } from './http-grammar.ts';
 import { INSPECT } from './inspect.ts';
@@ -34,6 +35,8 @@ export interface ResponseParts {
   statusText: string;
   headers: [string, string][];
   body: Uint8Array | null;
+  /** A stream body still to drain (the dispatcher does, bounded); `body` is null then. */
+  stream: ReadableStream<unknown> | null;
 }
 
 /** Module-private: `new Response(INTERNAL, state)` adopts `state` without validation. */
@@ -55,8 +58,10 @@ export class Response {
     responseHeadBytes = (response) => response.#state.statusText.length + headerBytes(response.#state.headers);
     readResponse = (response) => {
       const state = response.#state;
-      const body = state.body.isNull ? null : state.body.consume();
-      return { status: state.status, statusText: state.statusText, headers: sortedHeaderPairs(state.headers), body };
+      const stream = state.body.pendingStream;
+      if (stream !== null && state.body.used) throw new SafeTypeError('Body has already been read');
+      const body = stream !== null ? null : state.body.takeBufferedBytes();
+      return { status: state.status, statusText: state.statusText, headers: sortedHeaderPairs(state.headers), body, stream };
     };
   }
 
@@ -91,7 +96,7 @@ export class Response {
     requireArguments(arguments.length, 1, 'Response.json');
     const json = JSONStringify(data);
     if (json === undefined) throw new SafeTypeError('Response.json: data is not JSON serializable');
-    return adopt(initialize(init, { bytes: utf8Encode(json), contentType: 'application/json' }));
+    return adopt(initialize(init, { bytes: utf8Encode(json), stream: null, contentType: 'application/json' }));
   }
 
   get type(): ResponseType {
@@ -123,8 +128,8 @@ export class Response {
     return this.#state.headers;
   }
 
-  /** Always null or a TypeError: bodies are not streams here (see body.ts). */
-  get body(): null {
+  /** null for a null body, else a ReadableStream of its bytes (see body.ts). */
+  get body(): ReadableStream<unknown> | null {
     return this.#state.body.stream;
   }
 
@@ -146,6 +151,14 @@ export class Response {
 
   bytes(): Promise<Uint8Array> {
     return this.#state.body.bytes();
+  }
+
+  blob(): Promise<unknown> {
+    return this.#state.body.blob(getHeader(this.#state.headers, 'content-type'));
+  }
+
+  formData(): Promise<unknown> {
+    return this.#state.body.formData(getHeader(this.#state.headers, 'content-type'));
   }
 
   clone(): Response {
@@ -190,7 +203,7 @@ function initialize(init: ResponseInit | null | undefined, body: ReturnType<type
   if (body.contentType !== null && getHeader(headers, 'content-type') === null) {
     appendHeader(headers, 'content-type', body.contentType);
   }
-  return { type: 'default', status, statusText, headers, body: new Body(body.bytes) };
+  return { type: 'default', status, statusText, headers, body: Body.of(body) };
 }
 
 function includes(list: readonly number[], value: number): boolean {
