@@ -13,6 +13,11 @@ import { deployExamples, startWordCountDemo } from '../cli/examples.ts';
 import { collectErrors, launchBrowser, screenshot } from './fixtures/browser.ts';
 import { tempDir } from './fixtures/platform.ts';
 
+// The callbacks of page.evaluate/waitForFunction run in the page; the root tsconfig has no DOM lib.
+declare const document: { querySelector(selector: string): { textContent: string | null } | null; querySelectorAll(selector: string): { length: number } };
+declare const window: unknown;
+declare const sessionStorage: { getItem(key: string): string | null };
+
 const TOKEN = `console-test-${Math.random().toString(36).slice(2)}`;
 const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
 const dataDir = tempDir();
@@ -65,7 +70,7 @@ describe('operator console in headless Chromium', () => {
     await page.waitForFunction(() => document.querySelector('#login-error')?.textContent?.includes('ERR_UNAUTHORIZED'), { timeout: 20_000 });
     expect(await page.$eval('#login-error', (el) => el.textContent)).toBe('ERR_UNAUTHORIZED: invalid token');
 
-    await page.$eval('input#token', (el) => ((el as HTMLInputElement).value = ''));
+    await page.$eval('input#token', (el) => ((el as unknown as { value: string }).value = ''));
     await page.type('input#token', TOKEN);
     await page.click('form#login button[type=submit]');
     await page.waitForSelector('#graph-list a[href="#/graphs/wordcount"]', { timeout: 20_000 });
