@@ -17,6 +17,7 @@ import type { ScalingPolicy } from '../scheduler/autoscaler/policy.ts';
 import { BrokerPool } from '../connectors/kafka/broker-pool.ts';
 import { platformBrokers } from '../connectors/kafka/brokers.ts';
 import { KafkaCommitLedger } from '../connectors/kafka/kafka-commit-ledger.ts';
+import { KafkaS3State } from '../connectors/kafka/kafka-s3-state.ts';
 import { Bucket, type S3Options } from '../connectors/s3/bucket.ts';
 import { S3StateStore } from '../connectors/s3/s3-state-store.ts';
 import { SharedDeployments, deploymentsDir } from '../connectors/s3/shared-deployments.ts';
@@ -110,7 +111,8 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const graphStore = new GraphStore(deployDir);
   const log = new SqliteLog({ dataDir, fsync: options.fsync, durability: options.durability, guard });
   // Kafka clients connect lazily: a graph without Kafka edges never opens a connection.
-  const kafka = { pool: new BrokerPool(platformBrokers(options.kafkaBrokers)), state: new KafkaCommitLedger(dataDir) };
+  const ledger = new KafkaCommitLedger(dataDir);
+  const kafka = { pool: new BrokerPool(platformBrokers(options.kafkaBrokers)), ledger, s3State: bucket ? new KafkaS3State({ bucket, local: ledger }) : undefined };
   let shared: SharedDeployments | undefined;
   let stateStore: S3StateStore | undefined;
   if (bucket) {
@@ -169,7 +171,8 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
       shared?.stop();
       await graphs.close();
       await kafka.pool.close();
-      kafka.state.close();
+      await kafka.s3State?.close();
+      kafka.ledger.close();
       await stateStore?.close(); // publishes what it can; the rest is published at the next start
       await supervisor.close();
       registry.close();

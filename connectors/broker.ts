@@ -77,8 +77,11 @@ export interface GroupConsumer {
 
 export interface BrokerTransaction {
   send(appends: BrokerAppend[]): Promise<void>;
-  /** Adds the consumer group's offset to the transaction: committed with it, or not at all. */
-  sendOffsets(group: string, topic: string, partition: number, next: number): Promise<void>;
+  /**
+   * Adds the consumer group's offset to the transaction: committed with it, or not at all. Its
+   * `metadata` (at most 4 KiB, the broker's offset.metadata.max.bytes) is read back with it.
+   */
+  sendOffsets(group: string, topic: string, partition: number, next: number, metadata?: string | null): Promise<void>;
   commit(): Promise<void>;
   abort(): Promise<void>;
 }
@@ -102,6 +105,8 @@ export interface Broker {
   ensureTopic(topic: string, partitions: number): Promise<number>;
   /** The group's committed next offset per partition; -1 where it has none. */
   committed(group: string, topic: string): Promise<number[]>;
+  /** One partition's committed next offset (-1: none) and the metadata committed with it. */
+  committedEntry(group: string, topic: string, partition: number): Promise<{ offset: number; metadata: string | null }>;
   /** The next offset to be written, per partition. */
   highWatermarks(topic: string): Promise<number[]>;
   /** The earliest offset still in the log, per partition: where a group without a committed offset starts. */

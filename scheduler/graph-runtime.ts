@@ -128,7 +128,7 @@ export class GraphRuntime {
     const existing = this.contexts.get(node.id);
     if (existing) return existing;
     const context: TaskContext = {
-      stateStore: this.stateStore,
+      stateStore: this.kafka?.nodes.has(node.id) ? this.kafka.stateStore : this.stateStore,
       topology: this.topology,
       faults: this.faults,
       node,

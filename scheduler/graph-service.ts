@@ -267,18 +267,24 @@ export class GraphService {
       this.degraded.delete(name);
       await this.options.metrics?.forget(name);
       this.log.deleteTopics(Topology.prefix(name));
-      await this.stateStore.deleteNamespaces(Topology.prefix(name));
+      await this.deleteState(name);
       this.forgetKafkaState(name);
       this.launched.delete(name);
     });
   }
 
+  /** The graph's state in its store and, with a bucket, its Kafka-fed nodes' state in S3. */
+  private async deleteState(name: string): Promise<void> {
+    await this.stateStore.deleteNamespaces(Topology.prefix(name));
+    await this.options.kafka?.s3State?.deleteNamespaces(Topology.prefix(name));
+  }
+
   /**
-   * The state of the graph's Kafka-fed nodes: staged writes and owners in the Kafka state store,
-   * applied values in the log's own state rows — there whatever the state store (S3 too).
+   * The state of the graph's Kafka-fed nodes: staged writes, owners and applied offsets in the
+   * local ledger, values in the log's own state rows (in S3 with a bucket: {@link deleteState}).
    */
   private forgetKafkaState(name: string): void {
-    this.options.kafka?.state.deleteNamespace(Topology.prefix(name));
+    this.options.kafka?.ledger.deleteNamespace(Topology.prefix(name));
     this.log.deleteState(Topology.prefix(name));
   }
 
@@ -299,7 +305,7 @@ export class GraphService {
       const cleanup = this.kafkaCleanup?.record(name, this.store.incarnation(name) ?? '', stored.spec) ?? null;
       try {
         // State first: when its store fails (S3 down) the graph runs on and the delete can be retried.
-        await this.stateStore.deleteNamespaces(Topology.prefix(name));
+        await this.deleteState(name);
         if (this.options.recorder) await this.options.recorder.deleteGraph(name);
         else this.store.delete(name);
       } catch (error) {

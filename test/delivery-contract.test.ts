@@ -28,6 +28,14 @@ const COUNTER = `export default { async process(r, env, ctx) {
   ctx.emit(n, { key: 'n' });
 } };`;
 
+/** Counts the records of each key in state; emits `<key>:<count>`. */
+const KEY_COUNTER = `export default { async process(r, env, ctx) {
+  const stored = await env.STATE.get(r.key);
+  const n = (stored === null ? 0 : Number(await stored.text())) + 1;
+  await env.STATE.put(r.key, String(n));
+  ctx.emit(r.key + ':' + n, { key: r.key });
+} };`;
+
 const POISONS = {
   'a record that throws on every attempt': { fn: `export default { process(r) { if (r.value === 'bad') throw new Error('bad record'); return r.value; } };`, error: /bad record/ },
   'a record that times out its batch': { fn: `export default { process(r) { if (r.value === 'bad') for (;;) {} return r.value; } };`, query: "?timeoutMs=100", error: /ERR_FN_TIMEOUT|ERR_FN_CPU_LIMIT/ },
@@ -120,8 +128,9 @@ function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded
   const h = transport === 'kafka' ? kafka : embedded;
   const all = state === 'embedded';
   let platform: TestPlatform;
+  let s3: (Awaited<ReturnType<typeof createBucket>> & { pollIntervalMs: number }) | undefined;
   beforeAll(async () => {
-    const s3 = state === 's3' ? await createBucket() : undefined;
+    s3 = state === 's3' ? { ...(await createBucket()), pollIntervalMs: 250 } : undefined;
     platform = await withPlatform({ hosts: 2, warmSlots: 1, maxLagRecords: 1000, s3 });
   });
   afterAll(() => platform.cleanup());
@@ -204,6 +213,45 @@ function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded
     expect(counts.join(","), "counts, sorted").toBe(Array.from({ length: total }, (_, i) => i + 1).join(","));
     await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
   }, 120_000);
+
+  if (transport === 'kafka' && state === 's3') {
+    it('exactly-once: two processes sharing the consumer group and the bucket hand partitions over with their state', async () => {
+      const fn = randomName('keycounter');
+      expect((await deploy(platform, fn, KEY_COUNTER)).status).toBe(201);
+      const { graph } = await launch(fn, 'exactly-once');
+      const keys = Array.from({ length: 8 }, (_, i) => `k${i}`);
+      const sent = new Map(keys.map((k) => [k, 0]));
+      const feedRound = async () => {
+        await h.feed(platform, graph, 'in', keys.flatMap((key) => Array.from({ length: 5 }, () => ({ key, value: 'x' }))));
+        for (const key of keys) sent.set(key, sent.get(key)! + 5);
+        const total = [...sent.values()].reduce((a, b) => a + b, 0);
+        await waitFor(async () => (await h.sink(platform, graph)).length >= total, 60_000, `${total} counts`);
+      };
+      await feedRound();
+      // A second process (its own data directory) runs the graph from the bucket's deploy log and
+      // joins the group: one of the two partitions moves to it, and back when it stops.
+      const other = await withPlatform({ hosts: 1, warmSlots: 1, s3 });
+      try {
+        await waitFor(() => other.graphs.runtime(graph) !== undefined, 30_000, 'the graph on the second process');
+        await waitFor(() => {
+          const owned = (platform.graphs.runtime(graph)!.status() as { edges: Array<{ partitions?: Array<{ owned?: boolean }> }> }).edges.flatMap((e) => e.partitions ?? []).filter((p) => p.owned);
+          return owned.length === 1;
+        }, 60_000, 'one partition on each process');
+        await feedRound();
+        await feedRound();
+      } finally {
+        await other.cleanup();
+      }
+      await feedRound();
+      await new Promise((r) => setTimeout(r, 500));
+      const got = (await h.sink(platform, graph)) as string[];
+      for (const key of keys) {
+        const counts = got.filter((v) => v.startsWith(`${key}:`)).map((v) => Number(v.slice(key.length + 1))).sort((a, b) => a - b);
+        expect(counts.join(','), `counts of ${key}`).toBe(Array.from({ length: sent.get(key)! }, (_, i) => i + 1).join(','));
+      }
+      await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
+    }, 240_000);
+  }
 
   if (all) it("the autoscaler's signals count the arrivals on the input edges", async () => {
     const fn = randomName('echo');

@@ -27,75 +27,77 @@ function open() {
 
 const value = () => fixture.log.stateSnapshot('g/n', 0).find((w) => w.key === 'n')?.value ?? null;
 
-function fenced(work: () => void): TributaryError | null {
+async function fenced(work: () => Promise<unknown>): Promise<TributaryError | null> {
   try {
-    work();
+    await work();
     return null;
   } catch (error) {
     return error as TributaryError;
   }
 }
 
+const at = (offset: number) => ({ offset, metadata: null });
+
 describe('KafkaCommitLedger owners', () => {
-  it("a zombie's stage after the new owner claimed is refused with ERR_KAFKA_FENCED and changes nothing", () => {
+  it("a zombie's stage after the new owner claimed is refused with ERR_KAFKA_FENCED and changes nothing", async () => {
     open();
-    const zombie = store.claim('g/n', 0, 't');
-    const live = store.claim('g/n', 0, 't');
-    store.stage('g/n', 0, 't', 10, entry('live'), live);
-    const error = fenced(() => store.stage('g/n', 0, 't', 12, entry('zombie'), zombie));
+    const zombie = await store.claim('g/n', 0, 't');
+    const live = await store.claim('g/n', 0, 't');
+    await store.stage('g/n', 0, 't', 10, entry('live'), live);
+    const error = await fenced(() => store.stage('g/n', 0, 't', 12, entry('zombie'), zombie));
     expect(error?.code).toBe('ERR_KAFKA_FENCED');
-    expect(store.pendingEnd('g/n', 0, 't')).toBe(10);
-    store.promote('g/n', 0, 't');
+    expect(await store.pendingEnd('g/n', 0, 't')).toBe(10);
+    await store.promote('g/n', 0, 't');
     expect(value()).toBe('live');
   });
 
-  it('the next activation never sees a row a zombie tried to stage', () => {
+  it('the next activation never sees a row a zombie tried to stage', async () => {
     open();
-    const zombie = store.claim('g/n', 0, 't');
-    store.claim('g/n', 0, 't');
-    expect(fenced(() => store.stage('g/n', 0, 't', 5, entry('zombie'), zombie))?.code).toBe('ERR_KAFKA_FENCED');
+    const zombie = await store.claim('g/n', 0, 't');
+    await store.claim('g/n', 0, 't');
+    expect((await fenced(() => store.stage('g/n', 0, 't', 5, entry('zombie'), zombie)))?.code).toBe('ERR_KAFKA_FENCED');
     // The live owner committed up to 8 on Kafka and crashed before staging again: recovery finds nothing.
-    expect(store.recover('g/n', 0, 't', 8).outcome).toBe('none');
+    await store.recover('g/n', 0, 't', at(8));
     expect(value()).toBe(null);
+    expect(await store.applied('g/n', 0, 't')).toBe(-1);
   });
 
-  it('owners are per partition: claiming one does not fence another', () => {
+  it('owners are per partition: claiming one does not fence another', async () => {
     open();
-    const p0 = store.claim('g/n', 0, 't');
-    store.claim('g/n', 1, 't');
-    store.stage('g/n', 0, 't', 3, entry('p0'), p0);
-    store.promote('g/n', 0, 't');
+    const p0 = await store.claim('g/n', 0, 't');
+    await store.claim('g/n', 1, 't');
+    await store.stage('g/n', 0, 't', 3, entry('p0'), p0);
+    await store.promote('g/n', 0, 't');
     expect(value()).toBe('p0');
   });
 });
 
 describe('KafkaCommitLedger recovery', () => {
-  it('promotes staged entries of a committed transaction and returns them for the store to adopt', () => {
+  it('promotes staged entries of a committed transaction', async () => {
     open();
-    const owner = store.claim('g/n', 0, 't');
-    const manifest = [{ namespace: 's3:g/n', partition: 0, writes: [{ key: '0001', value: 'staged/key' }] }];
-    store.stage('g/n', 0, 't', 7, [...entry('v'), ...manifest], owner);
-    const recovered = store.recover('g/n', 0, 't', 7);
-    expect(recovered.outcome).toBe('promoted');
-    expect(recovered.entries).toEqual([...entry('v'), ...manifest]);
+    const owner = await store.claim('g/n', 0, 't');
+    await store.stage('g/n', 0, 't', 7, entry('v'), owner);
+    await store.recover('g/n', 0, 't', at(7));
     expect(value()).toBe('v');
-    expect(fixture.log.stateSnapshot('s3:g/n', 0)).toEqual([{ key: '0001', value: 'staged/key' }]);
-    expect(store.applied('g/n', 0, 't')).toBe(7);
+    expect(await store.applied('g/n', 0, 't')).toBe(7);
+    expect(await store.pendingTopics('g/n', 0)).toEqual([]);
   });
 
-  it('drops staged entries past the committed offset (an aborted transaction)', () => {
+  it('drops staged entries past the committed offset (an aborted transaction)', async () => {
     open();
-    const owner = store.claim('g/n', 0, 't');
-    store.stage('g/n', 0, 't', 9, entry('aborted'), owner);
-    expect(store.recover('g/n', 0, 't', 4)).toEqual({ outcome: 'dropped', entries: [] });
+    const owner = await store.claim('g/n', 0, 't');
+    await store.stage('g/n', 0, 't', 9, entry('aborted'), owner);
+    expect(await store.pendingTopics('g/n', 0)).toEqual(['t']);
+    await store.recover('g/n', 0, 't', at(4));
     expect(value()).toBe(null);
-    expect(store.pendingEnd('g/n', 0, 't')).toBe(null);
+    expect(await store.pendingEnd('g/n', 0, 't')).toBe(null);
   });
 
-  it('applies an at-least-once batch once: a replay ending at or below the applied offset changes nothing', () => {
+  it('applies an at-least-once batch once: a replay ending at or below the applied offset changes nothing', async () => {
     open();
-    expect(store.apply('g/n', 0, 't', 5, entry('first'))).toBe(true);
-    expect(store.apply('g/n', 0, 't', 5, entry('replayed'))).toBe(false);
+    await store.apply('g/n', 0, 't', 5, entry('first'));
+    await store.apply('g/n', 0, 't', 5, entry('replayed'));
     expect(value()).toBe('first');
+    expect(await store.applied('g/n', 0, 't')).toBe(5);
   });
 });

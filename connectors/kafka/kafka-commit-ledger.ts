@@ -1,16 +1,13 @@
 /**
- * The decision record of state committed with Kafka. A node's state goes through its StateStore
- * (embedded or S3) whatever its transport; the store seals a batch's writes into entries for the
- * `state` table of the embedded log's database (`log.db`: the rows themselves, or S3's manifest
- * rows). The embedded log commits those entries in its own transaction; Kafka cannot commit a
- * SQLite write inside its transaction, so exactly-once edges use the committed consumer offset as
- * the decision of a two-step commit, kept here per (namespace, input topic, input partition):
+ * The local {@link KafkaStateLedger}: Kafka-fed state kept in the embedded log's database
+ * (`log.db`, the `state` table the embedded StateStore reads), for a platform without a bucket.
+ * Per (namespace, input topic, input partition):
  *
  *   1. stage    the transaction's sealed entries, with the offset `end` it commits, in
  *               `kafka_state_pending` (one row per input partition), before the Kafka commit;
  *   2. commit   the Kafka transaction: outputs + the group's offset `end`;
  *   3. promote  write the staged entries to `state` and record `end` in `kafka_state_applied`,
- *               in one SQLite transaction; then the store is told (`StagedState.committed`).
+ *               in one SQLite transaction.
  *
  * A crash between 2 and 3 leaves a staged row behind. Whoever owns the partition next first
  * fences the old producer (InitProducerId completes or aborts its transaction), then reads the
@@ -38,11 +35,12 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { deserialize, serialize } from 'node:v8';
 import { TributaryError } from '../../runtime/errors.ts';
 import type { CommitSet } from '../transport.ts';
+import type { CommittedOffset, KafkaStateLedger } from './kafka-state-ledger.ts';
 
 /** What a StateStore sealed: rows of the `state` table. */
 export type SealedEntries = CommitSet['state'];
 
-export class KafkaCommitLedger {
+export class KafkaCommitLedger implements KafkaStateLedger {
   private readonly db: DatabaseSync;
   private readonly stmt: Record<string, StatementSync>;
 
@@ -81,69 +79,49 @@ export class KafkaCommitLedger {
     };
   }
 
-  /** The end offset of the last batch whose writes were applied, or -1. */
-  applied(ns: string, partition: number, topic: string): number {
-    const row = this.stmt.applied.get(ns, partition, topic) as { next: number } | undefined;
-    return row ? Number(row.next) : -1;
-  }
-
-  /** Applies a batch's entries (at-most/at-least-once) unless one ending at or after `end` was applied. */
-  apply(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): boolean {
-    return this.transaction(() => this.applyLocked(ns, partition, topic, end, entries));
-  }
-
-  /** Input topics with a staged (not yet promoted) transaction on a state partition. */
-  pendingTopics(ns: string, partition: number): string[] {
-    return (this.stmt.pendingTopics.all(ns, partition) as Array<{ topic: string }>).map((r) => r.topic);
-  }
-
-  /** The end offset of a staged (not yet promoted) transaction, or null. */
-  pendingEnd(ns: string, partition: number, topic: string): number | null {
-    const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
-    return row ? Number(row.end_offset) : null;
-  }
-
-  /**
-   * Makes the caller the partition's owner (on every activation, after fencing the previous
-   * producer and before `recover`); returns the token its stages must carry.
-   */
-  claim(ns: string, partition: number, topic: string): string {
+  async claim(ns: string, partition: number, topic: string): Promise<string> {
     const owner = randomUUID();
     this.stmt.claim.run(ns, partition, topic, owner);
     return owner;
   }
 
-  /**
-   * Exactly-once, before the Kafka commit: keeps the entries aside until the commit's outcome is
-   * known. Throws ERR_KAFKA_FENCED, staging nothing, when `owner` is no longer the partition's owner.
-   */
-  stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string): void {
-    const { changes } = this.stmt.stage.run(ns, partition, topic, end, serialize(entries), ns, partition, topic, owner);
-    if (Number(changes) === 0) throw new TributaryError('ERR_KAFKA_FENCED', `partition ${partition} of '${topic}' has a newer owner`);
+  async applied(ns: string, partition: number, topic: string): Promise<number> {
+    return this.appliedNow(ns, partition, topic);
   }
 
-  /** Exactly-once, after the Kafka commit: applies the staged entries; returns them (none if nothing was staged). */
-  promote(ns: string, partition: number, topic: string): SealedEntries {
-    return this.transaction(() => {
+  async pendingEnd(ns: string, partition: number, topic: string): Promise<number | null> {
+    const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
+    return row ? Number(row.end_offset) : null;
+  }
+
+  async pendingTopics(ns: string, partition: number): Promise<string[]> {
+    return (this.stmt.pendingTopics.all(ns, partition) as Array<{ topic: string }>).map((r) => r.topic);
+  }
+
+  async recover(ns: string, partition: number, topic: string, committed: CommittedOffset): Promise<void> {
+    const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
+    if (!row) return;
+    if (committed.offset >= Number(row.end_offset)) return this.promote(ns, partition, topic);
+    this.stmt.unstage.run(ns, partition, topic);
+  }
+
+  async stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string): Promise<null> {
+    const { changes } = this.stmt.stage.run(ns, partition, topic, end, serialize(entries), ns, partition, topic, owner);
+    if (Number(changes) === 0) throw new TributaryError('ERR_KAFKA_FENCED', `partition ${partition} of '${topic}' has a newer owner`);
+    return null;
+  }
+
+  async promote(ns: string, partition: number, topic: string): Promise<void> {
+    this.transaction(() => {
       const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number; writes: Uint8Array } | undefined;
-      if (!row) return [];
-      const entries = decodeEntries(ns, partition, deserialize(row.writes));
-      this.applyLocked(ns, partition, topic, Number(row.end_offset), entries);
+      if (!row) return;
+      this.applyLocked(ns, partition, topic, Number(row.end_offset), deserialize(row.writes) as SealedEntries);
       this.stmt.unstage.run(ns, partition, topic);
-      return entries;
     });
   }
 
-  /**
-   * Resolves a staged row after the partition's previous transaction is settled and `committed`
-   * read; returns the entries it promoted (the store must learn of them: S3 publishes its rows).
-   */
-  recover(ns: string, partition: number, topic: string, committed: number): { outcome: 'promoted' | 'dropped' | 'none'; entries: SealedEntries } {
-    const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
-    if (!row) return { outcome: 'none', entries: [] };
-    if (committed >= Number(row.end_offset)) return { outcome: 'promoted', entries: this.promote(ns, partition, topic) };
-    this.stmt.unstage.run(ns, partition, topic);
-    return { outcome: 'dropped', entries: [] };
+  async apply(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): Promise<void> {
+    this.transaction(() => this.applyLocked(ns, partition, topic, end, entries));
   }
 
   deleteNamespace(prefix: string): void {
@@ -156,8 +134,13 @@ export class KafkaCommitLedger {
     this.db.close();
   }
 
-  private applyLocked(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): boolean {
-    if (end <= this.applied(ns, partition, topic)) return false;
+  private appliedNow(ns: string, partition: number, topic: string): number {
+    const row = this.stmt.applied.get(ns, partition, topic) as { next: number } | undefined;
+    return row ? Number(row.next) : -1;
+  }
+
+  private applyLocked(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): void {
+    if (end <= this.appliedNow(ns, partition, topic)) return;
     for (const entry of entries) {
       for (const write of entry.writes) {
         if (write.value === null) this.stmt.delete.run(entry.namespace, entry.partition, write.key);
@@ -165,7 +148,6 @@ export class KafkaCommitLedger {
       }
     }
     this.stmt.setApplied.run(ns, partition, topic, end);
-    return true;
   }
 
   private transaction<T>(work: () => T): T {
@@ -179,13 +161,4 @@ export class KafkaCommitLedger {
       throw error;
     }
   }
-}
-
-/** Staged entries; a row staged before entries were sealed by a StateStore holds `[key, value]` pairs of the partition's own state. */
-function decodeEntries(ns: string, partition: number, stored: unknown): SealedEntries {
-  const list = stored as unknown[];
-  if (list.length > 0 && Array.isArray(list[0])) {
-    return [{ namespace: ns, partition, writes: (list as Array<[string, string | Uint8Array | null]>).map(([key, value]) => ({ key, value })) }];
-  }
-  return list as SealedEntries;
 }

@@ -19,7 +19,8 @@
  *   exactly-once   consume-transform-produce in one Kafka transaction per partition and interval:
  *                  the units' outputs and dead letters, and the group's offset (`sendOffsets`),
  *                  commit together (KIP-98); readers use read_committed. The units' sealed state
- *                  is staged in the {@link KafkaCommitLedger} before the commit and promoted after.
+ *                  is staged in the {@link KafkaStateLedger} before the commit (the offset commit
+ *                  carries what the ledger names) and promoted after.
  *                  `commit(unit)` resolves once the unit is in the open transaction; a transaction
  *                  that fails breaks the partition log until the worker opens it again.
  *
@@ -29,7 +30,7 @@
  * Only then is the committed offset read, staged state recovered, and the fetch position moved
  * there. kafkajs's OffsetFetch lacks KIP-447's requireStable, and even after InitProducerId the
  * group coordinator applies a committed transaction's offsets asynchronously, so the offset read
- * is raised to the last commit the ledger promoted, and re-read while a staged commit is past it.
+ * is raised to the last commit the ledger applied, and re-read while a staged commit is past it.
  * One producer per input partition, because kafkajs sends TxnOffsetCommit v0-v2 without KIP-447's
  * member id and generation: the group coordinator cannot fence a zombie's offsets, only the
  * transaction coordinator can, per transactionalId. Any failure inside a transaction discards the
@@ -37,10 +38,10 @@
  */
 import type { Broker, BrokerAppend, BrokerBatch, BatchControl, BrokerProducer, BrokerRecord, BrokerTransaction, GroupConsumer } from '../broker.ts';
 import type { EdgeCommit, EdgeLog, EdgePartitionLog, EdgeRecord, PartitionOffsets } from '../edge-log.ts';
-import type { StateStore } from '../state/state-store.ts';
 import { TributaryError, asTributaryError } from '../../runtime/errors.ts';
 import { Backoff } from '../../runtime/backoff.ts';
-import type { KafkaCommitLedger, SealedEntries } from './kafka-commit-ledger.ts';
+import type { SealedEntries } from './kafka-commit-ledger.ts';
+import type { KafkaStateLedger } from './kafka-state-ledger.ts';
 import { translateKafkaError } from './kafka-errors.ts';
 
 export type KafkaDelivery = 'at-most-once' | 'at-least-once' | 'exactly-once';
@@ -73,9 +74,8 @@ export interface KafkaEdgeLogOptions {
   dropProducer(broker: Broker): void;
   /** Stable per input partition: the fencing identity of exactly-once. */
   transactionalId(partition: number): string;
-  ledger: KafkaCommitLedger;
-  /** The node's state store, told of entries the ledger promotes on recovery. */
-  stateStore: StateStore;
+  /** Where the node's state commits are decided (local, or shared in S3). */
+  ledger: KafkaStateLedger;
   /** The consuming node's state namespace. */
   namespace: string;
   interval: CommitIntervalSource;
@@ -366,6 +366,7 @@ export class KafkaPartitionLog implements EdgePartitionLog {
       if (this.closed) throw new TributaryError('ERR_KAFKA_UNAVAILABLE', `partition ${this.partition} of '${this.topic}' is no longer owned`);
       await this.deactivate();
       const { broker, group, topic, ledger, namespace } = this.options;
+      let committed: number;
       if (this.delivery === 'exactly-once') {
         const producer = broker.producer({ transactionalId: this.options.transactionalId(this.partition) });
         try {
@@ -376,21 +377,12 @@ export class KafkaPartitionLog implements EdgePartitionLog {
         }
         this.producer = producer;
         // Right after fencing, before reading what is staged: from here on a zombie cannot stage.
-        this.owner = ledger.claim(namespace, this.partition, topic);
-      }
-      let committed = (await broker.committed(group, topic))[this.partition] ?? -1;
-      if (this.delivery === 'exactly-once') {
-        // A promoted commit is certain; a staged one past the offset read is either aborted or not
-        // yet applied by the group coordinator (no requireStable): re-read for up to a second.
-        committed = Math.max(committed, ledger.applied(namespace, this.partition, topic));
-        const pending = ledger.pendingEnd(namespace, this.partition, topic);
-        for (let i = 0; pending !== null && committed < pending && i < STABLE_OFFSET_RETRIES; i++) {
-          await new Promise((resolve) => setTimeout(resolve, STABLE_OFFSET_WAIT_MS));
-          committed = Math.max(committed, (await broker.committed(group, topic))[this.partition] ?? -1);
-        }
-        const recovered = ledger.recover(namespace, this.partition, topic, committed);
-        if (recovered.entries.length > 0) this.options.stateStore.adopt(recovered.entries);
-        await this.settleSiblings();
+        this.owner = await ledger.claim(namespace, this.partition, topic);
+        committed = await this.settle({ broker, group, topic });
+        const pending = await ledger.pendingTopics(namespace, this.partition);
+        for (const sibling of this.options.siblings ?? []) if (pending.includes(sibling.topic)) await this.settleSibling(sibling);
+      } else {
+        committed = (await broker.committed(group, topic))[this.partition] ?? -1;
       }
       // A group without a committed offset starts at the earliest record still in the log.
       const start = committed >= 0 ? committed : ((await broker.lowWatermarks(topic))[this.partition] ?? 0);
@@ -408,34 +400,41 @@ export class KafkaPartitionLog implements EdgePartitionLog {
     });
   }
 
-  /** Nothing once revoked: the worker idles until it is stopped (another process owns the partition now). */
   /**
-   * Staged rows other input edges of the node left on this state partition (a crash between their
-   * Kafka commit and their promote): their producer is fenced (settling the transaction), their
-   * committed offset read, and each row promoted or dropped — before this edge runs the partition
-   * on a state that would lack a committed transaction's writes. The worker opens under the state
-   * partition's exclusion, so a sibling in this process is never mid-commit here.
+   * Resolves what the previous owner of this partition of `edge` staged (its producer is fenced
+   * by now): reads the committed offset, raised to what the ledger applied and re-read while a
+   * staged commit is past it (the coordinator may not have applied it yet: no requireStable);
+   * the ledger then promotes or drops it. Returns the committed offset.
    */
-  private async settleSiblings(): Promise<void> {
+  private async settle(edge: { broker: Broker; group: string; topic: string }): Promise<number> {
     const { ledger, namespace } = this.options;
-    const pending = new Set(ledger.pendingTopics(namespace, this.partition));
-    for (const sibling of this.options.siblings ?? []) {
-      if (!pending.has(sibling.topic)) continue;
-      const fence = sibling.broker.producer({ transactionalId: sibling.transactionalId(this.partition) });
-      try {
-        await fence.connect();
-      } finally {
-        await fence.disconnect();
-      }
-      const end = ledger.pendingEnd(namespace, this.partition, sibling.topic);
-      let committed = Math.max((await sibling.broker.committed(sibling.group, sibling.topic))[this.partition] ?? -1, ledger.applied(namespace, this.partition, sibling.topic));
-      for (let i = 0; end !== null && committed < end && i < STABLE_OFFSET_RETRIES; i++) {
-        await new Promise((resolve) => setTimeout(resolve, STABLE_OFFSET_WAIT_MS));
-        committed = Math.max(committed, (await sibling.broker.committed(sibling.group, sibling.topic))[this.partition] ?? -1);
-      }
-      const recovered = ledger.recover(namespace, this.partition, sibling.topic, committed);
-      if (recovered.entries.length > 0) this.options.stateStore.adopt(recovered.entries);
+    const read = () => edge.broker.committedEntry(edge.group, edge.topic, this.partition);
+    let committed = await read();
+    const applied = await ledger.applied(namespace, this.partition, edge.topic);
+    const pending = await ledger.pendingEnd(namespace, this.partition, edge.topic);
+    for (let i = 0; pending !== null && Math.max(committed.offset, applied) < pending && i < STABLE_OFFSET_RETRIES; i++) {
+      await new Promise((resolve) => setTimeout(resolve, STABLE_OFFSET_WAIT_MS));
+      const again = await read();
+      if (again.offset > committed.offset) committed = again;
     }
+    await ledger.recover(namespace, this.partition, edge.topic, committed);
+    return Math.max(committed.offset, applied);
+  }
+
+  /**
+   * A transaction another input edge of the node staged on this state partition (a crash between
+   * its Kafka commit and its promote): its producer is fenced and it is settled before this edge
+   * runs the partition on a state that would lack a committed transaction's writes. The worker
+   * opens under the state partition's exclusion, so a sibling in this process is never mid-commit.
+   */
+  private async settleSibling(sibling: NonNullable<KafkaEdgeLogOptions['siblings']>[number]): Promise<void> {
+    const fence = sibling.broker.producer({ transactionalId: sibling.transactionalId(this.partition) });
+    try {
+      await fence.connect();
+    } finally {
+      await fence.disconnect();
+    }
+    await this.settle(sibling);
   }
 
   async read(from: number, max: number): Promise<EdgeRecord[]> {
@@ -518,7 +517,7 @@ export class KafkaPartitionLog implements EdgePartitionLog {
    * loses outputs, never repeats a state update: a count is never emitted twice).
    */
   private async produceAndApply(unit: EdgeCommit): Promise<void> {
-    if (this.delivery === 'at-most-once') this.applyState(unit);
+    if (this.delivery === 'at-most-once') await this.applyState(unit);
     // Sends (and, at-least-once, the state after them) run in unit order while the next batch
     // runs; the deferred offset commit waits for them, and a failure breaks the partition.
     // Bounded: at most MAX_UNSENT units behind (their outputs are held in memory until sent).
@@ -541,7 +540,7 @@ export class KafkaPartitionLog implements EdgePartitionLog {
             }
           }
         }
-        if (this.delivery !== 'at-most-once') this.applyState(unit);
+        if (this.delivery !== 'at-most-once') await this.applyState(unit);
         unit.onVisible?.();
       } catch (error) {
         this.broken = asTributaryError(error);
@@ -552,10 +551,10 @@ export class KafkaPartitionLog implements EdgePartitionLog {
     });
   }
 
-  private applyState(unit: EdgeCommit): void {
+  private async applyState(unit: EdgeCommit): Promise<void> {
     if (!unit.state) return;
     const { ledger, namespace } = this.options;
-    ledger.apply(namespace, this.partition, this.topic, unit.through ?? Number.MAX_SAFE_INTEGER, unit.state.seal());
+    await ledger.apply(namespace, this.partition, this.topic, unit.through ?? Number.MAX_SAFE_INTEGER, unit.state.seal());
     unit.state.committed();
   }
 
@@ -619,7 +618,8 @@ export class KafkaPartitionLog implements EdgePartitionLog {
       txn.sending = txn.sending.then(() => (txn.sendError === null ? txn.tx.send(appends) : undefined)).catch((error) => void (txn.sendError ??= error));
     }
     if (unit.startedAt !== undefined) this.options.interval.observe(performance.now() - unit.startedAt + this.lastCommitMs);
-    if (this.options.commitEachUnit || unit.durable || Date.now() - txn.openedAt >= this.options.interval.ms) await this.commitPending();
+    // `unit.durable` needs nothing more: a Kafka commit is replicated before it completes.
+    if (this.options.commitEachUnit || Date.now() - txn.openedAt >= this.options.interval.ms) await this.commitPending();
     else this.armTimer(txn.openedAt);
   }
 
@@ -649,8 +649,8 @@ export class KafkaPartitionLog implements EdgePartitionLog {
       // Sealed in commit order, right before the commit; staged even without writes: the promoted
       // offset is what `open` trusts (see KafkaCommitLedger).
       const entries: SealedEntries = txn.units.flatMap((u) => (u.state ? u.state.seal() : []));
-      ledger.stage(namespace, this.partition, this.topic, txn.end, entries, this.owner!);
-      await txn.tx.sendOffsets(group, this.topic, this.partition, txn.end);
+      const metadata = await ledger.stage(namespace, this.partition, this.topic, txn.end, entries, this.owner!);
+      await txn.tx.sendOffsets(group, this.topic, this.partition, txn.end, metadata);
       await txn.tx.commit();
     } catch (error) {
       await this.breakWith(error);
@@ -658,7 +658,13 @@ export class KafkaPartitionLog implements EdgePartitionLog {
     }
     this.txn = null;
     this.committedOffset = txn.end;
-    ledger.promote(namespace, this.partition, this.topic);
+    try {
+      await ledger.promote(namespace, this.partition, this.topic);
+    } catch (error) {
+      // Committed on Kafka: the next open promotes it from what was staged.
+      await this.breakWith(error);
+      throw this.broken;
+    }
     for (const unit of txn.units) {
       unit.state?.committed();
       unit.onVisible?.();

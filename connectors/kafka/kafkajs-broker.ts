@@ -174,6 +174,15 @@ export class KafkaJsBroker implements Broker {
     });
   }
 
+  async committedEntry(group: string, topic: string, partition: number): Promise<{ offset: number; metadata: string | null }> {
+    return this.withAdmin(`reading offsets of group '${group}'`, async (admin) => {
+      const [entry] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      const found = entry?.partitions.find((p) => p.partition === partition);
+      const offset = Number(found?.offset ?? -1);
+      return { offset: Number.isNaN(offset) ? -1 : offset, metadata: found?.metadata ?? null };
+    });
+  }
+
   async highWatermarks(topic: string): Promise<number[]> {
     return this.withAdmin(`reading offsets of topic '${topic}'`, async (admin) => {
       const out: number[] = [];
@@ -435,10 +444,12 @@ class KafkaJsProducer implements BrokerProducer {
           throw translateKafkaError(error, `producing in a transaction of ${what}`);
         }
       },
-      async sendOffsets(group, topic, partition, next) {
+      async sendOffsets(group, topic, partition, next, metadata = null) {
         for (let attempt = 0; ; attempt++) {
           try {
-            await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic, partitions: [{ partition, offset: String(next) }] }] });
+            // kafkajs's types omit `metadata`; its TxnOffsetCommit request encodes it.
+            const partitions = [{ partition, offset: String(next), metadata }] as unknown as Array<{ partition: number; offset: string }>;
+            await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic, partitions }] });
             return;
           } catch (error) {
             // kafkajs #296: the previous transaction's markers are still being written; retry.

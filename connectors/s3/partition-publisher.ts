@@ -20,16 +20,11 @@ import { defaultGuard, type Guard } from '../../runtime/guard.ts';
 import type { CommitSet, StateWrite, Transport } from '../transport.ts';
 import type { Bucket } from './bucket.ts';
 import { mapLimit } from './map-limit.ts';
-import { decodeLive, decodeStaged, encodeLive, liveKey, livePrefix, sizeOfWrites } from './state-objects.ts';
+import { decodeStaged, readLive, sizeOfWrites, writeLive } from './state-objects.ts';
 
 /** Manifest rows of namespace `ns` live in the log under `s3:<ns>` (graph names cannot contain ':'). */
 export function manifestNamespace(namespace: string): string {
   return `s3:${namespace}`;
-}
-
-/** The namespace whose manifest rows live under `namespace`, or null for another namespace. */
-export function namespaceOfManifest(namespace: string): string | null {
-  return namespace.startsWith('s3:') ? namespace.slice(3) : null;
 }
 
 /** Batches published together at most (bounds a round's memory and its DeleteObjects). */
@@ -38,9 +33,6 @@ const MAX_ROUND_BATCHES = 64;
 const MAX_PENDING_BATCHES = 64;
 /** ... or bytes of writes waiting: the pending writes are held in memory until published. */
 const MAX_PENDING_BYTES = 64 * 1024 * 1024;
-/** Live-key PUTs in flight per partition. */
-const PUT_CONCURRENCY = 8;
-const GET_CONCURRENCY = 32;
 const MAX_RETRY_MS = 5000;
 /**
  * Background rounds of a partition start at most this often. A round costs one PUT per distinct
@@ -128,18 +120,6 @@ export class PartitionPublisher {
     this.kick();
   }
 
-  /** Manifest rows committed without this process being told (recovered by a Kafka ledger): queued like loaded ones. */
-  adopt(rows: StateWrite[]): void {
-    if (this.closed) return;
-    const queued = new Set(this.queue.map((b) => b.seq));
-    for (const row of rows.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) {
-      if (row.value === null || queued.has(row.key)) continue;
-      this.queue.push({ seq: row.key, staged: String(row.value), writes: null, bytes: 0 });
-      this.lastSeq = Math.max(this.lastSeq, Number(row.key));
-    }
-    this.kick();
-  }
-
   /** Publishes every batch committed so far; rejects with ERR_S3_UNAVAILABLE (they stay pending). */
   flush(): Promise<void> {
     return this.exclusive(() => this.publishPending());
@@ -150,11 +130,7 @@ export class PartitionPublisher {
     return this.exclusive(async () => {
       await this.publishPending();
       const { bucket, scope, namespace, partition } = this.ctx;
-      const keys = await bucket.list(livePrefix(scope, namespace, partition));
-      const bodies = await mapLimit(keys, GET_CONCURRENCY, (key) => bucket.get(key));
-      const out: StateWrite[] = [];
-      for (const body of bodies) if (body !== null) out.push(decodeLive(body));
-      return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      return readLive(bucket, scope, namespace, partition);
     });
   }
 
@@ -265,14 +241,7 @@ export class PartitionPublisher {
     // Later batches win: one write per key for the whole round.
     const merged = new Map<string, string | Uint8Array | null>();
     for (const batch of round) for (const write of batch.writes!) merged.set(write.key, write.value);
-    const puts: Array<[string, Uint8Array]> = [];
-    const deletes: string[] = [];
-    for (const [key, value] of merged) {
-      if (value === null) deletes.push(liveKey(scope, namespace, partition, key));
-      else puts.push([liveKey(scope, namespace, partition, key), encodeLive(key, value)]);
-    }
-    await mapLimit(puts, PUT_CONCURRENCY, ([key, body]) => bucket.put(key, body));
-    if (deletes.length > 0) await bucket.delete(deletes);
+    await writeLive(bucket, scope, namespace, partition, merged);
     transport.commit({
       appends: [],
       offsets: [],

@@ -26,11 +26,11 @@
  * state; a platform whose log.db is deleted starts from empty state, as its offsets do.
  */
 import { randomBytes } from 'node:crypto';
-import type { CommitSet, StateWrite, Transport } from '../transport.ts';
+import type { StateWrite, Transport } from '../transport.ts';
 import type { StagedState, StateBatch, StateStore } from '../state/state-store.ts';
 import type { Guard } from '../../runtime/guard.ts';
 import type { Bucket } from './bucket.ts';
-import { PartitionPublisher, manifestNamespace, namespaceOfManifest } from './partition-publisher.ts';
+import { PartitionPublisher, manifestNamespace } from './partition-publisher.ts';
 import { encodeStaged, liveNamespacePrefix, parseStagedKey, stagedKey, stagedPrefix } from './state-objects.ts';
 
 export interface S3StateStoreOptions {
@@ -134,14 +134,6 @@ export class S3StateStore implements StateStore {
         void this.bucket.delete([key]).catch(() => {});
       },
     };
-  }
-
-  /** Manifest rows a Kafka commit ledger promoted after a crash: published like any committed batch. */
-  adopt(entries: CommitSet['state']): void {
-    for (const entry of entries) {
-      const namespace = namespaceOfManifest(entry.namespace);
-      if (namespace !== null) this.publisher(namespace, entry.partition).adopt(entry.writes);
-    }
   }
 
   async deleteNamespaces(prefix: string): Promise<void> {

@@ -15,6 +15,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { StateWrite } from '../transport.ts';
+import type { Bucket } from './bucket.ts';
+import { mapLimit } from './map-limit.ts';
 
 const PLAIN_KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$/;
 const encoder = new TextEncoder();
@@ -64,6 +66,31 @@ export function decodeLive(bytes: Uint8Array): { key: string; value: string | Ui
   const header = JSON.parse(decoder.decode(bytes.subarray(0, newline))) as { key: string; type: 'text' | 'bytes' };
   const body = bytes.subarray(newline + 1);
   return { key: header.key, value: header.type === 'text' ? decoder.decode(body) : new Uint8Array(body) };
+}
+
+/** Live-key PUTs in flight per partition. */
+const PUT_CONCURRENCY = 8;
+const GET_CONCURRENCY = 32;
+
+/** Every key and value of a partition's live objects, sorted by key. */
+export async function readLive(bucket: Bucket, scope: string, namespace: string, partition: number): Promise<StateWrite[]> {
+  const keys = await bucket.list(livePrefix(scope, namespace, partition));
+  const bodies = await mapLimit(keys, GET_CONCURRENCY, (key) => bucket.get(key));
+  const out: StateWrite[] = [];
+  for (const body of bodies) if (body !== null) out.push(decodeLive(body));
+  return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+/** Writes the final value of each key (null deletes it) to a partition's live objects. */
+export async function writeLive(bucket: Bucket, scope: string, namespace: string, partition: number, values: Map<string, string | Uint8Array | null>): Promise<void> {
+  const puts: Array<[string, Uint8Array]> = [];
+  const deletes: string[] = [];
+  for (const [key, value] of values) {
+    if (value === null) deletes.push(liveKey(scope, namespace, partition, key));
+    else puts.push([liveKey(scope, namespace, partition, key), encodeLive(key, value)]);
+  }
+  await mapLimit(puts, PUT_CONCURRENCY, ([key, body]) => bucket.put(key, body));
+  if (deletes.length > 0) await bucket.delete(deletes);
 }
 
 type EncodedWrite = [key: string, type: 't', text: string] | [key: string, type: 'b', base64: string] | [key: string, type: 'd'];

@@ -25,9 +25,6 @@ export class EmbeddedStateStore implements StateStore {
     return Promise.resolve({ seal: () => [entry], committed: NOTHING_TO_DO, aborted: NOTHING_TO_DO });
   }
 
-  /** The entries are the rows themselves: nothing is left to do. */
-  adopt(): void {}
-
   deleteNamespaces(prefix: string): Promise<void> {
     this.transport.deleteState(prefix);
     return Promise.resolve();

@@ -52,11 +52,6 @@ export interface StateStore {
   snapshot(namespace: string, partition: number): Promise<StateWrite[]>;
   /** Prepares a batch's writes for its transaction (see the protocol above). */
   stage(batch: StateBatch): Promise<StagedState>;
-  /**
-   * Entries a transport committed on its own after a crash (a Kafka commit ledger's recovery):
-   * the store finishes what `committed()` would have done for them (S3: publishes them).
-   */
-  adopt(entries: CommitSet['state']): void;
   /** Deletes the state of every namespace starting with `prefix` (`<graph>/` on graph delete). */
   deleteNamespaces(prefix: string): Promise<void>;
   /** Finishes background work it can finish quickly; committed state is never lost by closing. */

@@ -11,6 +11,8 @@
 import type { Broker, BrokerProducer } from '../../connectors/broker.ts';
 import type { BrokerPool } from '../../connectors/kafka/broker-pool.ts';
 import type { KafkaCommitLedger } from '../../connectors/kafka/kafka-commit-ledger.ts';
+import type { KafkaS3State } from '../../connectors/kafka/kafka-s3-state.ts';
+import type { KafkaStateLedger } from '../../connectors/kafka/kafka-state-ledger.ts';
 import { KafkaEdgeLog } from '../../connectors/kafka/kafka-edge-log.ts';
 import { translateKafkaError } from '../../connectors/kafka/kafka-errors.ts';
 import type { StateStore } from '../../connectors/state/state-store.ts';
@@ -25,15 +27,17 @@ import { edgeBrokers, isKafkaEdge, kafkaDeadLetterTopic, kafkaGroupOf, kafkaHops
 
 export interface KafkaRuntimeOptions {
   pool: BrokerPool;
-  /** Where exactly-once commits of Kafka-fed state are decided (connectors/kafka/kafka-commit-ledger.ts). */
-  state: KafkaCommitLedger;
+  /** Where commits of Kafka-fed state are decided without a bucket: the local log.db. */
+  ledger: KafkaCommitLedger;
+  /** With a bucket: Kafka-fed state in S3, shared by every process consuming the groups. */
+  s3State?: KafkaS3State;
 }
 
 export interface KafkaGraphOptions extends KafkaRuntimeOptions {
   topology: Topology;
   /** Where errors of the graph's Kafka timers are reported. */
   faults: GraphFaults;
-  /** The graph's state store: Kafka-fed nodes keep state where every node does. */
+  /** The graph's state store: Kafka-fed nodes keep state there unless the platform has a bucket. */
   stateStore: StateStore;
 }
 
@@ -159,6 +163,15 @@ export class KafkaGraph {
     return null;
   }
 
+  /** Where Kafka-fed nodes keep state: S3 when the platform has a bucket, else the graph's store. */
+  get stateStore(): StateStore {
+    return this.options.s3State?.store ?? this.options.stateStore;
+  }
+
+  private get ledger(): KafkaStateLedger {
+    return this.options.s3State ?? this.options.ledger;
+  }
+
   /** The log of a Kafka edge `node` consumes (after `onReady`). */
   edgeLog(node: NodeSpec, edge: EdgeSpec): KafkaEdgeLog {
     let log = this.logs.get(edge);
@@ -177,8 +190,7 @@ export class KafkaGraph {
       producerFor: (broker) => this.producerFor(node.id, broker),
       dropProducer: (broker) => this.dropProducer(node.id, broker),
       transactionalId: (partition) => transactionalIdOf(this.graph, node.id, topic, partition),
-      ledger: this.options.state,
-      stateStore: this.options.stateStore,
+      ledger: this.ledger,
       namespace: topology.stateNamespace(node.id),
       interval: new CommitInterval({ setting: edge.commitIntervalMs, sloLatencyMs: this.spec.slo?.latencyMs, hops: kafkaHops(this.spec) }),
       // Two input edges over one state partition: each batch commits at once, so two edges never hold uncommitted writes over one copy.
