@@ -88,3 +88,6 @@ export const MAX_TIMERS_PER_INVOCATION = 1000;
 export const MAX_RETENTION_AGE_MS = 365 * 24 * 60 * 60 * 1000;
 /** Largest `retention.maxBytes` per sink or dead-letter partition: 1 TiB (ERR_GRAPH_INVALID beyond). */
 export const MAX_RETENTION_BYTES = 1024 ** 4;
+
+/** Host operations (crypto.subtle calls) one invocation may have pending at once (RangeError in the function beyond). */
+export const MAX_PENDING_HOST_OPS = 64;

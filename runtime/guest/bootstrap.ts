@@ -13,6 +13,7 @@ import { warmup } from './warmup.ts';
 import type { HostRefs } from './host-refs.ts';
 import { createMemoryBudget } from './memory-budget.ts';
 import { installTimers } from './timers.ts';
+import { createHostOps } from './host-ops.ts';
 import { installWasmGuard } from './wasm-guard.ts';
 import { loadWasm as loadWasmModule } from './wasm-adapter.ts';
 import { installWebApis } from './web/index.ts';
@@ -40,7 +41,8 @@ export function install(host: HostRefs, options: InstallOptions) {
   const wasm = installWasmGuard(global, budget);
   installIntlGuard(global, budget);
   const fireTimer = installTimers(global, host);
-  installWebApis(global, host, { maxBodyBytes: options.maxBodyBytes });
+  const ops = createHostOps(host);
+  installWebApis(global, host, { maxBodyBytes: options.maxBodyBytes, ops });
   // Atomics.wait would block the host's thread in a way V8's termination does not always
   // interrupt; browsers forbid it on the main thread too.
   Object.defineProperty(Atomics, 'wait', {
@@ -79,7 +81,7 @@ export function install(host: HostRefs, options: InstallOptions) {
     PromisePrototypeThen(entries[op](payload), report, (thrown: unknown) => report({ ok: false, error: describeThrown(thrown) }));
   }
 
-  return { load: dispatcher.load, loadWasm, start, fireTimer, warmup: () => warmup(global) };
+  return { load: dispatcher.load, loadWasm, start, fireTimer, completeOp: ops.complete, warmup: () => warmup(global) };
 }
 
 export type GuestApi = ReturnType<typeof install>;

@@ -25,6 +25,12 @@ export interface HostRefs {
   clearTimer: HostReference;
   /** (callId: number, result: GuestResult) → void: an asynchronous entry point has finished. */
   settle: HostReference;
+  /**
+   * (opId: number, kind: 'subtle', payload) → number: starts an asynchronous host operation; the
+   * host later calls GuestApi.completeOp(opId, outcome). Answers the invocation's id (> 0), 0 when
+   * no invocation runs (nothing started), -1 when too many operations are pending.
+   */
+  startOp: HostReference;
 }
 
 /** WHATWG URL components, as computed by the host's URL implementation. */

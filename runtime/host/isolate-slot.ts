@@ -16,7 +16,8 @@
  */
 import ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
-import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_RESPONSE_HEADER_BYTES, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
+import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
+import { subtleOutcome } from './subtle-crypto.ts';
 import type { GuestResult } from '../guest/wire.ts';
 import { newBudget, SliceExpired, SYNC_SLICE_MS, type Budget } from './budget.ts';
 import * as bindings from './host-bindings.ts';
@@ -50,7 +51,7 @@ interface Invocation {
   cpuTimer: NodeJS.Timeout | undefined;
 }
 
-type GuestEntry = 'load' | 'loadWasm' | 'start' | 'fireTimer' | 'warmup';
+type GuestEntry = 'load' | 'loadWasm' | 'start' | 'fireTimer' | 'completeOp' | 'warmup';
 type AsyncEntry = 'fetch' | 'process';
 
 /** Entries an `invoke` body may make; each runs in the invocation's mode and returns its value or a promise of it. */
@@ -82,6 +83,8 @@ export class IsolateSlot implements BindingSink {
   readonly memoryLimitMb: number;
   private readonly guest: Record<GuestEntry, ivm.Reference>;
   private readonly timers = new Map<number, NodeJS.Timeout>();
+  /** Host operations (crypto.subtle) the current invocation has pending. */
+  private pendingOps = 0;
   private readonly calls = new Map<number, (result: GuestResult<unknown>) => void>();
   private nextCallId = 1;
   private invocations = 0;
@@ -130,7 +133,7 @@ export class IsolateSlot implements BindingSink {
       script.release();
       const api = (await context.evalClosure(
         `const g = globalThis.__tributaryBoot; delete globalThis.__tributaryBoot;
-         return g({ log: $0, randomBytes: $1, urlParse: $2, urlSet: $3, structuredClone: $4, setTimer: $5, clearTimer: $6, settle: $7 }, { ...$8, memoryLimitMb: $9 });`,
+         return g({ log: $0, randomBytes: $1, urlParse: $2, urlSet: $3, structuredClone: $4, setTimer: $5, clearTimer: $6, settle: $7, startOp: $10 }, { ...$8, memoryLimitMb: $9 });`,
         [
           new ivm.Reference((level: unknown, line: unknown) => bindings.log(sink, level, line)),
           new ivm.Reference(bindings.randomBytes),
@@ -142,11 +145,12 @@ export class IsolateSlot implements BindingSink {
           new ivm.Reference((id: unknown, result: unknown) => sink.settle(id as number, result)),
           new ivm.ExternalCopy(guestLimits(options)).copyInto(),
           options.memoryLimitMb,
+          new ivm.Reference((id: unknown, kind: unknown, payload: unknown) => sinkRef.slot?.startOp(id, kind, payload) ?? 0),
         ],
         { result: { reference: true } },
       )) as ivm.Reference;
       const guest = {} as Record<GuestEntry, ivm.Reference>;
-      for (const name of ['load', 'loadWasm', 'start', 'fireTimer', 'warmup'] as const) {
+      for (const name of ['load', 'loadWasm', 'start', 'fireTimer', 'completeOp', 'warmup'] as const) {
         guest[name] = api.getSync(name, { reference: true }) as ivm.Reference;
       }
       api.release();
@@ -302,6 +306,7 @@ export class IsolateSlot implements BindingSink {
     invocation.budget.cpuUsedMs = this.cpuUsedMs(invocation);
     if (this.invocation === invocation) this.invocation = null;
     this.clearAllTimers();
+    this.pendingOps = 0;
     this.calls.clear();
     if (failure && (failure instanceof SliceExpired || discardsIsolate(failure))) this.dispose();
   }
@@ -449,6 +454,40 @@ export class IsolateSlot implements BindingSink {
       this.finishIfDone(invocation);
     } else {
       this.fail(invocation, failure);
+    }
+  }
+
+  /**
+   * Starts an asynchronous host operation for the guest (crypto.subtle): only inside an
+   * invocation, at most MAX_PENDING_HOST_OPS at once; the outcome enters the guest like a timer,
+   * and is dropped when the invocation has ended by then.
+   */
+  startOp(id: unknown, kind: unknown, payload: unknown): number {
+    const invocation = this.invocation;
+    if (invocation === null || invocation.ended || !Number.isSafeInteger(id)) return 0;
+    if (kind !== 'subtle' || !Array.isArray(payload) || payload.length !== 2) return 0;
+    if (this.pendingOps >= MAX_PENDING_HOST_OPS) return -1;
+    this.pendingOps++;
+    void subtleOutcome(payload[0], payload[1]).then((outcome) => {
+      if (this.invocation !== invocation || invocation.ended || this.isDisposed) return;
+      this.pendingOps--;
+      this.completeOp(invocation, id as number, outcome);
+    });
+    return invocation.id;
+  }
+
+  private completeOp(invocation: Invocation, id: number, outcome: unknown): void {
+    const args = [id, outcome];
+    if (invocation.budget.async) {
+      this.enterAsync(invocation, (timeout) => this.guest.completeOp.apply(undefined, args, { arguments: { copy: true }, timeout })).catch((failure: unknown) =>
+        this.timerFailed(invocation, failure),
+      );
+      return;
+    }
+    try {
+      this.enterSync(invocation, (timeout) => this.guest.completeOp.applySync(undefined, args, { arguments: { copy: true }, timeout }));
+    } catch (failure) {
+      this.timerFailed(invocation, failure);
     }
   }
 

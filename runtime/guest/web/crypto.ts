@@ -1,7 +1,6 @@
 /**
  * `crypto.getRandomValues` and `crypto.randomUUID` (https://w3c.github.io/webcrypto/#crypto-interface)
- * over the host's CSPRNG. There is no `crypto.subtle`: SubtleCrypto would need the host's key
- * handling and async operations across the boundary, and no function needs it yet.
+ * over the host's CSPRNG, and `crypto.subtle` (web/subtle.ts, served by the host's WebCrypto).
  */
 import type { HostReference, HostRefs } from '../host-refs.ts';
 import {
@@ -16,6 +15,7 @@ import {
 } from '../primordials.ts';
 import { byteLengthOf } from './bytes.ts';
 import { createDomError } from './dom-error.ts';
+import { createSubtle, type SubtleCrypto } from './subtle.ts';
 import { defineToStringTag, requireArguments } from './webidl.ts';
 
 /** The spec's quota for one getRandomValues call. */
@@ -30,6 +30,7 @@ const INTERNAL = Symbol('internal');
 
 export class Crypto {
   readonly #randomBytes: HostReference;
+  readonly #subtle = createSubtle();
   #pool: Uint8Array = new SafeUint8Array(0);
   #poolOffset = 0;
 
@@ -37,6 +38,10 @@ export class Crypto {
   constructor(token: unknown, host: HostRefs) {
     if (token !== INTERNAL) throw new SafeTypeError('Illegal constructor');
     this.#randomBytes = host.randomBytes;
+  }
+
+  get subtle(): SubtleCrypto {
+    return this.#subtle;
   }
 
   /** Fills an integer typed array in place and returns it. */

@@ -11,6 +11,8 @@ import { createStructuredClone } from './structured-clone.ts';
 import { URLSearchParams } from './url-search-params.ts';
 import { bindUrlHost, URL } from './url.ts';
 import { setMaxBodyBytes } from './body.ts';
+import { bindSubtleHost, CryptoKey, SubtleCrypto } from './subtle.ts';
+import type { HostOps } from '../host-ops.ts';
 import { AbortController, AbortSignal, DOMException, Event, EventTarget, setAbortTimer, setListenerErrorReporter } from './events.ts';
 import { setBoundarySource } from './form-boundary.ts';
 import { Blob, File, FormData } from './forms.ts';
@@ -46,11 +48,14 @@ import {
 export interface WebApiOptions {
   /** Bound on every body drained inside the isolate (MAX_BODY_BYTES). */
   maxBodyBytes: number;
+  /** Asynchronous host operations (crypto.subtle). */
+  ops: HostOps;
 }
 
 export function installWebApis(global: typeof globalThis, host: HostRefs, options: WebApiOptions): void {
   bindUrlHost(host);
   setMaxBodyBytes(options.maxBodyBytes);
+  bindSubtleHost(options.ops);
   // Captured now: timers.ts installed them before us, and user code may replace the globals later.
   const setTimeoutOriginal = (global as unknown as { setTimeout: (cb: () => void, ms: number) => unknown }).setTimeout;
   setAbortTimer((callback, delayMs) => setTimeoutOriginal(callback, delayMs));
@@ -88,6 +93,8 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
     ['AbortSignal', AbortSignal],
     ['Performance', Performance],
     ['Navigator', Navigator],
+    ['SubtleCrypto', SubtleCrypto],
+    ['CryptoKey', CryptoKey],
   ];
   for (let i = 0; i < classes.length; i++) {
     const name = classes[i][0];
