@@ -15,8 +15,13 @@ export class ApiError extends Error {
   }
 }
 
-export async function request(options: ClientOptions, method: string, path: string, init: { body?: string | Uint8Array; contentType?: string } = {}): Promise<Response> {
-  const headers: Record<string, string> = {};
+/** GET a JSON answer. */
+export async function getJson<T>(options: ClientOptions, path: string): Promise<T> {
+  return (await (await request(options, 'GET', path)).json()) as T;
+}
+
+export async function request(options: ClientOptions, method: string, path: string, init: { body?: string | Uint8Array; contentType?: string; headers?: Record<string, string> } = {}): Promise<Response> {
+  const headers: Record<string, string> = { ...init.headers };
   if (options.token && !path.startsWith('/v1/invoke/')) headers.authorization = `Bearer ${options.token}`;
   if (init.contentType) headers['content-type'] = init.contentType;
   let response: Response;

@@ -6,8 +6,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { anonymous, client, common, intFlag, need, UsageError, type Command, type CommandGroup } from './command.ts';
+import { anonymous, client, common, intFlag, need, reading, UsageError, type Command, type CommandGroup } from './command.ts';
 import { request } from './client.ts';
+import { dev } from './dev.ts';
+import { graphCommands } from './graph.ts';
+import { logs } from './logs.ts';
 import { main } from './main.ts';
 
 function durabilityFlag(value: unknown): 'process-crash' | 'fsync' | undefined {
@@ -105,14 +108,15 @@ const commands: Record<string, Command | CommandGroup> = {
     },
   },
   list: {
-    usage: 'tributary list',
+    usage: 'tributary list [--json]',
     summary: 'list deployed functions (latest versions)',
-    options: common,
+    options: reading,
     async run({ values }) {
-      const { functions } = (await (await request(client(values), 'GET', '/v1/functions')).json()) as {
+      const answer = (await (await request(client(values), 'GET', '/v1/functions')).json()) as {
         functions: Array<{ name: string; version: number; kind: string; createdAt: string }>;
       };
-      for (const f of functions) console.log(`${f.name}\tv${f.version}\t${f.kind}\t${f.createdAt}`);
+      if (values.json) return console.log(JSON.stringify(answer, null, 2));
+      for (const f of answer.functions) console.log(`${f.name}\tv${f.version}\t${f.kind}\t${f.createdAt}`);
     },
   },
   rm: {
@@ -125,17 +129,9 @@ const commands: Record<string, Command | CommandGroup> = {
       console.log(`deleted ${name}`);
     },
   },
-  logs: {
-    usage: 'tributary logs <name> [--limit N]',
-    summary: "print a function's recent console output",
-    options: { ...common, limit: { type: 'string', default: '100' } },
-    async run({ values, positionals }) {
-      const name = need(positionals, 0, 'name');
-      const res = await request(client(values), 'GET', `/v1/functions/${encodeURIComponent(name)}/logs?limit=${values.limit}`);
-      const { logs } = (await res.json()) as { logs: Array<{ time: number; level: string; line: string; version: number }> };
-      for (const l of logs) console.log(`${new Date(l.time).toISOString()} v${l.version} ${l.level.padEnd(5)} ${l.line}`);
-    },
-  },
+  logs,
+  graph: graphCommands,
+  dev,
 };
 
 const code = await main(commands, process.argv.slice(2));
