@@ -7,6 +7,7 @@
  * one gone.
  */
 import { spawn } from 'node:child_process';
+import { markStartedByTests } from './test-run-services.ts';
 import { fileURLToPath } from 'node:url';
 
 export type ServiceName = 'kafka' | 's3' | 'prometheus';
@@ -42,7 +43,10 @@ const SCRIPTS_DIR = fileURLToPath(new URL('.', import.meta.url));
  * beforeAll(() => ensureService('prometheus', { PROM_TARGETS: '127.0.0.1:8787' }), SERVICE_START_TIMEOUT_MS);
  */
 export async function ensureService(name: ServiceName, env: Record<string, string> = {}): Promise<void> {
+  // Under vitest, a service this call starts is marked, so the run stops it at its end (test-run-services.ts).
+  const mark = process.env.VITEST !== undefined && !(await serviceRunning(name, env));
   await runScript(name, ['start'], env, SERVICE_START_TIMEOUT_MS);
+  if (mark) markStartedByTests(name, env);
 }
 
 /** Stops a service (SIGTERM, then SIGKILL), keeping its data. */
@@ -89,5 +93,20 @@ function runScript(name: ServiceName, args: string[], env: Record<string, string
       if (code === 0) resolve();
       else reject(new Error(`${command} failed (${signal ?? `exit ${code}`}); its output:\n${output}`));
     });
+  });
+}
+
+/** Every service the scripts can start. */
+export const SERVICES: readonly ServiceName[] = ['kafka', 's3', 'prometheus'];
+
+/**
+ * True while the service's server process runs (answering or not): `scripts/<name>.sh status`
+ * exits 0 (answering) or 1 (running, not answering); 3 means stopped.
+ */
+export function serviceRunning(name: ServiceName, env: Record<string, string> = {}): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [`${SCRIPTS_DIR}${name}.sh`, 'status'], { env: { ...process.env, ...env }, stdio: 'ignore' });
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code === 0 || code === 1));
   });
 }
