@@ -213,32 +213,47 @@ export class GraphRuntime {
 
   private startInput(input: NodeInput, log: EdgeLog): void {
     input.log = log;
-    const context = { node: input.node.id, topic: log.topic };
+    // A node's inputs run partition p only where each of them owns it (see reassign): a change of
+    // one input's assignment re-evaluates them all.
     log.start(() => {
-      this.reassigning++;
-      this.observeHealth();
-      input.changing = input.changing
-        .then(() => this.reassign(input, log))
-        .catch((error) => this.faults.report('partition.assign', context, error))
-        .finally(() => {
-          this.reassigning--;
-          this.observeHealth();
-        });
+      for (const each of this.inputsByNode.get(input.node.id)!) if (each.log) this.queueReassign(each, each.log);
     });
+  }
+
+  private queueReassign(input: NodeInput, log: EdgeLog): void {
+    const context = { node: input.node.id, topic: log.topic };
+    this.reassigning++;
+    this.observeHealth();
+    input.changing = input.changing
+      .then(() => this.reassign(input, log))
+      .catch((error) => this.faults.report('partition.assign', context, error))
+      .finally(() => {
+        this.reassigning--;
+        this.observeHealth();
+      });
   }
 
   /**
    * A new assignment of an input's partitions: the workers of the old one stop (a revoked
    * partition's deferred commits are aborted: its next owner redoes them), then one starts per
-   * partition owned now, each opening its partition afresh.
+   * partition owned now, each opening its partition afresh. Partition p of every input of a node
+   * feeds state partition p, so p runs only where every input that has a partition p owns it: on
+   * Kafka, the groups of a node's inputs are separate and, while they rebalance one after the
+   * other, two processes could otherwise run one state partition at once.
    */
   private async reassign(input: NodeInput, log: EdgeLog): Promise<void> {
     const old = input.workers;
     input.workers = [];
     await Promise.all(old.map((worker) => worker.stop()));
     if (!this.lifecycle.live) return;
+    const others = this.inputsByNode.get(input.node.id)!.filter((other) => other !== input);
+    const ownedByAll = (p: number) =>
+      others.every((other) => p >= this.topology.partitions(this.topology.topicOf(other.edge)) || (other.log !== null && other.log.assignment().includes(p)));
     // Changes queue up: the assignment taken is the latest one.
-    input.workers = log.assignment().map((p) => new PartitionWorker(this.taskContext(input.node), input.edge, log.partition(p)));
+    input.workers = log
+      .assignment()
+      .filter(ownedByAll)
+      .map((p) => new PartitionWorker(this.taskContext(input.node), input.edge, log.partition(p)));
     for (const worker of input.workers) worker.start();
   }
 

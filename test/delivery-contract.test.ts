@@ -215,42 +215,51 @@ function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded
   }, 120_000);
 
   if (transport === 'kafka' && state === 's3') {
-    it('exactly-once: two processes sharing the consumer group and the bucket hand partitions over with their state', async () => {
-      const fn = randomName('keycounter');
-      expect((await deploy(platform, fn, KEY_COUNTER)).status).toBe(201);
-      const { graph } = await launch(fn, 'exactly-once');
-      const keys = Array.from({ length: 8 }, (_, i) => `k${i}`);
-      const sent = new Map(keys.map((k) => [k, 0]));
-      const feedRound = async () => {
-        await h.feed(platform, graph, 'in', keys.flatMap((key) => Array.from({ length: 5 }, () => ({ key, value: 'x' }))));
-        for (const key of keys) sent.set(key, sent.get(key)! + 5);
-        const total = [...sent.values()].reduce((a, b) => a + b, 0);
-        await waitFor(async () => (await h.sink(platform, graph)).length >= total, 60_000, `${total} counts`);
-      };
-      await feedRound();
-      // A second process (its own data directory) runs the graph from the bucket's deploy log and
-      // joins the group: one of the two partitions moves to it, and back when it stops.
-      const other = await withPlatform({ hosts: 1, warmSlots: 1, s3 });
-      try {
-        await waitFor(() => other.graphs.runtime(graph) !== undefined, 30_000, 'the graph on the second process');
-        await waitFor(() => {
-          const owned = (platform.graphs.runtime(graph)!.status() as { edges: Array<{ partitions?: Array<{ owned?: boolean }> }> }).edges.flatMap((e) => e.partitions ?? []).filter((p) => p.owned);
-          return owned.length === 1;
-        }, 60_000, 'one partition on each process');
+    for (const sources of [['in'], ['left', 'right']]) {
+      it(`exactly-once: two processes sharing the consumer groups and the bucket hand partitions over with their state (${sources.length} input edges)`, async () => {
+        const fn = randomName('keycounter');
+        expect((await deploy(platform, fn, KEY_COUNTER)).status).toBe(201);
+        const { graph } = await launch(fn, 'exactly-once', sources);
+        const keys = Array.from({ length: 8 }, (_, i) => `k${i}`);
+        const sent = new Map(keys.map((k) => [k, 0]));
+        const feedRound = async () => {
+          for (const source of sources) {
+            await h.feed(platform, graph, source, keys.flatMap((key) => Array.from({ length: 5 }, () => ({ key, value: 'x' }))));
+            for (const key of keys) sent.set(key, sent.get(key)! + 5);
+          }
+          const total = [...sent.values()].reduce((a, b) => a + b, 0);
+          await waitFor(async () => (await h.sink(platform, graph)).length >= total, 60_000, `${total} counts`);
+        };
+        /** The input partitions `p` owns, per input edge. */
+        const owned = (p: TestPlatform) =>
+          (p.graphs.runtime(graph)!.status() as { edges: Array<{ from: string; partitions?: Array<{ partition: number; owned?: boolean }> }> }).edges
+            .filter((e) => sources.includes(e.from))
+            .map((e) => (e.partitions ?? []).filter((q) => q.owned).map((q) => q.partition).join(','));
         await feedRound();
+        // A second process (its own data directory) runs the graph from the bucket's deploy log and
+        // joins the groups: one of the two partitions of each input moves to it (the same one for
+        // every input: they share its state partition), and back when it stops.
+        const other = await withPlatform({ hosts: 1, warmSlots: 1, s3 });
+        try {
+          await waitFor(() => other.graphs.runtime(graph) !== undefined, 30_000, 'the graph on the second process');
+          await waitFor(() => owned(platform).every((list) => list.length === 1) && owned(other).every((list) => list.length === 1), 60_000, 'one partition of each input on each process');
+          expect(new Set(owned(platform)).size, 'the inputs of the node line up').toBe(1);
+          expect(new Set(owned(other)).size, 'the inputs of the node line up').toBe(1);
+          await feedRound();
+          await feedRound();
+        } finally {
+          await other.cleanup();
+        }
         await feedRound();
-      } finally {
-        await other.cleanup();
-      }
-      await feedRound();
-      await new Promise((r) => setTimeout(r, 500));
-      const got = (await h.sink(platform, graph)) as string[];
-      for (const key of keys) {
-        const counts = got.filter((v) => v.startsWith(`${key}:`)).map((v) => Number(v.slice(key.length + 1))).sort((a, b) => a - b);
-        expect(counts.join(','), `counts of ${key}`).toBe(Array.from({ length: sent.get(key)! }, (_, i) => i + 1).join(','));
-      }
-      await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
-    }, 240_000);
+        await new Promise((r) => setTimeout(r, 500));
+        const got = (await h.sink(platform, graph)) as string[];
+        for (const key of keys) {
+          const counts = got.filter((v) => v.startsWith(`${key}:`)).map((v) => Number(v.slice(key.length + 1))).sort((a, b) => a - b);
+          expect(counts.join(','), `counts of ${key}`).toBe(Array.from({ length: sent.get(key)! }, (_, i) => i + 1).join(','));
+        }
+        await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
+      }, 240_000);
+    }
   }
 
   if (all) it("the autoscaler's signals count the arrivals on the input edges", async () => {

@@ -1,4 +1,5 @@
 /** One {@link Broker} client per Kafka cluster, shared by the graphs of a process. */
+import { randomUUID } from 'node:crypto';
 import type { Broker } from '../broker.ts';
 import { clusterKey } from './brokers.ts';
 import { KafkaJsBroker } from './kafkajs-broker.ts';
@@ -8,9 +9,11 @@ export class BrokerPool {
   private readonly clients = new Map<string, Broker>();
   private readonly create: (brokers: readonly string[]) => Broker;
 
-  constructor(defaultBrokers: readonly string[], create: (brokers: readonly string[]) => Broker = (brokers) => new KafkaJsBroker({ brokers })) {
+  constructor(defaultBrokers: readonly string[], create?: (brokers: readonly string[]) => Broker) {
     this.defaultBrokers = defaultBrokers;
-    this.create = create;
+    // One member tag for every cluster: this platform's consumers of several groups line up (kafkajs-broker.ts).
+    const memberTag = randomUUID();
+    this.create = create ?? ((brokers) => new KafkaJsBroker({ brokers, memberTag }));
   }
 
   get(brokers: readonly string[] = this.defaultBrokers): Broker {

@@ -22,7 +22,7 @@
 import { randomUUID } from 'node:crypto';
 import './kafkajs-patches.ts'; // before kafkajs: replaces two of its modules
 import kafkajs from 'kafkajs';
-import type { Admin, Consumer, Kafka as KafkaClient, Message, Producer, logLevel as LogLevel } from 'kafkajs';
+import type { Admin, Consumer, Kafka as KafkaClient, Message, PartitionAssigner, Producer, logLevel as LogLevel } from 'kafkajs';
 import type {
   BatchControl, Broker, BrokerAppend, BrokerBatch, BrokerProducer, BrokerTransaction, GroupConsumer, GroupConsumerHandlers, GroupConsumerOptions,
 } from '../broker.ts';
@@ -38,6 +38,47 @@ export interface KafkaJsBrokerOptions {
   clientId?: string;
   /** TCP connect timeout per attempt (default 3000 ms). */
   connectionTimeoutMs?: number;
+  /**
+   * Names this process to the groups it joins (default: random per broker client); see
+   * {@link coPartitioned}. One tag per process, so that its consumers of several groups line up.
+   */
+  memberTag?: string;
+}
+
+/**
+ * The partition assignor of every group Tributary consumes in: partition p of every topic goes to
+ * the (p mod n)-th of the n processes in the group, processes ordered by their member tag. Two
+ * groups with the same processes thus give partition p to the same process — the input edges of a
+ * node with several Kafka inputs, whose partition p shares state partition p, line up.
+ */
+function coPartitioned(tag: string): PartitionAssigner {
+  const { MemberAssignment, MemberMetadata } = kafkajs.AssignerProtocol;
+  return ({ cluster }) => ({
+    name: 'TributaryCoPartitioned',
+    version: 1,
+    async assign({ members, topics }) {
+      const byTag = new Map<string, string>();
+      for (const { memberId, memberMetadata } of [...members].sort((a, b) => (a.memberId < b.memberId ? -1 : 1))) {
+        const memberTag = MemberMetadata.decode(memberMetadata)?.userData.toString() || memberId;
+        if (!byTag.has(memberTag)) byTag.set(memberTag, memberId);
+      }
+      const owners = [...byTag.keys()].sort().map((t) => byTag.get(t)!);
+      const assignment = new Map<string, Record<string, number[]>>(members.map((m) => [m.memberId, {}]));
+      for (const topic of topics) {
+        for (const { partitionId } of cluster.findTopicPartitionMetadata(topic)) {
+          const mine = assignment.get(owners[partitionId % owners.length])!;
+          (mine[topic] ??= []).push(partitionId);
+        }
+      }
+      return [...assignment].map(([memberId, topicPartitions]) => ({
+        memberId,
+        memberAssignment: MemberAssignment.encode({ version: 1, assignment: topicPartitions, userData: Buffer.alloc(0) }),
+      }));
+    },
+    protocol({ topics }) {
+      return { name: 'TributaryCoPartitioned', metadata: MemberMetadata.encode({ version: 1, topics, userData: Buffer.from(tag) }) };
+    },
+  });
 }
 
 /** kafkajs logs nothing unless TRIBUTARY_KAFKA_LOG is error, warn, info or debug: errors surface as edge status instead. */
@@ -86,9 +127,12 @@ export class KafkaJsBroker implements Broker {
   private readonly options: KafkaJsBrokerOptions;
   private admin: Promise<Admin> | null = null;
 
+  private readonly assigner: PartitionAssigner;
+
   constructor(options: KafkaJsBrokerOptions) {
     this.options = options;
     this.brokers = options.brokers;
+    this.assigner = coPartitioned(options.memberTag ?? randomUUID());
     this.kafka = this.client(5);
   }
 
@@ -242,7 +286,7 @@ export class KafkaJsBroker implements Broker {
   }
 
   consumer(options: GroupConsumerOptions): GroupConsumer {
-    return new KafkaJsGroupConsumer(this.kafka, options);
+    return new KafkaJsGroupConsumer(this.kafka, options, this.assigner);
   }
 
   producer(options: { transactionalId?: string; transactionTimeoutMs?: number } = {}): BrokerProducer {
@@ -310,15 +354,19 @@ class KafkaJsGroupConsumer implements GroupConsumer {
   private readonly options: GroupConsumerOptions;
   private consumer: Consumer | null = null;
 
-  constructor(kafka: KafkaClient, options: GroupConsumerOptions) {
+  private readonly assigner: PartitionAssigner;
+
+  constructor(kafka: KafkaClient, options: GroupConsumerOptions, assigner: PartitionAssigner) {
     this.kafka = kafka;
     this.options = options;
+    this.assigner = assigner;
   }
 
   async start(handlers: GroupConsumerHandlers): Promise<void> {
     const { topic, group } = this.options;
     const consumer = this.kafka.consumer({
       groupId: group,
+      partitionAssigners: [this.assigner],
       sessionTimeout: this.options.sessionTimeoutMs ?? 6000,
       // A joining member waits for every other member to rejoin, and they notice on their next heartbeat.
       heartbeatInterval: 1000,
