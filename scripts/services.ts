@@ -3,8 +3,9 @@
  * (`scripts/kafka.sh`, `scripts/s3.sh`, `scripts/prometheus.sh`). Each script's `start` is
  * idempotent and serialized by a lock, so every test file may call {@link ensureService} in its
  * `beforeAll`: the first caller pays for the download and start, later ones return in
- * milliseconds. Services are left running after the tests; `stopService` is for tests that need
- * one gone.
+ * milliseconds. A service a test started is stopped when the test run ends (test/global-setup.ts,
+ * scripts/test-run-services.ts); one that was running before is left alone. `stopService` is for
+ * tests that need one gone.
  */
 import { spawn } from 'node:child_process';
 import { markStartedByTests } from './test-run-services.ts';
