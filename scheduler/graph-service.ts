@@ -352,7 +352,8 @@ export class GraphService {
       return { ...stored, status };
     }
     const status = this.runtime(name).status();
-    const decisions = this.autoscalers.get(name)?.decisions;
+    const autoscaler = this.autoscalers.get(name);
+    const decisions = autoscaler?.decisions;
     for (const [id, node] of Object.entries(status.nodes)) {
       const d = decisions?.get(id);
       Object.assign(node as object, {
@@ -361,7 +362,9 @@ export class GraphService {
         lastDecision: d ? { at: new Date(d.at).toISOString(), action: d.action, from: d.from, to: d.replicas, reason: d.reason } : null,
       });
     }
-    return { ...stored, status };
+    // The last replica changes, newest first: what the autoscaler did and why.
+    const history = (autoscaler?.history ?? []).slice().reverse().map((d) => ({ at: new Date(d.at).toISOString(), node: d.node, action: d.action, from: d.from, to: d.replicas, reason: d.reason }));
+    return { ...stored, status: { ...status, decisions: history } };
   }
 
   autoscaler(name: string): Autoscaler | undefined {

@@ -52,8 +52,13 @@ interface NodeMemory {
   lowerWanted: Array<{ at: number; replicas: number }>;
 }
 
+/** Replica changes kept in `history` (for the status and the console's timeline). */
+export const DECISION_HISTORY = 50;
+
 export class Autoscaler {
   readonly decisions = new Map<string, AppliedDecision>();
+  /** The last DECISION_HISTORY decisions that changed a replica count, oldest first. */
+  readonly history: AppliedDecision[] = [];
   private readonly runtime: GraphRuntime;
   private readonly options: Required<Omit<AutoscalerOptions, 'onDecision'>> & Pick<AutoscalerOptions, 'onDecision'>;
   private readonly memory = new Map<string, NodeMemory>();
@@ -161,6 +166,10 @@ export class Autoscaler {
         queueDepth: node.queueDepth,
       };
       this.decisions.set(decision.node, result);
+      if (action !== 'hold') {
+        this.history.push(result);
+        if (this.history.length > DECISION_HISTORY) this.history.shift();
+      }
       this.options.onDecision?.(decision.node, result);
       applied.push(result);
     }
