@@ -45,7 +45,8 @@ async function signedIn(hash: string): Promise<{ page: Page; errors: string[] }>
 }
 
 beforeAll(async () => {
-  server = await startServer({ port: 0, dataDir, hosts: 1, token: TOKEN });
+  // Two hosts: the autoscaler never adds a replica beyond the host count (no capacity it would add).
+  server = await startServer({ port: 0, dataDir, hosts: 2, token: TOKEN });
   await deployExamples(server.platform.functions);
   stopDemo = await startWordCountDemo(server.platform.graphs);
   browser = await launchBrowser();
@@ -141,6 +142,49 @@ describe('operator console in headless Chromium', () => {
     expect(errors).toEqual([]);
     await page.close();
   }, 120_000);
+
+  it("shows the autoscaler's scale-up in the decisions timeline, with its reason", async () => {
+    const burn = `export default { process(r) { const end = Date.now() + 1; while (Date.now() < end) {} return r.value; } };`;
+    expect((await api('/v1/functions/burn?timeoutMs=10000', { method: 'PUT', headers: { 'content-type': 'application/javascript' }, body: burn })).status).toBe(201);
+    const spec = {
+      nodes: [{ id: 'hot', function: 'burn', replicas: { min: 1, max: 4 } }],
+      sources: [{ id: 'in', type: 'http' }],
+      sinks: [{ id: 'out', type: 'log' }],
+      edges: [
+        { from: 'in', to: 'hot', delivery: 'exactly-once', partitionBy: 'key' },
+        { from: 'hot', to: 'out', delivery: 'exactly-once' },
+      ],
+      slo: { latencyMs: 250, percentile: 99 },
+    };
+    expect((await api('/v1/graphs/burst', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) })).status).toBe(201);
+    const { page, errors } = await signedIn('#/graphs/burst');
+    let key = 0;
+    let scaled = false;
+    const deadline = Date.now() + 60_000;
+    // ~1500 records/s at 1 ms each, until the page shows the scale-up.
+    while (!scaled && Date.now() < deadline) {
+      const body = JSON.stringify(Array.from({ length: 75 }, () => ({ key: `k${key++ % 16}`, value: key })));
+      const res = await api('/v1/graphs/burst/sources/in', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect([202, 429]).toContain(res.status);
+      await new Promise((r) => setTimeout(r, 50));
+      scaled = await page.evaluate(() => document.querySelectorAll('#decisions li.decision.up').length > 0);
+    }
+    expect(scaled).toBe(true);
+    expect(await page.$eval('#decisions li.decision.up', (el) => el.textContent)).toMatch(/hot up 1→[2-4] \S+/);
+    await screenshot(page, 'scale-up');
+    expect(errors).toEqual([]);
+    await page.close();
+    expect((await api('/v1/graphs/burst', { method: 'DELETE' })).status).toBe(204);
+  }, 120_000);
+
+  it("shows the platform's own error plainly", async () => {
+    const { page, errors } = await signedIn('#/graphs/no-such-graph');
+    await page.waitForFunction(() => (document.querySelector('#banner')?.textContent ?? '').length > 0, { timeout: 20_000 });
+    expect(await page.$eval('#banner', (el) => el.textContent)).toBe("ERR_NOT_FOUND: no graph named 'no-such-graph'");
+    // The browser reports the 404 it got; nothing else went wrong.
+    expect(errors.filter((e) => !/404/.test(e))).toEqual([]);
+    await page.close();
+  }, 60_000);
 
   it('lists functions with kind, limits and invocations, and invokes one from the form', async () => {
     const { page, errors } = await signedIn('#/functions');

@@ -79,7 +79,7 @@ function deadLetterParts(value: unknown): { error: string; record: unknown } {
 
 export function graphView(ctx: ViewContext, name: string): View {
   const series = new SeriesBook();
-  const timeline: TimelineEntry[] = [];
+  const holds: TimelineEntry[] = [];
   const lastReason = new Map<string, string>();
   const seenAt = new Map<string, string>();
   let previous: Snapshot | null = null;
@@ -161,13 +161,14 @@ export function graphView(ctx: ViewContext, name: string): View {
       series.push(`q:${node.id}`, n.queueDepth);
       series.push(`p99:${node.id}`, n.measuredLatencyMs);
       const d = n.lastDecision;
-      // Every change of replicas; a hold only when its kind of reason changes (its numbers move every second).
-      const kind = d ? `${d.action} ${d.from}→${d.to} ${d.reason.split(':')[0]}` : '';
-      if (d && (d.action !== 'hold' || lastReason.get(node.id) !== kind) && seenAt.get(node.id) !== d.at) {
+      // Replica changes come from the platform (status.decisions); holds seen while the page is
+      // open are added when their kind of reason changes (their numbers move every second).
+      const kind = d ? `${d.from}→${d.to} ${d.reason.split(':')[0]}` : '';
+      if (d && d.action === 'hold' && lastReason.get(node.id) !== kind && seenAt.get(node.id) !== d.at) {
         seenAt.set(node.id, d.at);
         lastReason.set(node.id, kind);
-        timeline.unshift({ at: d.at, node: node.id, action: d.action, from: d.from, to: d.to, reason: d.reason });
-        if (timeline.length > TIMELINE) timeline.length = TIMELINE;
+        holds.unshift({ at: d.at, node: node.id, action: d.action, from: d.from, to: d.to, reason: d.reason });
+        if (holds.length > TIMELINE) holds.length = TIMELINE;
       }
       const over = slo && n.measuredLatencyMs !== null && n.measuredLatencyMs > slo.latencyMs;
       rows.push(
@@ -190,6 +191,7 @@ export function graphView(ctx: ViewContext, name: string): View {
       );
     }
     fill(nodes, ...rows);
+    const timeline = [...(status.decisions ?? []), ...holds].sort((a, b) => b.at.localeCompare(a.at)).slice(0, TIMELINE);
     fill(
       decisions,
       ...(timeline.length

@@ -53,6 +53,8 @@ export interface GraphStatus {
   sinks: Record<string, { records?: number; offsets?: number; topic?: string }>;
   endToEndLatency: { p50Ms: number | null; p99Ms: number | null };
   errors: { count: number; last: { code: string; message: string; at?: string } | null };
+  /** The autoscaler's last replica changes, newest first. */
+  decisions?: Array<Decision & { node: string }>;
 }
 
 export interface GraphInfo {
