@@ -46,6 +46,7 @@ interface GraphInfo {
     sinks: Record<string, { records?: number; offsets?: number }>;
     endToEndLatency: { p50Ms: number | null; p99Ms: number | null };
     errors: { count: number; last: { code: string; message: string } | null };
+    decisions?: Array<{ at: string; node: string; action: string; from: number; to: number; reason: string }>;
   };
 }
 
@@ -231,6 +232,11 @@ const status: Command = {
         s.edges.map((e) => [`${e.from} -> ${e.to}`, e.delivery, e.lag ?? 0, e.committedOffset ?? '-', e.state ?? '-']),
       ),
     );
+    const changes = (s.decisions ?? []).slice(0, 5);
+    if (changes.length > 0) {
+      console.log('');
+      console.log(table(['REPLICA CHANGES', 'NODE', 'ACTION', 'REASON'], changes.map((d) => [d.at, d.node, `${d.action} ${d.from}->${d.to}`, short(d.reason, 120)])));
+    }
   },
 };
 
