@@ -62,6 +62,7 @@ const commands: Record<string, Command | CommandGroup> = {
       }
       console.log(`tributary listening on ${server.url} (data dir ${server.platform.dataDir})`);
       if (values['s3-bucket'] !== undefined) console.log(`state and deployments in s3://${values['s3-bucket']} (${values['s3-endpoint'] ?? 'AWS S3'})`);
+      console.log(`console: ${server.url}/   (CLI: tributary graph ls, graph status wordcount, logs hello --follow)`);
       console.log(`try: curl '${server.url}/v1/invoke/hello?name=Ada'`);
       if (values['with-examples']) console.log(`     curl '${server.url}/v1/graphs/wordcount/sinks/counts?limit=20'`);
       const stop = () => void server.close().then(() => process.exit(0));
