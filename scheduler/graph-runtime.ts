@@ -234,27 +234,33 @@ export class GraphRuntime {
   }
 
   /**
-   * A new assignment of an input's partitions: the workers of the old one stop (a revoked
-   * partition's deferred commits are aborted: its next owner redoes them), then one starts per
-   * partition owned now, each opening its partition afresh. Partition p of every input of a node
-   * feeds state partition p, so p runs only where every input that has a partition p owns it: on
-   * Kafka, the groups of a node's inputs are separate and, while they rebalance one after the
-   * other, two processes could otherwise run one state partition at once.
+   * An input's partitions to run changed (its assignment, or another input's of the node): the
+   * workers of partitions it no longer runs, or whose log was replaced by a new assignment, stop
+   * (a revoked partition's deferred commits are aborted: its next owner redoes them); the others
+   * go on; one starts per partition to run that has none, opening its partition afresh.
+   * Partition p of every input of a node feeds state partition p, so p runs only where every
+   * input that has a partition p owns it: on Kafka, the groups of a node's inputs are separate
+   * and, while they rebalance one after the other, two processes could otherwise run one state
+   * partition at once.
    */
   private async reassign(input: NodeInput, log: EdgeLog): Promise<void> {
-    const old = input.workers;
-    input.workers = [];
-    await Promise.all(old.map((worker) => worker.stop()));
-    if (!this.lifecycle.live) return;
     const others = this.inputsByNode.get(input.node.id)!.filter((other) => other !== input);
-    const ownedByAll = (p: number) =>
-      others.every((other) => p >= this.topology.partitions(this.topology.topicOf(other.edge)) || (other.log !== null && other.log.assignment().includes(p)));
-    // Changes queue up: the assignment taken is the latest one.
-    input.workers = log
-      .assignment()
-      .filter(ownedByAll)
-      .map((p) => new PartitionWorker(this.taskContext(input.node), input.edge, log.partition(p)));
-    for (const worker of input.workers) worker.start();
+    const toRun = () =>
+      log.assignment().filter((p) => others.every((other) => p >= this.topology.partitions(this.topology.topicOf(other.edge)) || (other.log?.assignment().includes(p) ?? false)));
+    const wanted = new Set(toRun());
+    const current = (worker: PartitionWorker) => wanted.has(worker.log.partition) && log.partition(worker.log.partition) === worker.log;
+    const stopping = input.workers.filter((worker) => !current(worker));
+    input.workers = input.workers.filter(current);
+    await Promise.all(stopping.map((worker) => worker.stop()));
+    if (!this.lifecycle.live) return;
+    // Changes queue up (another reassign follows one that arrived meanwhile); this one takes the latest assignment.
+    const running = new Set(input.workers.map((worker) => worker.log.partition));
+    for (const p of toRun()) {
+      if (running.has(p)) continue;
+      const worker = new PartitionWorker(this.taskContext(input.node), input.edge, log.partition(p));
+      input.workers.push(worker);
+      worker.start();
+    }
   }
 
   /**
