@@ -8,7 +8,8 @@
  * and is left alone.
  *
  * State lives in $TRIBUTARY_RUN/test-runs (default ~/.cache/tributary/run/test-runs): one file
- * per live run (named by its pid; a dead pid no longer counts) and one `started-<service>` mark
+ * per live run (named by its pid, holding the process's start time: a dead or recycled pid no
+ * longer counts) and one `started-<service>` mark
  * per service a test run started.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -36,6 +37,26 @@ function alive(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** When the process started (Linux: field 22 of /proc/<pid>/stat), so a recycled pid is not taken for a live run; '' elsewhere. */
+function startTimeOf(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch {
+    return '';
+  }
+}
+
+/** True while the run that wrote lease `pid` (with `startTime`) is still the process with that pid. */
+function liveRun(dir: string, pid: number): boolean {
+  if (!alive(pid)) return false;
+  try {
+    return readFileSync(join(dir, String(pid)), 'utf8').trim() === startTimeOf(pid);
+  } catch {
+    return false;
   }
 }
 
@@ -75,7 +96,8 @@ export function markStartedByTests(name: ServiceName, env: Record<string, string
 export async function beginTestRun(options: TestRunOptions = {}): Promise<void> {
   const dir = stateDir(options.env ?? {});
   mkdirSync(dir, { recursive: true });
-  await locked(dir, async () => writeFileSync(join(dir, String(options.pid ?? process.pid)), `${new Date().toISOString()}\n`));
+  const pid = options.pid ?? process.pid;
+  await locked(dir, async () => writeFileSync(join(dir, String(pid)), `${startTimeOf(pid)}\n`));
 }
 
 /**
@@ -92,7 +114,7 @@ export async function endTestRun(options: TestRunOptions = {}): Promise<ServiceN
     const others = readdirSync(dir)
       .filter((f) => /^[0-9]+$/.test(f))
       .map(Number)
-      .filter((p) => p !== pid && alive(p));
+      .filter((p) => p !== pid && liveRun(dir, p));
     if (others.length > 0) return [];
     const stopped: ServiceName[] = [];
     for (const name of options.services ?? SERVICES) {
