@@ -34,6 +34,8 @@ export function createHostOps(host: HostRefs): HostOps {
         pending = new SafeMap<number, Pending>();
         epoch = armedBy;
       }
+      // The host never completes an operation before this call returns (it defers to its next
+      // turn), so the entry is in place when the outcome arrives.
       let resolve!: (outcome: OpOutcome) => void;
       const promise = new SafePromise<OpOutcome>((r) => (resolve = r));
       MapPrototypeSet(pending, id, { resolve });

@@ -57,7 +57,8 @@ export function installTimers(global: typeof globalThis, host: HostRefs): (id: n
   define('clearInterval', clear);
   define('queueMicrotask', (callback: unknown) => {
     if (typeof callback !== 'function') throw new SafeTypeError('The "callback" argument must be a function');
-    PromisePrototypeThen(PromiseResolve(), callback as () => void);
+    // The callback gets no argument (a bare `then` reaction would pass it undefined).
+    PromisePrototypeThen(PromiseResolve(), () => ReflectApply(callback as () => void, undefined, []));
   });
 
   return function fireTimer(id: number): void {

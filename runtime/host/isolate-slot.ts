@@ -37,6 +37,8 @@ interface Invocation {
   readonly id: number;
   readonly budget: Budget;
   readonly deadline: number;
+  /** Whether the guest may start host operations (crypto.subtle): calls yes, module loading no (as Workers' global scope). */
+  readonly hostOps: boolean;
   readonly cpuBase: bigint;
   readonly carriedCpuMs: number;
   /** Asynchronous entries still running in the isolate. */
@@ -173,9 +175,9 @@ export class IsolateSlot implements BindingSink {
    * synchronously). Timeouts, OOM, the CPU limit and a cut slice dispose the slot; every failure
    * leaves here as a TributaryError, or SliceExpired for the owner to re-run asynchronously.
    */
-  async invoke<T>(limits: Budget | number, body: (call: GuestCall) => T | Promise<T>): Promise<T> {
+  async invoke<T>(limits: Budget | number, body: (call: GuestCall) => T | Promise<T>, options: { hostOps?: boolean } = {}): Promise<T> {
     const budget = typeof limits === 'number' ? newBudget({ timeoutMs: limits, memoryLimitMb: this.memoryLimitMb }, false) : limits;
-    const invocation = this.begin(budget);
+    const invocation = this.begin(budget, options.hostOps ?? false);
     const failed = new Promise<never>((_, reject) => (invocation.reject = reject));
     failed.catch(() => {});
     invocation.wallTimer = setTimeout(() => this.fail(invocation, timeoutError(budget.timeoutMs)), Math.max(0, invocation.deadline - performance.now()));
@@ -206,7 +208,7 @@ export class IsolateSlot implements BindingSink {
    * otherwise (or asynchronously) a promise of it.
    */
   runEntry(fn: AsyncEntry, payload: unknown, budget: Budget): GuestResult<unknown> | Promise<GuestResult<unknown>> {
-    const invocation = this.begin(budget);
+    const invocation = this.begin(budget, true);
     const callId = this.nextCallId++;
     this.calls.set(callId, (result) => this.settled(invocation, result));
     const args = [callId, fn, payload];
@@ -235,7 +237,7 @@ export class IsolateSlot implements BindingSink {
     return this.pending(invocation);
   }
 
-  private begin(budget: Budget): Invocation {
+  private begin(budget: Budget, hostOps: boolean): Invocation {
     if (this.isDisposed) throw new TributaryError('ERR_INTERNAL', 'isolate slot is disposed');
     if (this.invocation) throw new TributaryError('ERR_INTERNAL', 'isolate slot is busy');
     const deadline = budget.startedAt + budget.timeoutMs;
@@ -245,6 +247,7 @@ export class IsolateSlot implements BindingSink {
       id: ++this.invocations,
       budget,
       deadline,
+      hostOps,
       cpuBase: this.isolate.cpuTime,
       carriedCpuMs: budget.cpuUsedMs,
       running: 0,
@@ -464,11 +467,13 @@ export class IsolateSlot implements BindingSink {
    */
   startOp(id: unknown, kind: unknown, payload: unknown): number {
     const invocation = this.invocation;
-    if (invocation === null || invocation.ended || !Number.isSafeInteger(id)) return 0;
+    if (invocation === null || invocation.ended || !invocation.hostOps || !Number.isSafeInteger(id)) return 0;
     if (kind !== 'subtle' || !Array.isArray(payload) || payload.length !== 2) return 0;
     if (this.pendingOps >= MAX_PENDING_HOST_OPS) return -1;
     this.pendingOps++;
-    void subtleOutcome(payload[0], payload[1]).then((outcome) => {
+    // Completed on a later turn of the event loop, never re-entrantly inside this call (an
+    // operation that settles in microtasks would otherwise enter the isolate before startOp returns).
+    void subtleOutcome(payload[0], payload[1]).then((outcome) => new Promise((resolve) => setImmediate(resolve, outcome))).then((outcome) => {
       if (this.invocation !== invocation || invocation.ended || this.isDisposed) return;
       this.pendingOps--;
       this.completeOp(invocation, id as number, outcome);

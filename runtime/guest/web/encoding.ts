@@ -1,7 +1,8 @@
 /**
- * TextEncoder and TextDecoder (https://encoding.spec.whatwg.org/#interface-textencoder), UTF-8
- * only: the one encoding TextEncoder has, and the only one TextDecoder supports here (other
- * labels throw a RangeError, as an unknown label does in browsers).
+ * TextEncoder and TextDecoder (https://encoding.spec.whatwg.org/#interface-textencoder).
+ * TextEncoder is UTF-8, as everywhere; TextDecoder decodes UTF-8, UTF-16LE/BE and windows-1252
+ * (which "latin1", "ascii" and "iso-8859-1" name), under every WHATWG label of those; other
+ * labels throw a RangeError (legacy-encodings.ts).
  */
 import {
   SafeRangeError,
@@ -12,10 +13,10 @@ import {
 } from '../primordials.ts';
 import { byteLengthOf, viewOf } from './bytes.ts';
 import { Utf8Decoder, utf8Encode, utf8EncodeInto } from './utf8.ts';
+import { encodingForLabel, Utf16Decoder, Windows1252Decoder, type EncodingName, type StreamingDecoder } from './legacy-encodings.ts';
 import { isAsciiWhitespace, trim } from './whitespace.ts';
 import { defineToStringTag, toDOMString, toUSVString } from './webidl.ts';
 
-const UTF8_LABELS = ['unicode-1-1-utf-8', 'unicode11utf8', 'unicode20utf8', 'utf-8', 'utf8', 'x-unicode20utf8'];
 
 export class TextEncoder {
   get encoding(): string {
@@ -43,20 +44,27 @@ export interface TextDecoderOptions {
 export class TextDecoder {
   readonly #fatal: boolean;
   readonly #ignoreBom: boolean;
-  readonly #decoder: Utf8Decoder;
+  readonly #decoder: StreamingDecoder;
+  readonly #encoding: EncodingName;
 
   constructor(label: unknown = 'utf-8', options: TextDecoderOptions | null | undefined = undefined) {
     const normalized = StringPrototypeToLowerCase(trim(toDOMString(label), isAsciiWhitespace));
-    if (!isUtf8Label(normalized)) {
-      throw new SafeRangeError(`TextDecoder: encoding "${normalized}" is not supported (only utf-8 is)`);
+    const encoding = encodingForLabel(normalized);
+    if (encoding === undefined) {
+      throw new SafeRangeError(`TextDecoder: encoding "${normalized}" is not supported (utf-8, utf-16le, utf-16be and windows-1252 are)`);
     }
+    // Dictionary members in lexicographic order (fatal, ignoreBOM).
     this.#fatal = options?.fatal === undefined ? false : !!options.fatal;
     this.#ignoreBom = options?.ignoreBOM === undefined ? false : !!options.ignoreBOM;
-    this.#decoder = new Utf8Decoder(this.#fatal, this.#ignoreBom);
+    this.#encoding = encoding;
+    this.#decoder =
+      encoding === 'utf-8' ? new Utf8Decoder(this.#fatal, this.#ignoreBom)
+      : encoding === 'windows-1252' ? new Windows1252Decoder()
+      : new Utf16Decoder(encoding === 'utf-16be', this.#fatal, this.#ignoreBom);
   }
 
   get encoding(): string {
-    return 'utf-8';
+    return this.#encoding;
   }
 
   get fatal(): boolean {
@@ -81,8 +89,3 @@ export class TextDecoder {
   }
 }
 defineToStringTag(TextDecoder.prototype, 'TextDecoder');
-
-function isUtf8Label(label: string): boolean {
-  for (let i = 0; i < UTF8_LABELS.length; i++) if (UTF8_LABELS[i] === label) return true;
-  return false;
-}

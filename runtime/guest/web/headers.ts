@@ -19,7 +19,7 @@ import {
 import { isToken } from './http-grammar.ts';
 import { INSPECT } from './inspect.ts';
 import { iteratorFactory, listIterator } from './iterator.ts';
-import { defineToStringTag, recordOf, sequenceOf, toByteString } from './webidl.ts';
+import { defineToStringTag, iteratorMethodOf, recordOf, sequenceOf, sequenceWith, toByteString } from './webidl.ts';
 import { isHttpWhitespace, trim } from './whitespace.ts';
 
 export type HeadersInit = Headers | Iterable<Iterable<string>> | Record<string, string>;
@@ -212,6 +212,7 @@ export class Headers {
   }
 }
 defineToStringTag(Headers.prototype, 'Headers');
+const HeadersEntries = Headers.prototype.entries;
 ObjectDefineProperty(Headers.prototype, SymbolIterator, {
   value: Headers.prototype.entries,
   writable: true,
@@ -224,13 +225,15 @@ export function fillHeaders(headers: Headers, init: unknown): void {
   if ((typeof init !== 'object' && typeof init !== 'function') || init === null) {
     throw new SafeTypeError('Headers init must be a Headers, a sequence of [name, value] pairs or a record');
   }
-  if (isHeaders(init)) {
+  const method = iteratorMethodOf(init);
+  if (method === HeadersEntries && isHeaders(init)) {
+    // A Headers whose iteration nobody patched: its entries, without running its iterator.
     const pairs = entriesOf(init);
     for (let i = 0; i < pairs.length; i++) appendHeader(headers, pairs[i].name, pairs[i].value);
     return;
   }
-  if (typeof (init as Iterable<unknown>)[SymbolIterator] === 'function' || ArrayIsArray(init)) {
-    const pairs = sequenceOf(init, 'Headers init');
+  if (method !== undefined) {
+    const pairs = sequenceWith(init, method);
     for (let i = 0; i < pairs.length; i++) {
       const pair = sequenceOf(pairs[i], 'Headers init pair');
       if (pair.length !== 2) throw new SafeTypeError('Headers init: each header must be a [name, value] pair');
@@ -238,8 +241,8 @@ export function fillHeaders(headers: Headers, init: unknown): void {
     }
     return;
   }
-  const record = recordOf(init);
-  for (let i = 0; i < record.keys.length; i++) appendHeader(headers, record.keys[i] as string, record.values[i] as string);
+  const record = recordOf(init as object, toByteString, toByteString);
+  for (let i = 0; i < record.keys.length; i++) appendHeader(headers, record.keys[i], record.values[i]);
 }
 
 function validate(name: unknown, value: unknown): Entry {

@@ -1,5 +1,6 @@
 import type { HostRefs } from '../host-refs.ts';
 import { ObjectDefineProperty, uncurryThis } from '../primordials.ts';
+import { makeMembersEnumerable } from './webidl.ts';
 import { atob, btoa } from './base64.ts';
 import { createConsole } from './console.ts';
 import { Crypto, createCrypto } from './crypto.ts';
@@ -7,7 +8,7 @@ import { TextDecoder, TextEncoder } from './encoding.ts';
 import { Headers } from './headers.ts';
 import { Request } from './request.ts';
 import { Response } from './response.ts';
-import { createStructuredClone } from './structured-clone.ts';
+import { createStructuredClone, registerPlatformPrototype } from './structured-clone.ts';
 import { URLSearchParams } from './url-search-params.ts';
 import { bindUrlHost, URL } from './url.ts';
 import { setMaxBodyBytes } from './body.ts';
@@ -101,6 +102,8 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
     const constructor = classes[i][1];
     // Bundlers may rename a class to avoid a collision; the global must still say its own name.
     ObjectDefineProperty(constructor, 'name', { value: name, writable: false, enumerable: false, configurable: true });
+    if (!STREAM_CLASSES.has(name)) makeMembersEnumerable(constructor);
+    registerPlatformPrototype(constructor.prototype as object);
     defineGlobal(global, name, constructor);
   }
   defineGlobal(global, 'atob', atob);
@@ -124,6 +127,14 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
   defineGlobal(global, 'self', global);
   warmStreams();
 }
+
+/** The stream classes come from the library, which already defines its members as WebIDL does. */
+const STREAM_CLASSES = new Set([
+  'ReadableStream', 'ReadableStreamDefaultReader', 'ReadableStreamBYOBReader', 'ReadableStreamBYOBRequest',
+  'ReadableStreamDefaultController', 'ReadableByteStreamController', 'WritableStream', 'WritableStreamDefaultWriter',
+  'WritableStreamDefaultController', 'TransformStream', 'TransformStreamDefaultController', 'ByteLengthQueuingStrategy',
+  'CountQueuingStrategy',
+]);
 
 /** Globals are writable, configurable and non-enumerable, like the Web's. */
 function defineGlobal(global: typeof globalThis, name: string, value: unknown): void {

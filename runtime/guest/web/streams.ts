@@ -45,12 +45,8 @@ export {
 };
 
 type AnyStream = ReadableStream<unknown>;
-type Reader = ReadableStreamDefaultReader<unknown>;
 
-const getReader = uncurryThis(ReadableStream.prototype.getReader) as (stream: AnyStream) => Reader;
-const readerRead = uncurryThis(ReadableStreamDefaultReader.prototype.read) as (reader: Reader) => Promise<{ done: boolean; value: unknown }>;
-const readerCancel = uncurryThis(ReadableStreamDefaultReader.prototype.cancel) as (reader: Reader, reason?: unknown) => Promise<void>;
-const readerRelease = uncurryThis(ReadableStreamDefaultReader.prototype.releaseLock) as (reader: Reader) => void;
+const streamPipeTo = uncurryThis(ReadableStream.prototype.pipeTo) as (stream: AnyStream, destination: WritableStream<unknown>) => Promise<void>;
 const streamTee = uncurryThis(ReadableStream.prototype.tee) as (stream: AnyStream) => [AnyStream, AnyStream];
 const lockedGetter = uncurryThis(ObjectGetOwnPropertyDescriptor(ReadableStream.prototype, 'locked')!.get!) as (stream: AnyStream) => boolean;
 const controllerEnqueue = uncurryThis(ReadableStreamDefaultController.prototype.enqueue) as (c: unknown, chunk: unknown) => void;
@@ -108,32 +104,26 @@ export class BodyDrainError extends SafeTypeError {
  * BufferSources (Uint8Array in the spec; any view or ArrayBuffer is accepted here, as Workers
  * does). Over the bound, or on a chunk that is not bytes, the stream is cancelled and a
  * BodyDrainError thrown. Every chunk is copied as it arrives, so a chunk mutated afterwards
- * cannot change what was counted.
+ * cannot change what was counted. The stream is piped into a sink of our own (pipeTo hands
+ * chunks over directly): reader.read() would resolve promises with `{value, done}` objects,
+ * which consults a `then` that user code may have planted on Object.prototype.
  */
 export async function drainStream(stream: AnyStream, maxBytes: number): Promise<DrainedBody> {
   if (lockedGetter(stream)) throw new SafeTypeError('The body stream is locked to a reader');
   if (isDisturbed(stream)) throw new SafeTypeError('Body has already been read');
-  const reader = getReader(stream);
   const chunks: Uint8Array[] = [];
   let total = 0;
-  try {
-    for (;;) {
-      const result = await readerRead(reader);
-      if (result.done) break;
-      const view = viewOf(result.value);
-      if (view === null) {
-        throw new BodyDrainError('A body stream chunk must be a Uint8Array (or another BufferSource)', false);
-      }
+  const sink = new WritableStream<unknown>({
+    write(chunk) {
+      const view = viewOf(chunk);
+      if (view === null) throw new BodyDrainError('A body stream chunk must be a Uint8Array (or another BufferSource)', false);
       const length = byteLengthOf(view);
+      if (total + length > maxBytes) throw new BodyDrainError(`body exceeds ${maxBytes} bytes`, true);
       total += length;
-      if (total > maxBytes) throw new BodyDrainError(`body exceeds ${maxBytes} bytes`, true);
       chunks[chunks.length] = copyOf(view);
-    }
-  } catch (error) {
-    void readerCancel(reader, error).catch(() => {});
-    throw error;
-  }
-  readerRelease(reader);
+    },
+  });
+  await streamPipeTo(stream, sink);
   if (chunks.length === 1) return box(chunks[0]);
   const out = new SafeUint8Array(total);
   let offset = 0;

@@ -16,7 +16,7 @@ import {
 import { parseUrlencoded, serializeUrlencoded, type Pair } from './form-urlencoded.ts';
 import { INSPECT } from './inspect.ts';
 import { iteratorFactory, listIterator } from './iterator.ts';
-import { defineToStringTag, recordOf, requireArguments, sequenceOf, toUSVString } from './webidl.ts';
+import { defineToStringTag, iteratorMethodOf, recordOf, requireArguments, sequenceOf, sequenceWith, toUSVString } from './webidl.ts';
 
 const makeIterator = iteratorFactory<unknown>('URLSearchParams Iterator');
 
@@ -50,19 +50,17 @@ export class URLSearchParams {
       const list = init.#list;
       for (let i = 0; i < list.length; i++) ArrayPrototypePush(this.#list, [list[i][0], list[i][1]]);
     } else if ((typeof init === 'object' && init !== null) || typeof init === 'function') {
-      const method = (init as Iterable<unknown>)[SymbolIterator];
-      if (method !== undefined && method !== null) {
-        const pairs = sequenceOf(init, 'URLSearchParams init');
+      const method = iteratorMethodOf(init);
+      if (method !== undefined) {
+        const pairs = sequenceWith(init, method);
         for (let i = 0; i < pairs.length; i++) {
           const pair = sequenceOf(pairs[i], 'URLSearchParams init pair');
           if (pair.length !== 2) throw new SafeTypeError('URLSearchParams init: each pair must have exactly two items');
           ArrayPrototypePush(this.#list, [toUSVString(pair[0]), toUSVString(pair[1])]);
         }
       } else {
-        const record = recordOf(init);
-        for (let i = 0; i < record.keys.length; i++) {
-          ArrayPrototypePush(this.#list, [toUSVString(record.keys[i]), toUSVString(record.values[i])]);
-        }
+        const record = recordOf(init as object, toUSVString, toUSVString);
+        for (let i = 0; i < record.keys.length; i++) ArrayPrototypePush(this.#list, [record.keys[i], record.values[i]]);
       }
     } else {
       const query = toUSVString(init);

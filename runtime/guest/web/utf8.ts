@@ -190,7 +190,7 @@ export class Utf8Decoder {
 
 /** Collects UTF-16 code units in a preallocated plain array (own elements only: nothing a user
  * can patch is consulted) and turns them into a string CHUNK_UNITS at a time. */
-class StringBuilder {
+export class StringBuilder {
   readonly #units: number[];
   readonly #capacity: number;
   #count = 0;

@@ -74,19 +74,44 @@ export function defineToStringTag(prototype: object, tag: string): void {
   ObjectDefineProperty(prototype, SymbolToStringTag, { value: tag, writable: false, enumerable: false, configurable: true });
 }
 
+const ArrayValues = Array.prototype[Symbol.iterator];
+const ArrayIteratorPrototype = Object.getPrototypeOf([][Symbol.iterator]()) as object;
+const ArrayIteratorNext = (ArrayIteratorPrototype as { next: unknown }).next;
+
+/** Whether iterating `value` with `method` is the same as reading it by index (nothing patched). */
+function readsByIndex(value: unknown, method: unknown): value is unknown[] {
+  if (!ArrayIsArray(value) || method !== ArrayValues) return false;
+  const next = ObjectGetOwnPropertyDescriptor(ArrayIteratorPrototype, 'next');
+  return next !== undefined && next.value === ArrayIteratorNext;
+}
+
+/** GetMethod(value, @@iterator): undefined when absent, TypeError when not callable. */
+export function iteratorMethodOf(value: unknown): unknown {
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null) return undefined;
+  const method = (value as Iterable<unknown>)[SymbolIterator];
+  if (method === undefined || method === null) return undefined;
+  if (typeof method !== 'function') throw new SafeTypeError('Symbol.iterator is not a function');
+  return method;
+}
+
 /**
- * The items of a WebIDL sequence: arrays are read by index (a patched
- * `Array.prototype[Symbol.iterator]` is not consulted), other iterables through their iterator.
- * Throws TypeError, naming `what`, when `value` is not iterable.
+ * The items of a WebIDL sequence, through the value's own iterator (custom iterators are
+ * honoured, as WebIDL requires); an array whose iteration nobody patched is read by index, which
+ * is the same thing, faster. Throws TypeError, naming `what`, when `value` is not iterable.
  */
 export function sequenceOf(value: unknown, what: string): unknown[] {
-  if (ArrayIsArray(value)) {
+  const method = iteratorMethodOf(value);
+  if (method === undefined) throw new SafeTypeError(`${what} must be a sequence`);
+  return sequenceWith(value, method);
+}
+
+/** `sequenceOf` with the @@iterator method already read (read it once: it may be a getter). */
+export function sequenceWith(value: unknown, method: unknown): unknown[] {
+  if (readsByIndex(value, method)) {
     const items: unknown[] = [];
     for (let i = 0; i < value.length; i++) items[i] = value[i];
     return items;
   }
-  const method = typeof value === 'object' && value !== null ? (value as Iterable<unknown>)[SymbolIterator] : undefined;
-  if (typeof method !== 'function') throw new SafeTypeError(`${what} must be a sequence`);
   return iterateWith(value, method);
 }
 
@@ -106,16 +131,46 @@ function iterateWith(value: unknown, method: unknown): unknown[] {
   }
 }
 
-/** A WebIDL record<K, V>: own enumerable keys in [[OwnPropertyKeys]] order, with their values. */
-export function recordOf(value: object): { keys: PropertyKey[]; values: unknown[] } {
+/**
+ * A WebIDL record<K, V>: for each own key in [[OwnPropertyKeys]] order, its descriptor, then (if
+ * enumerable) the key converted, the value read and converted, before the next key — the spec's
+ * order, observable through proxies and conversions that throw.
+ */
+export function recordOf<K, V>(value: object, convertKey: (key: PropertyKey) => K, convertValue: (value: unknown) => V): { keys: K[]; values: V[] } {
   const ownKeys = ReflectOwnKeys(value);
-  const keys: PropertyKey[] = [];
-  const values: unknown[] = [];
+  const keys: K[] = [];
+  const values: V[] = [];
   for (let i = 0; i < ownKeys.length; i++) {
     const descriptor = ObjectGetOwnPropertyDescriptor(value, ownKeys[i]);
     if (descriptor === undefined || !descriptor.enumerable) continue;
-    keys[keys.length] = ownKeys[i];
-    values[values.length] = (value as Record<PropertyKey, unknown>)[ownKeys[i]];
+    const key = convertKey(ownKeys[i]);
+    const item = convertValue((value as Record<PropertyKey, unknown>)[ownKeys[i]]);
+    keys[keys.length] = key;
+    values[values.length] = item;
   }
   return { keys, values };
+}
+
+/**
+ * WebIDL operations and attributes are enumerable; class syntax makes methods non-enumerable.
+ * Makes every own string-keyed member of `prototype` (but `constructor`) and every static
+ * member of its constructor (but length, name, prototype) enumerable.
+ */
+export function makeMembersEnumerable(constructor: Function): void {
+  const targets: [object, string[]][] = [
+    [constructor.prototype as object, ['constructor']],
+    [constructor, ['length', 'name', 'prototype']],
+  ];
+  for (let t = 0; t < targets.length; t++) {
+    const [target, skip] = targets[t];
+    const keys = ReflectOwnKeys(target);
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i];
+      if (typeof key !== 'string' || skip.indexOf(key) >= 0) continue;
+      const descriptor = ObjectGetOwnPropertyDescriptor(target, key)!;
+      if (descriptor.enumerable || !descriptor.configurable) continue;
+      descriptor.enumerable = true;
+      ObjectDefineProperty(target, key, descriptor);
+    }
+  }
 }
