@@ -5,17 +5,18 @@
  * Several vitest runs may share one machine: a run that finishes while another still runs leaves
  * the marked services to it, and the last run to finish stops them. A service started by hand
  * (`bash scripts/kafka.sh start`), by a bench, or by a run older than this scheme carries no mark
- * and is left alone.
+ * and is left alone; so is one that was running when the first of the overlapping runs began,
+ * even if a test stopped and started it again.
  *
  * State lives in $TRIBUTARY_RUN/test-runs (default ~/.cache/tributary/run/test-runs): one file
  * per live run (named by its pid, holding the process's start time: a dead or recycled pid no
- * longer counts) and one `started-<service>` mark
- * per service a test run started.
+ * longer counts), `found` (what ran before the first of them began) and one `started-<service>`
+ * mark per service a test run started.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { SERVICES, stopService, type ServiceName } from './services.ts';
+import { SERVICES, serviceRunning, stopService, type ServiceName } from './services.ts';
 
 export interface TestRunOptions {
   /** Services to stop at the end (default all). */
@@ -92,12 +93,38 @@ export function markStartedByTests(name: ServiceName, env: Record<string, string
   writeFileSync(join(dir, `started-${name}`), `${new Date().toISOString()} pid ${process.pid}\n`);
 }
 
-/** Registers this run as live; call when it begins. */
+function liveRuns(dir: string, except: number): number[] {
+  return readdirSync(dir)
+    .filter((f) => /^[0-9]+$/.test(f))
+    .map(Number)
+    .filter((p) => p !== except && liveRun(dir, p));
+}
+
+/**
+ * Registers this run as live; call when it begins. The first of overlapping runs also notes the
+ * services already running (`found`): those are never stopped, even if a test restarts one.
+ */
 export async function beginTestRun(options: TestRunOptions = {}): Promise<void> {
-  const dir = stateDir(options.env ?? {});
+  const env = options.env ?? {};
+  const dir = stateDir(env);
   mkdirSync(dir, { recursive: true });
   const pid = options.pid ?? process.pid;
-  await locked(dir, async () => writeFileSync(join(dir, String(pid)), `${startTimeOf(pid)}\n`));
+  await locked(dir, async () => {
+    if (liveRuns(dir, pid).length === 0) {
+      const found: ServiceName[] = [];
+      for (const name of SERVICES) if (await serviceRunning(name, env)) found.push(name);
+      writeFileSync(join(dir, 'found'), JSON.stringify(found));
+    }
+    writeFileSync(join(dir, String(pid)), `${startTimeOf(pid)}\n`);
+  });
+}
+
+function readFound(dir: string): ServiceName[] {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'found'), 'utf8')) as ServiceName[];
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -111,17 +138,15 @@ export async function endTestRun(options: TestRunOptions = {}): Promise<ServiceN
   mkdirSync(dir, { recursive: true });
   return locked(dir, async () => {
     rmSync(join(dir, String(pid)), { force: true });
-    const others = readdirSync(dir)
-      .filter((f) => /^[0-9]+$/.test(f))
-      .map(Number)
-      .filter((p) => p !== pid && liveRun(dir, p));
-    if (others.length > 0) return [];
+    if (liveRuns(dir, pid).length > 0) return [];
+    const found = readFound(dir);
     const stopped: ServiceName[] = [];
     for (const name of options.services ?? SERVICES) {
       const mark = join(dir, `started-${name}`);
       if (!existsSync(mark)) continue;
-      await stopService(name, env);
       rmSync(mark, { force: true });
+      if (found.includes(name)) continue; // running before the first run began: the user's
+      await stopService(name, env);
       stopped.push(name);
     }
     return stopped;

@@ -47,6 +47,16 @@ describe('services around a test run', () => {
     await stopService('prometheus', env);
   }, SERVICE_START_TIMEOUT_MS);
 
+  it('leaves a service that ran before the run even when a test stopped and restarted it', async () => {
+    await startByHand();
+    await beginTestRun(options);
+    await stopService('prometheus', env); // a test that needs it gone for a while
+    await ensureService('prometheus', env);
+    expect(await endTestRun(options)).toEqual([]);
+    expect(await serviceRunning('prometheus', env)).toBe(true);
+    await stopService('prometheus', env);
+  }, SERVICE_START_TIMEOUT_MS);
+
   it('with two overlapping runs, the last one to finish stops what the first started', async () => {
     const other = spawn('sleep', ['600'], { stdio: 'ignore' }); // stands for a second vitest run's process
     try {
