@@ -153,14 +153,17 @@ describe('tributary graph', () => {
   }, 90_000);
 
   it('dead-letters shows a poison record with its error', async () => {
-    await cli(['graph', 'ingest', 'pipe', 'in'], { stdin: '{"value":"poison pill"}\n' });
+    // With a terminal escape (clear screen) in it: printed escaped, never sent to the terminal.
+    await cli(['graph', 'ingest', 'pipe', 'in'], { stdin: '{"value":"poison pill \\u001b[2J"}\n' });
     const letters = await waitFor(async () => {
       const r = await cli(['graph', 'dead-letters', 'pipe', 'shout']);
       return r.stdout.includes('refused poison pill') ? r : null;
     }, 60_000, 'the dead letter');
     expect(letters.stdout).toMatch(/^OFFSET\s+TIME\s+ERROR\s+RECORD\n0\s+\S+Z\s+"?Error: refused poison pill/);
     const asJson = JSON.parse((await cli(['graph', 'dead-letters', 'pipe', 'shout', '--json'])).stdout);
-    expect(asJson.records[0].value.record.value).toBe('poison pill');
+    expect(letters.stdout).toContain('\\x1b[2J');
+    expect(letters.stdout).not.toContain('\u001b');
+    expect(asJson.records[0].value.record.value).toBe('poison pill \u001b[2J');
   }, 90_000);
 
   it('logs --follow streams new lines of a function', async () => {
