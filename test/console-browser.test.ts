@@ -186,8 +186,12 @@ describe('operator console in headless Chromium', () => {
     await page.close();
   }, 60_000);
 
-  it('lists functions with kind, limits and invocations, and invokes one from the form', async () => {
+  it('lists functions with kind, limits, invocations and errors by code, and invokes one from the form', async () => {
+    const thrower = `export default { fetch() { throw new Error('nope'); } };`;
+    expect((await api('/v1/functions/thrower', { method: 'PUT', headers: { 'content-type': 'application/javascript' }, body: thrower })).status).toBe(201);
+    expect((await fetch(`${server.url}/v1/invoke/thrower`)).status).toBeGreaterThanOrEqual(500);
     const { page, errors } = await signedIn('#/functions');
+    await page.waitForFunction(() => /^ERR_[A-Z_]+ 1$/.test(document.querySelector('#function-list tr[data-function="thrower"] td.errors')?.textContent ?? ''), { timeout: 20_000 });
     await page.waitForSelector('#function-list tr[data-function="hello"]', { timeout: 20_000 });
     const cells = await page.$$eval('#function-list tr[data-function="hello"] td', (tds) => tds.map((td) => td.textContent));
     expect(cells.slice(0, 6)).toEqual(['hello', 'v1', 'js', '128 MiB', '1000 ms', '1000 ms']);
