@@ -13,6 +13,7 @@ import { LRUCache } from 'lru-cache';
 import { TributaryError } from './errors.ts';
 import { cpuLimitOf, type FunctionKind, type FunctionLimits, type FunctionSpec } from './function-spec.ts';
 import { MAX_VERSIONS_PER_FUNCTION } from './limits.ts';
+import { newBindingsId, type BindingNames, type Bindings } from './function-bindings.ts';
 
 /** Names are URL path segments and log labels: keep them boring. */
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -25,6 +26,10 @@ export interface FunctionVersion extends FunctionLimits {
   kind: FunctionKind;
   sha256: string;
   createdAt: string;
+  /** Names of the version's vars and secrets (values are never shown); absent without bindings. */
+  bindings?: BindingNames;
+  /** Which bindings file the version uses; never leaves the control plane (not enumerable, so no API read shows it). */
+  readonly bindingsId?: string;
 }
 
 interface Row {
@@ -37,6 +42,9 @@ interface Row {
   timeout_ms: number;
   /** NULL on rows written before the column existed. */
   cpu_limit_ms: number | null;
+  /** NULL without bindings (and on rows written before the columns existed). */
+  bindings_id?: string | null;
+  binding_names?: string | null;
 }
 
 export interface RegistryOptions {
@@ -65,6 +73,7 @@ export function sha256Of(code: string | Uint8Array): string {
 export class FunctionRegistry {
   private readonly db: DatabaseSync;
   private readonly codeDir: string;
+  private readonly bindingsDir: string;
   private readonly maxVersions: number;
   /** Latest live version by name, for names that exist; the invoke path reads it on every call. Dropped on any write. */
   private readonly latest = new LRUCache<string, FunctionVersion>({
@@ -96,6 +105,39 @@ export class FunctionRegistry {
     // Databases from before cpuLimitMs existed: add the column; their rows read as cpuLimitOf().
     const columns = this.db.prepare('PRAGMA table_info(function_versions)').all() as Array<{ name: string }>;
     if (!columns.some((column) => column.name === 'cpu_limit_ms')) this.db.exec('ALTER TABLE function_versions ADD COLUMN cpu_limit_ms INTEGER');
+    if (!columns.some((column) => column.name === 'bindings_id')) {
+      this.db.exec('ALTER TABLE function_versions ADD COLUMN bindings_id TEXT');
+      this.db.exec('ALTER TABLE function_versions ADD COLUMN binding_names TEXT');
+    }
+    this.bindingsDir = join(dataDir, 'bindings');
+    mkdirSync(this.bindingsDir, { recursive: true, mode: 0o700 });
+  }
+
+  bindingsPath(id: string): string {
+    return join(this.bindingsDir, `${id}.json`);
+  }
+
+  /** Writes a deploy's bindings file (mode 0600) before anything points at it; returns its id. */
+  storeBindings(bindings: Bindings): string {
+    const id = newBindingsId();
+    const path = this.bindingsPath(id);
+    const temp = `${path}.${process.pid}.tmp`;
+    writeFileSync(temp, JSON.stringify(bindings), { mode: 0o600 });
+    renameSync(temp, path);
+    return id;
+  }
+
+  /** Removes a bindings file no version points at (a failed deploy's). */
+  dropBindings(id: string): void {
+    rmSync(this.bindingsPath(id), { force: true });
+  }
+
+  /** Attaches a stored bindings file to a recorded version. */
+  setBindings(name: string, version: number, id: string, names: BindingNames): FunctionVersion {
+    this.db.prepare('UPDATE function_versions SET bindings_id = ?, binding_names = ? WHERE name = ? AND version = ?').run(id, JSON.stringify(names), name, version);
+    this.latest.delete(name);
+    const row = this.db.prepare('SELECT * FROM function_versions WHERE name = ? AND version = ?').get(name, version) as unknown as Row;
+    return fromRow(row);
   }
 
   /** Entries of the latest-version cache (tests assert it stays bounded). */
@@ -160,6 +202,7 @@ export class FunctionRegistry {
     const pruned = (this.db.prepare(`SELECT * FROM function_versions WHERE ${where}`).all(...args) as unknown as Row[]).map(fromRow);
     if (pruned.length === 0) return [];
     this.db.prepare(`DELETE FROM function_versions WHERE ${where}`).run(...args);
+    for (const version of pruned) if (version.bindingsId) this.dropBindings(version.bindingsId);
     const used = this.db.prepare('SELECT 1 FROM function_versions WHERE sha256 = ? AND kind = ? AND deleted = 0 LIMIT 1');
     const checked = new Set<string>();
     for (const version of pruned) {
@@ -249,7 +292,10 @@ export class FunctionRegistry {
 
   /** Marks every version deleted; returns false when there was nothing to delete. */
   delete(name: string): boolean {
-    const result = this.db.prepare('UPDATE function_versions SET deleted = 1 WHERE name = ? AND deleted = 0').run(name);
+    // A deleted function's secrets go at once: no call can load it any more.
+    const bound = this.db.prepare('SELECT bindings_id FROM function_versions WHERE name = ? AND deleted = 0 AND bindings_id IS NOT NULL').all(name) as Array<{ bindings_id: string }>;
+    for (const row of bound) this.dropBindings(row.bindings_id);
+    const result = this.db.prepare('UPDATE function_versions SET deleted = 1, bindings_id = NULL WHERE name = ? AND deleted = 0').run(name);
     this.latest.delete(name);
     return Number(result.changes) > 0;
   }
@@ -264,6 +310,7 @@ export class FunctionRegistry {
       timeoutMs: version.timeoutMs,
       cpuLimitMs: cpuLimitOf(version),
       codePath: this.codePath(version.sha256, version.kind),
+      ...(version.bindingsId ? { bindingsId: version.bindingsId, bindingsPath: this.bindingsPath(version.bindingsId) } : {}),
     };
   }
 
@@ -273,7 +320,7 @@ export class FunctionRegistry {
 }
 
 function fromRow(row: Row): FunctionVersion {
-  return {
+  const version: FunctionVersion = {
     name: row.name,
     version: row.version,
     kind: row.kind,
@@ -283,4 +330,9 @@ function fromRow(row: Row): FunctionVersion {
     timeoutMs: row.timeout_ms,
     cpuLimitMs: row.cpu_limit_ms ?? cpuLimitOf({ memoryLimitMb: row.memory_limit_mb, timeoutMs: row.timeout_ms }),
   };
+  if (row.bindings_id) {
+    version.bindings = row.binding_names ? (JSON.parse(row.binding_names) as BindingNames) : { vars: [], secrets: [] };
+    Object.defineProperty(version, 'bindingsId', { value: row.bindings_id, enumerable: false });
+  }
+  return version;
 }

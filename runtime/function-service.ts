@@ -4,6 +4,7 @@
  */
 import { TributaryError } from './errors.ts';
 import { cpuLimitOf, specKey, type FunctionKind, type FunctionLimits } from './function-spec.ts';
+import { bindingNames, type Bindings } from './function-bindings.ts';
 import { FunctionRegistry, assertFunctionName, sha256Of, type FunctionVersion } from './function-registry.ts';
 import type { WireBatch, WireBatchResult, WireRequest, WireResponse } from './guest/wire.ts';
 import type { LogLine } from './host/function-instance.ts';
@@ -16,6 +17,8 @@ export interface DeployRequest extends FunctionLimits {
   name: string;
   kind: FunctionKind;
   code: string | Uint8Array;
+  /** vars and secrets the function sees as `env` (function-bindings.ts); kept by this control plane only. */
+  bindings?: Bindings;
 }
 
 /**
@@ -77,20 +80,26 @@ export class FunctionService {
     this.assertQuota(request.name);
     const arriving = this.registry.get(request.name) === null && !this.arriving.has(request.name);
     if (arriving) this.arriving.add(request.name);
+    const bindingsId = request.bindings ? this.registry.storeBindings(request.bindings) : undefined;
+    let recorded = false;
     try {
       const sha256 = sha256Of(request.code);
-      const probe = { name: request.name, version: 0, kind: request.kind, sha256, codePath: '', ...limits };
+      const bound = bindingsId ? { bindingsId, bindingsPath: this.registry.bindingsPath(bindingsId) } : {};
+      const probe = { name: request.name, version: 0, kind: request.kind, sha256, codePath: '', ...limits, ...bound };
       await this.supervisor.call(request.name, { op: 'validate', spec: probe, code: request.code });
       this.metrics.coldStarts.inc({ function: request.name }); // validation loaded it on its home host
       this.registry.storeCode(request.code, request.kind);
       // Versions beyond MAX_VERSIONS_PER_FUNCTION are pruned as this one is recorded (FunctionRegistry.prune).
-      const version = this.recorder
+      let version = this.recorder
         ? await this.recorder.addVersion({ name: request.name, kind: request.kind, sha256, code: request.code, ...limits })
         : this.registry.addVersion(request.name, request.kind, sha256, limits);
+      if (bindingsId && request.bindings) version = this.registry.setBindings(version.name, version.version, bindingsId, bindingNames(request.bindings));
+      recorded = true;
       // Older (and pruned) versions finish their in-flight calls, then their isolates are released.
       void this.supervisor.broadcast({ op: 'unload', name: request.name, exceptKey: specKey(version) });
       return version;
     } finally {
+      if (bindingsId && !recorded) this.registry.dropBindings(bindingsId);
       if (arriving) this.arriving.delete(request.name);
     }
   }

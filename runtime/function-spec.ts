@@ -29,13 +29,17 @@ export interface FunctionSpec extends FunctionLimits {
   codePath: string;
   /** Distinguishes replicas of a graph node (`graph/node#r`): each gets its own isolate. */
   instanceTag?: string;
+  /** The deploy's vars and secrets file (runtime/function-bindings.ts), read by the host at load; its id is part of specKey. */
+  bindingsPath?: string;
+  bindingsId?: string;
 }
 
 /**
  * What makes two loaded instances interchangeable: same function, same code, same limits. The
  * version number is not part of it, so an upload can load the instance before its version exists.
  */
-export function specKey(spec: Pick<FunctionSpec, 'name' | 'sha256' | 'memoryLimitMb' | 'timeoutMs' | 'cpuLimitMs' | 'instanceTag'>): string {
+export function specKey(spec: Pick<FunctionSpec, 'name' | 'sha256' | 'memoryLimitMb' | 'timeoutMs' | 'cpuLimitMs' | 'instanceTag' | 'bindingsId'>): string {
   const tag = spec.instanceTag ? `#${spec.instanceTag}` : '';
-  return `${spec.name}@${spec.sha256.slice(0, 16)}/${spec.memoryLimitMb}mb/${spec.timeoutMs}ms/${cpuLimitOf(spec)}cpu${tag}`;
+  const bindings = spec.bindingsId ? `/b${spec.bindingsId}` : '';
+  return `${spec.name}@${spec.sha256.slice(0, 16)}/${spec.memoryLimitMb}mb/${spec.timeoutMs}ms/${cpuLimitOf(spec)}cpu${bindings}${tag}`;
 }

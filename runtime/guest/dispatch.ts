@@ -4,7 +4,7 @@
  */
 import { describeThrown, guestError, type GuestError, type GuestErrorCode } from './errors.ts';
 import { copyOutput, OutputRefused } from './output-copy.ts';
-import { listToArray, MapPrototypeForEach, newList, ObjectFreeze, SafeMap, SafePromise, SafeRangeError, SafeTypeError } from './primordials.ts';
+import { listToArray, MapPrototypeForEach, newList, ObjectDefineProperty, ObjectFreeze, ObjectKeys, SafeMap, SafePromise, SafeRangeError, SafeTypeError } from './primordials.ts';
 import { isResponse, readResponse, responseHeadBytes } from './web/index.ts';
 import { byteLengthOf } from './web/bytes.ts';
 import { BodyDrainError, drainStream } from './web/streams.ts';
@@ -42,12 +42,23 @@ function failure<T>(error: GuestError): GuestResult<T> {
 export function createDispatcher(global: typeof globalThis, options: DispatchOptions) {
   // Captured before user code runs: a module replacing globalThis.Request cannot fool us.
   const { Request: RequestCtor } = webGlobals(global);
-  const env = options.env;
   const state = createStateBinding(global);
-  const processEnv = ObjectFreeze({ ...env, STATE: state.STATE });
+  let env: object = options.env;
+  let processEnv = ObjectFreeze({ ...env, STATE: state.STATE });
   let handlers: Handlers | null = null;
 
-  function load(namespace: { default?: unknown }): GuestResult<ModuleShape> {
+  /** `bindings`: the version's vars and secrets (plain strings, copied in by the host). */
+  function load(namespace: { default?: unknown }, bindings?: Record<string, string>): GuestResult<ModuleShape> {
+    if (typeof bindings === 'object' && bindings !== null) {
+      const record: Record<string, string> = {};
+      const names = ObjectKeys(bindings);
+      for (let i = 0; i < names.length; i++) {
+        const value = bindings[names[i]];
+        if (typeof value === 'string') ObjectDefineProperty(record, names[i], { value, enumerable: true, writable: false, configurable: false });
+      }
+      env = ObjectFreeze(record);
+      processEnv = ObjectFreeze({ ...record, STATE: state.STATE });
+    }
     const exported = namespace.default;
     if (typeof exported !== 'object' || exported === null) {
       return failure(guestError('ERR_COMPILE', 'module must `export default { fetch, process }`'));

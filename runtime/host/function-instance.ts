@@ -5,6 +5,8 @@
 import type ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
 import type { FunctionSpec } from '../function-spec.ts';
+import { readFileSync } from 'node:fs';
+import { readBindingsText } from '../function-bindings.ts';
 import { MAX_LOG_LINES_PER_INVOCATION } from '../limits.ts';
 import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireRequest, WireResponse } from '../guest/wire.ts';
 import type { Budget } from './budget.ts';
@@ -162,10 +164,23 @@ async function loadInto(spec: FunctionSpec, slot: IsolateSlot, source: LoadSourc
   module.instantiateSync(slot.context, (specifier) => {
     throw new Error(`cannot import '${specifier}'`);
   });
+  const env = spec.bindingsPath ? envOf(spec.bindingsPath) : undefined;
   const result = (await slot.invoke(budget, async (call) => {
     await call.evaluate(module);
-    return call.loadNamespace(module);
+    return call.loadNamespace(module, env);
   })) as GuestResult<ModuleShape>;
   if (!result.ok) throw fromGuestError(result.error);
   return { shape: result.value, producedCache: produced.cachedData };
+}
+
+/** The `env` a version's bindings file gives (vars and secrets as one record of strings). */
+function envOf(path: string): Record<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new TributaryError('ERR_INTERNAL', 'the bindings of this function version are missing');
+  }
+  const { vars, secrets } = readBindingsText(text);
+  return { ...vars, ...secrets };
 }

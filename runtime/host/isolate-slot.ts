@@ -61,8 +61,8 @@ export interface GuestCall {
   loadWasm(bytes: Uint8Array): unknown;
   /** Evaluates a linked module's top level. */
   evaluate(module: ivm.Module): unknown;
-  /** Hands a linked module's namespace to the guest dispatcher. */
-  loadNamespace(module: ivm.Module): unknown;
+  /** Hands a linked module's namespace (and the version's `env` bindings) to the guest dispatcher. */
+  loadNamespace(module: ivm.Module, env?: Record<string, string>): unknown;
 }
 
 /** The ceilings the guest enforces itself (runtime/limits.ts), handed over at boot. */
@@ -187,9 +187,11 @@ export class IsolateSlot implements BindingSink {
           (timeout) => this.guest.loadWasm.apply(undefined, [bytes], { arguments: { copy: true }, result: { copy: true }, timeout })),
       evaluate: (module) =>
         this.enter(invocation, (timeout) => module.evaluateSync({ timeout }), (timeout) => module.evaluate({ timeout })),
-      loadNamespace: (module) =>
-        this.enter(invocation, (timeout) => this.guest.load.applySync(undefined, [module.namespace.derefInto()], { result: { copy: true }, timeout }),
-          (timeout) => this.guest.load.apply(undefined, [module.namespace.derefInto()], { result: { copy: true }, timeout })),
+      loadNamespace: (module, env) => {
+        const args = [module.namespace.derefInto(), new ivm.ExternalCopy(env ?? {}).copyInto()];
+        return this.enter(invocation, (timeout) => this.guest.load.applySync(undefined, args, { result: { copy: true }, timeout }),
+          (timeout) => this.guest.load.apply(undefined, args, { result: { copy: true }, timeout }));
+      },
     };
     try {
       const value = await Promise.race([body(call), failed]);
