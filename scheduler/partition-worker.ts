@@ -231,19 +231,15 @@ export class PartitionWorker {
     for (const r of records) if (r.decodeError !== undefined) deadLetters.push(this.deadLetter(r, `ERR_BAD_RECORD: ${r.decodeError}`));
     if (deadLetters.length > 0) appends.push({ topic: this.ctx.deadLetterTopic, partition: 0, records: deadLetters });
     let state: StagedState | null = null;
-    if (result.writes.length > 0) {
+    const writes = result.writes.map(([key, value]) => ({ key, value }));
+    if (writes.length > 0) {
       // May fail (S3 down): the batch then fails before its commit, and is retried.
-      state = await stateStore.stage({
-        namespace: topology.stateNamespace(node.id),
-        partition: this.partition,
-        epoch: this.ctx.epochs.get(this.partition),
-        writes: result.writes.map(([key, value]) => ({ key, value })),
-      });
+      state = await stateStore.stage({ namespace: topology.stateNamespace(node.id), partition: this.partition, epoch: this.ctx.epochs.get(this.partition), writes });
       if (this.abandoned) return state.aborted();
     }
     // An S3 publish follows the commit: a power loss must not undo a commit already published.
     const durable = state !== null && stateStore.kind === 's3';
-    const unit: EdgeCommit = { appends, state: state && this.tracked(state, result.writes), next: null, through: end, durable, startedAt: started };
+    const unit: EdgeCommit = { appends, state: state && this.tracked(state, writes), next: null, through: end, durable, startedAt: started };
     const sinkRecords = appends.filter((a) => topology.isSinkTopic(a.topic)).flatMap((a) => a.records);
     if (sinkRecords.length > 0 && this.ctx.onSinkAppend) unit.onVisible = () => this.ctx.onSinkAppend!(sinkRecords);
     if (this.delivery === 'exactly-once') {
@@ -260,8 +256,8 @@ export class PartitionWorker {
   }
 
   /** The staged state, its writes kept in the overlay until the log commits or aborts it. */
-  private tracked(state: StagedState, writes: WireBatchResult['writes']): StagedState {
-    const entry: PendingWrites = { writes: writes.map(([key, value]) => ({ key, value })) };
+  private tracked(state: StagedState, writes: PendingWrites['writes']): StagedState {
+    const entry: PendingWrites = { writes };
     this.pending.push(entry);
     const settle = () => {
       this.pending = this.pending.filter((p) => p !== entry);
