@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { anonymous, client, common, intFlag, need, reading, UsageError, type Command, type CommandGroup } from './command.ts';
 import { request } from './client.ts';
+import { DEPLOY_OPTIONS, DEPLOY_USAGE, deployCommand } from './deploy.ts';
 import { dev } from './dev.ts';
 import { graphCommands } from './graph.ts';
 import { logs } from './logs.ts';
@@ -71,29 +72,10 @@ const commands: Record<string, Command | CommandGroup> = {
     },
   },
   deploy: {
-    usage: 'tributary deploy <file.js|file.wasm> [--name NAME] [--memory-limit-mb N] [--timeout-ms N] [--cpu-limit-ms N]',
-    summary: 'upload a function (a new version if it exists)',
-    options: {
-      ...common,
-      name: { type: 'string' },
-      'memory-limit-mb': { type: 'string' },
-      'timeout-ms': { type: 'string' },
-      'cpu-limit-ms': { type: 'string' },
-    },
-    async run({ values, positionals }) {
-      const file = need(positionals, 0, 'file');
-      const wasm = extname(file) === '.wasm';
-      const name = String(values.name ?? basename(file, extname(file)));
-      const query = new URLSearchParams();
-      if (values['memory-limit-mb']) query.set('memoryLimitMb', String(values['memory-limit-mb']));
-      if (values['timeout-ms']) query.set('timeoutMs', String(values['timeout-ms']));
-      if (values['cpu-limit-ms']) query.set('cpuLimitMs', String(values['cpu-limit-ms']));
-      const res = await request(client(values), 'PUT', `/v1/functions/${encodeURIComponent(name)}?${query}`, {
-        body: readFileSync(file),
-        contentType: wasm ? 'application/wasm' : 'application/javascript',
-      });
-      console.log(JSON.stringify(await res.json(), null, 2));
-    },
+    usage: DEPLOY_USAGE,
+    summary: 'bundle (esbuild) and upload a function with its vars and secrets (a new version if it exists)',
+    options: { ...common, ...DEPLOY_OPTIONS },
+    run: ({ values, positionals }) => deployCommand(values, positionals),
   },
   invoke: {
     usage: 'tributary invoke <name> [--data BODY] [--method POST] [--path /sub/path]',

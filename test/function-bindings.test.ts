@@ -75,7 +75,7 @@ describe('vars and secrets', () => {
       records: [{ key: null, value: 'x', headers: {}, offset: 0, timestamp: 0 }],
       state: { namespace: 'test/bound', partition: 0, epoch: 1, snapshot: [] },
       maxAttempts: 1,
-    });
+    }, 'bindings-test');
     expect(result.emits.map((e: { value: unknown }) => e.value)).toEqual(['hi function']);
   });
 

@@ -1,0 +1,121 @@
+/**
+ * `tributary deploy`: what wrangler's deploy does, for Tributary. A `.wasm` file is uploaded as
+ * is; any other entry (`src/index.ts`, a `.js` with imports) is bundled with esbuild first
+ * (runtime/function-bundle.ts; `--no-bundle` uploads a single-module `.js` untouched). Settings
+ * come from `tributary.json` in the current directory (or `--config FILE`), then flags:
+ *
+ * ```json
+ * { "name": "my-fn", "main": "src/index.ts", "vars": { "GREETING": "hi" },
+ *   "compatibility_flags": ["nodejs_compat"], "memoryLimitMb": 128, "timeoutMs": 1000, "cpuLimitMs": 1000 }
+ * ```
+ *
+ * `--var NAME=VALUE` adds a var; `--secret NAME=VALUE`, or `--secret NAME` to take the value from
+ * the environment variable NAME (so it stays out of shell history). Secrets are never read from
+ * the config file, which is usually committed.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, dirname, extname, resolve } from 'node:path';
+import { bundleFunction, BundleError } from '../runtime/function-bundle.ts';
+import { client, UsageError, type Values } from './command.ts';
+import { ApiError, request } from './client.ts';
+
+export const DEPLOY_USAGE =
+  'tributary deploy [<entry.ts|entry.js|file.wasm>] [--name NAME] [--memory-limit-mb N] [--timeout-ms N] [--cpu-limit-ms N]\n' +
+  '                 [--var NAME=VALUE]... [--secret NAME[=VALUE]]... [--config tributary.json] [--nodejs-compat] [--no-bundle]';
+
+export const DEPLOY_OPTIONS = {
+  name: { type: 'string' },
+  'memory-limit-mb': { type: 'string' },
+  'timeout-ms': { type: 'string' },
+  'cpu-limit-ms': { type: 'string' },
+  var: { type: 'string', multiple: true },
+  secret: { type: 'string', multiple: true },
+  config: { type: 'string' },
+  'nodejs-compat': { type: 'boolean', default: false },
+  'no-bundle': { type: 'boolean', default: false },
+} as const;
+
+interface ProjectConfig {
+  name?: string;
+  main?: string;
+  vars?: Record<string, string>;
+  compatibility_flags?: string[];
+  memoryLimitMb?: number;
+  timeoutMs?: number;
+  cpuLimitMs?: number;
+}
+
+function readConfig(path: string | undefined): { config: ProjectConfig; dir: string } {
+  const file = path ?? 'tributary.json';
+  if (!existsSync(file)) {
+    if (path !== undefined) throw new UsageError(`--config ${path}: no such file`);
+    return { config: {}, dir: process.cwd() };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`${file} must hold a JSON object`);
+  if ('secrets' in parsed) throw new UsageError(`${file}: secrets do not belong in the config file; pass them with --secret NAME`);
+  return { config: parsed as ProjectConfig, dir: dirname(resolve(file)) };
+}
+
+/** `NAME=VALUE` pairs; for secrets a bare `NAME` reads $NAME. */
+function pairs(list: unknown, what: string, fromEnv: boolean): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of (list as string[] | undefined) ?? []) {
+    const eq = item.indexOf('=');
+    if (eq > 0) out[item.slice(0, eq)] = item.slice(eq + 1);
+    else if (fromEnv && eq < 0) {
+      const value = process.env[item];
+      if (value === undefined) throw new UsageError(`--secret ${item}: the environment variable ${item} is not set`);
+      out[item] = value;
+    } else throw new UsageError(`--${what} expects NAME=VALUE, got '${item}'`);
+  }
+  return out;
+}
+
+export async function deployCommand(values: Values, positionals: string[]): Promise<void> {
+  const { config, dir } = readConfig(values.config as string | undefined);
+  const entry = positionals[0] ?? (config.main ? resolve(dir, config.main) : undefined);
+  if (entry === undefined) throw new UsageError('missing <file>: name the entry to deploy, or set "main" in tributary.json');
+  const wasm = extname(entry) === '.wasm';
+  const name = String(values.name ?? config.name ?? basename(entry, extname(entry)));
+  const query = new URLSearchParams();
+  const limit = (flag: string, param: string, fromConfig: number | undefined) => {
+    const value = values[flag] ?? (fromConfig === undefined ? undefined : String(fromConfig));
+    if (value !== undefined) query.set(param, String(value));
+  };
+  limit('memory-limit-mb', 'memoryLimitMb', config.memoryLimitMb);
+  limit('timeout-ms', 'timeoutMs', config.timeoutMs);
+  limit('cpu-limit-ms', 'cpuLimitMs', config.cpuLimitMs);
+  const vars = { ...(config.vars ?? {}), ...pairs(values.var, 'var', false) };
+  const secrets = pairs(values.secret, 'secret', true);
+  const nodejsCompat = values['nodejs-compat'] === true || (config.compatibility_flags ?? []).includes('nodejs_compat');
+
+  let code: string | Uint8Array;
+  if (wasm) code = readFileSync(entry);
+  else if (values['no-bundle'] === true) code = readFileSync(entry, 'utf8');
+  else {
+    try {
+      const bundle = await bundleFunction({ entry, nodejsCompat });
+      for (const warning of bundle.warnings) console.error(`warning: ${warning}`);
+      code = bundle.code;
+    } catch (error) {
+      // As the server reports invalid code: a stable code, exit status 1.
+      if (error instanceof BundleError) throw new ApiError(0, 'ERR_COMPILE', error.message);
+      throw error;
+    }
+  }
+  const hasBindings = Object.keys(vars).length > 0 || Object.keys(secrets).length > 0;
+  const path = `/v1/functions/${encodeURIComponent(name)}?${query}`;
+  const res = hasBindings
+    ? await request(client(values), 'PUT', path, {
+        body: JSON.stringify(wasm ? { wasm: Buffer.from(code).toString('base64'), vars, secrets } : { js: code, vars, secrets }),
+        contentType: 'application/json',
+      })
+    : await request(client(values), 'PUT', path, { body: code, contentType: wasm ? 'application/wasm' : 'application/javascript' });
+  console.log(JSON.stringify(await res.json(), null, 2));
+}
