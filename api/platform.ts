@@ -33,6 +33,8 @@ export interface PlatformOptions {
   warmSlots?: number;
   /** RSS above which a host process is recycled (default 75% of the machine's memory / hosts). */
   hostMemoryLimitMb?: number;
+  /** CIDRs functions' outbound fetch() may reach although private or loopback (default: $TRIBUTARY_EGRESS_ALLOW, comma-separated, else none). */
+  egressAllow?: string[];
   /** Bearer token for the management API (default: TRIBUTARY_TOKEN, else none). */
   token?: string;
   /** Records per batch sent to an isolate (default 1000). */
@@ -94,6 +96,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     hosts: options.hosts,
     warmSlots: options.warmSlots,
     hostMemoryLimitMb: options.hostMemoryLimitMb,
+    egressAllow: options.egressAllow ?? (process.env.TRIBUTARY_EGRESS_ALLOW ?? '').split(',').map((e) => e.trim()).filter((e) => e !== ''),
     onRestart: (host, reason) => {
       metrics.hostRestarts.inc({ host: String(host), reason: restartReason(reason) });
       console.error(`tributary: host ${host} died (${reason}); restarting`);

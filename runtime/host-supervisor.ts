@@ -40,6 +40,8 @@ export interface HostSupervisorOptions {
    * equally among the hosts). Checked every WATCHDOG_TICK_MS, so a host can overshoot it briefly.
    */
   hostMemoryLimitMb?: number;
+  /** CIDRs outbound fetch() from functions may reach although private or loopback (runtime/host/egress.ts); default none. */
+  egressAllow?: string[];
   /** A ready host not heard from (heartbeat or reply) for this long is killed and restarted (default 10000 ms). */
   wedgedAfterMs?: number;
   /** After a host died or was recycled; `reason` starts with `watchdog:` or `memory:` for a recycle. */
@@ -214,7 +216,11 @@ export class HostSupervisor {
       const extra = (process.env.TRIBUTARY_HOST_NODE_FLAGS ?? '').split(' ').filter(Boolean);
       const child = spawn(process.execPath, ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...extra, HOST_MAIN], {
         stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
-        env: hostEnvironment({ TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6), TRIBUTARY_HOST_CHANNEL_FD: '3' }),
+        env: hostEnvironment({
+          TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6),
+          TRIBUTARY_HOST_CHANNEL_FD: '3',
+          TRIBUTARY_EGRESS_ALLOW: (this.options.egressAllow ?? []).join(','),
+        }),
       });
       host.child = child;
       host.ready = false;

@@ -91,3 +91,7 @@ export const MAX_RETENTION_BYTES = 1024 ** 4;
 
 /** Host operations (crypto.subtle calls) one invocation may have pending at once (RangeError in the function beyond). */
 export const MAX_PENDING_HOST_OPS = 64;
+/** Outbound fetch() calls one invocation may make (Workers' free plan allows 50); TypeError ERR_SUBREQUEST_LIMIT beyond. */
+export const MAX_SUBREQUESTS_PER_INVOCATION = 50;
+/** Bytes of subrequest response bodies one invocation may receive in all (each is also bounded by MAX_BODY_BYTES). */
+export const MAX_SUBREQUEST_BYTES_PER_INVOCATION = 32 * 1024 * 1024;

@@ -16,8 +16,9 @@
  */
 import ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
-import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
+import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_SUBREQUEST_BYTES_PER_INVOCATION, MAX_SUBREQUESTS_PER_INVOCATION, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
 import { subtleOutcome } from './subtle-crypto.ts';
+import { checkFetchRequest, currentEgressPolicy, egressFetch, EgressError } from './egress.ts';
 import type { GuestResult } from '../guest/wire.ts';
 import { newBudget, SliceExpired, SYNC_SLICE_MS, type Budget } from './budget.ts';
 import * as bindings from './host-bindings.ts';
@@ -85,8 +86,13 @@ export class IsolateSlot implements BindingSink {
   readonly memoryLimitMb: number;
   private readonly guest: Record<GuestEntry, ivm.Reference>;
   private readonly timers = new Map<number, NodeJS.Timeout>();
-  /** Host operations (crypto.subtle) the current invocation has pending. */
+  /** Host operations (crypto.subtle, fetch) the current invocation has pending. */
   private pendingOps = 0;
+  /** Subrequests (fetch) of the current invocation: count, bytes left, and a signal aborted when it ends. */
+  private subrequests = 0;
+  private subrequestBytesLeft = MAX_SUBREQUEST_BYTES_PER_INVOCATION;
+  private opsAbort: AbortController | null = null;
+  private readonly maxBodyBytes: number;
   private readonly calls = new Map<number, (result: GuestResult<unknown>) => void>();
   private nextCallId = 1;
   private invocations = 0;
@@ -98,7 +104,8 @@ export class IsolateSlot implements BindingSink {
   /** Receives console output; the owner points it at the current invocation. */
   onLog: (level: LogLevel, line: string) => void = () => {};
 
-  private constructor(isolate: ivm.Isolate, context: ivm.Context, guest: Record<GuestEntry, ivm.Reference>, memoryLimitMb: number) {
+  private constructor(isolate: ivm.Isolate, context: ivm.Context, guest: Record<GuestEntry, ivm.Reference>, memoryLimitMb: number, maxBodyBytes: number) {
+    this.maxBodyBytes = maxBodyBytes;
     this.isolate = isolate;
     this.context = context;
     this.guest = guest;
@@ -157,7 +164,7 @@ export class IsolateSlot implements BindingSink {
       }
       api.release();
       await guest.warmup.apply(undefined, [], { timeout: 1000 });
-      const slot = new IsolateSlot(isolate, context, guest, options.memoryLimitMb);
+      const slot = new IsolateSlot(isolate, context, guest, options.memoryLimitMb, options.maxBodyBytes);
       sinkRef.slot = slot;
       return slot;
     } catch (error) {
@@ -312,6 +319,10 @@ export class IsolateSlot implements BindingSink {
     if (this.invocation === invocation) this.invocation = null;
     this.clearAllTimers();
     this.pendingOps = 0;
+    this.subrequests = 0;
+    this.subrequestBytesLeft = MAX_SUBREQUEST_BYTES_PER_INVOCATION;
+    this.opsAbort?.abort();
+    this.opsAbort = null;
     this.calls.clear();
     if (failure && (failure instanceof SliceExpired || discardsIsolate(failure))) this.dispose();
   }
@@ -470,17 +481,42 @@ export class IsolateSlot implements BindingSink {
   startOp(id: unknown, kind: unknown, payload: unknown): number {
     const invocation = this.invocation;
     if (invocation === null || invocation.ended || !invocation.hostOps || !Number.isSafeInteger(id)) return 0;
-    if (kind !== 'subtle' || !Array.isArray(payload) || payload.length !== 2) return 0;
+    if ((kind !== 'subtle' && kind !== 'fetch') || !Array.isArray(payload) || payload.length !== 2) return 0;
     if (this.pendingOps >= MAX_PENDING_HOST_OPS) return -1;
     this.pendingOps++;
+    const work = kind === 'subtle' ? subtleOutcome(payload[0], payload[1]) : this.fetchOutcome(payload[0]);
     // Completed on a later turn of the event loop, never re-entrantly inside this call (an
     // operation that settles in microtasks would otherwise enter the isolate before startOp returns).
-    void subtleOutcome(payload[0], payload[1]).then((outcome) => new Promise((resolve) => setImmediate(resolve, outcome))).then((outcome) => {
+    void work.then((outcome) => new Promise((resolve) => setImmediate(resolve, outcome))).then((outcome) => {
       if (this.invocation !== invocation || invocation.ended || this.isDisposed) return;
       this.pendingOps--;
       this.completeOp(invocation, id as number, outcome);
     });
     return invocation.id;
+  }
+
+  /** One outbound fetch of the current invocation, as a settled outcome (failures: TypeError with a stable code). */
+  private async fetchOutcome(request: unknown): Promise<unknown> {
+    const fail = (code: string, message: string) => ({ ok: false, error: { name: 'TypeError', message: `${code}: ${message}`, code } });
+    if (this.subrequests >= MAX_SUBREQUESTS_PER_INVOCATION) {
+      return fail('ERR_SUBREQUEST_LIMIT', `an invocation may make at most ${MAX_SUBREQUESTS_PER_INVOCATION} subrequests`);
+    }
+    this.subrequests++;
+    this.opsAbort ??= new AbortController();
+    const budget = { maxBodyBytes: this.maxBodyBytes, signal: this.opsAbort.signal, bytesLeft: 0 };
+    // The byte budget is shared by the invocation's subrequests: each takes from it as bytes arrive.
+    const shared = this;
+    Object.defineProperty(budget, 'bytesLeft', {
+      get: () => shared.subrequestBytesLeft,
+      set: (value: number) => (shared.subrequestBytesLeft = value),
+    });
+    try {
+      const checked = checkFetchRequest(request, this.maxBodyBytes);
+      return { ok: true, value: await egressFetch(checked, currentEgressPolicy(), budget) };
+    } catch (error) {
+      if (error instanceof EgressError) return fail(error.code, error.message);
+      return fail('ERR_FETCH_FAILED', 'the subrequest failed');
+    }
   }
 
   private completeOp(invocation: Invocation, id: number, outcome: unknown): void {

@@ -9,12 +9,15 @@ import { FramedChannel } from '../framed-channel.ts';
 import { HEARTBEAT_INTERVAL_MS, type HostMessage, type HostReply, type HostRequest } from '../host-protocol.ts';
 import type { LogLine } from './function-instance.ts';
 import { IsolatePool } from './isolate-pool.ts';
+import { egressPolicy, parseEgressAllow, setEgressPolicy } from './egress.ts';
 
 if (process.env.TRIBUTARY_HOST_CHANNEL_FD !== '3') {
   console.error('runtime/host/main.ts is started by the control plane, not by hand');
   process.exit(2);
 }
 
+// Outbound fetch may reach private ranges only where the operator allowed them (host/egress.ts).
+setEgressPolicy(egressPolicy(parseEgressAllow(process.env.TRIBUTARY_EGRESS_ALLOW)));
 const pool = new IsolatePool({ warmSlots: Number(process.env.TRIBUTARY_WARM_SLOTS ?? 6) });
 
 async function handle(request: HostRequest, logs: LogLine[], bytes: number): Promise<{ value: unknown; coldStart: boolean }> {

@@ -12,6 +12,7 @@ import { createStructuredClone, registerPlatformPrototype } from './structured-c
 import { URLSearchParams } from './url-search-params.ts';
 import { bindUrlHost, URL } from './url.ts';
 import { setMaxBodyBytes } from './body.ts';
+import { createFetch } from './fetch.ts';
 import { bindSubtleHost, CryptoKey, SubtleCrypto } from './subtle.ts';
 import type { HostOps } from '../host-ops.ts';
 import { AbortController, AbortSignal, DOMException, Event, EventTarget, setAbortTimer, setListenerErrorReporter } from './events.ts';
@@ -125,6 +126,7 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
   defineGlobal(global, 'performance', createPerformance());
   defineGlobal(global, 'navigator', createNavigator());
   defineGlobal(global, 'self', global);
+  defineGlobal(global, 'fetch', createFetch(options.ops, options.maxBodyBytes));
   warmStreams();
 }
 

@@ -7,7 +7,7 @@ import { SafeTypeError, StringPrototypeToUpperCase } from '../primordials.ts';
 import { Body, extractBody } from './body.ts';
 import { neverAbortedSignal } from './events.ts';
 import type { ReadableStream } from './streams.ts';
-import { appendHeader, copyHeaders, fillHeaders, getHeader, Headers } from './headers.ts';
+import { appendHeader, copyHeaders, fillHeaders, getHeader, Headers, sortedHeaderPairs } from './headers.ts';
 import { isToken } from './http-grammar.ts';
 import { INSPECT } from './inspect.ts';
 import { parseUrl } from './url.ts';
@@ -31,9 +31,21 @@ const INTERNAL = Symbol('internal');
 const NORMALIZED_METHODS = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'];
 const FORBIDDEN_METHODS = ['CONNECT', 'TRACE', 'TRACK'];
 
+/** Method, URL, headers and body of a request, for the platform's outbound fetch (marks the body used). */
+export let requestParts: (request: Request) => { method: string; url: string; headers: [string, string][]; body: Body };
+export let isRequest: (value: unknown) => value is Request;
+
 export class Request {
   readonly #state: RequestState;
   #signal: unknown = null;
+
+  static {
+    isRequest = (value): value is Request => typeof value === 'object' && value !== null && #state in value;
+    requestParts = (request) => {
+      const state = request.#state;
+      return { method: state.method, url: state.url, headers: sortedHeaderPairs(state.headers), body: state.body };
+    };
+  }
 
   constructor(input: string | Request, init: RequestInit | null | undefined = undefined) {
     if ((input as unknown) === INTERNAL) {

@@ -22,6 +22,9 @@ export interface ResponseInit {
 type ResponseType = 'default' | 'error';
 
 interface ResponseState {
+  /** Set on responses from fetch(): the final URL, and whether a redirect led there. */
+  url?: string;
+  redirected?: boolean;
   type: ResponseType;
   status: number;
   statusText: string;
@@ -103,13 +106,13 @@ export class Response {
     return this.#state.type;
   }
 
-  /** Always '': responses here are built by the function, never fetched. */
+  /** '' for responses the function built; the final URL for one from fetch(). */
   get url(): string {
-    return '';
+    return this.#state.url ?? '';
   }
 
   get redirected(): boolean {
-    return false;
+    return this.#state.redirected ?? false;
   }
 
   get status(): number {
@@ -178,6 +181,32 @@ export class Response {
   }
 }
 defineToStringTag(Response.prototype, 'Response');
+
+/**
+ * A Response as fetch() returns it: any status the server sent (a 1xx never arrives), headers
+ * immutable, `url` and `redirected` set; null-body statuses drop the body.
+ */
+export function createFetchedResponse(parts: { status: number; statusText: string; headers: [string, string][]; body: Uint8Array | null; url: string; redirected: boolean }): Response {
+  const headers = new Headers();
+  for (let i = 0; i < parts.headers.length; i++) {
+    try {
+      appendHeader(headers, parts.headers[i][0], parts.headers[i][1]);
+    } catch {
+      // A header the Headers grammar refuses is dropped, as browsers do with what they cannot represent.
+    }
+  }
+  setHeadersGuard(headers, 'immutable');
+  const nullBody = includes(NULL_BODY_STATUSES, parts.status);
+  return adopt({
+    type: 'default',
+    status: parts.status,
+    statusText: parts.statusText,
+    headers,
+    body: new Body(nullBody ? null : (parts.body ?? new Uint8Array(0))),
+    url: parts.url,
+    redirected: parts.redirected,
+  });
+}
 
 function adopt(state: ResponseState): Response {
   return new Response(INTERNAL, state as unknown as ResponseInit);
