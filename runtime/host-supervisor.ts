@@ -219,7 +219,8 @@ export class HostSupervisor {
         env: hostEnvironment({
           TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6),
           TRIBUTARY_HOST_CHANNEL_FD: '3',
-          TRIBUTARY_EGRESS_ALLOW: (this.options.egressAllow ?? []).join(','),
+          // Only when the operator allowed something: hosts otherwise get nothing new in their environment.
+          ...(this.options.egressAllow?.length ? { TRIBUTARY_EGRESS_ALLOW: this.options.egressAllow.join(',') } : {}),
         }),
       });
       host.child = child;
