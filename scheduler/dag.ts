@@ -97,6 +97,12 @@ export class Dag {
     );
   }
 
+  /** The ids with an edge into `id`. */
+  predecessorsOf(id: string): string[] {
+    const i = this.order.indexOf(id);
+    return i < 0 ? [] : this.predecessors[i].map((p) => this.order[p]);
+  }
+
   /**
    * The path with the largest sum of weights, in one pass over the topological order:
    * heaviest(v) = weight(v) + max over predecessors u of heaviest(u). O(ids + edges), one

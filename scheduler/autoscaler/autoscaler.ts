@@ -12,6 +12,8 @@
  *   stable window (60 s there) plays the same role.
  * - Scale to zero only for nodes with replicas.min 0, after `scaleToZeroAfterMs` without input;
  *   the first record wakes the node (GraphRuntime.wake), its cold start counted in latency.
+ * A policy that keeps its own windows (`selfDamped`: Knative's KPA in baselines.ts) is applied
+ * as it answers.
  */
 import { withDefaults } from '../../runtime/options.ts';
 import type { GraphRuntime } from '../graph-runtime.ts';
@@ -48,6 +50,7 @@ interface NodeMemory {
   arrivalRate: number;
   lastActivityAt: number;
   lastProcessed: number;
+  processedRate: number;
   /** Desired counts below the current one, with their times, during the stable window. */
   lowerWanted: Array<{ at: number; replicas: number }>;
 }
@@ -102,12 +105,14 @@ export class Autoscaler {
       const signals = runtime.nodeSignals(node.id);
       let memory = this.memory.get(node.id);
       if (!memory) {
-        memory = { lastHeads: signals.inputHeads, lastAt: now, arrivalRate: 0, lastActivityAt: now, lastProcessed: signals.processed, lowerWanted: [] };
+        memory = { lastHeads: signals.inputHeads, lastAt: now, arrivalRate: 0, lastActivityAt: now, lastProcessed: signals.processed, processedRate: 0, lowerWanted: [] };
         this.memory.set(node.id, memory);
       }
       const dt = Math.max(0.001, (now - memory.lastAt) / 1000);
       const instant = Math.max(0, signals.inputHeads - memory.lastHeads) / dt;
       memory.arrivalRate = memory.lastAt === now ? instant : 0.5 * memory.arrivalRate + 0.5 * instant;
+      const processedNow = Math.max(0, signals.processed - memory.lastProcessed) / dt;
+      memory.processedRate = memory.lastAt === now ? processedNow : 0.5 * memory.processedRate + 0.5 * processedNow;
       if (instant > 0 || signals.processed > memory.lastProcessed || signals.queueDepth > 0) memory.lastActivityAt = now;
       memory.lastHeads = signals.inputHeads;
       memory.lastProcessed = signals.processed;
@@ -125,6 +130,7 @@ export class Autoscaler {
         queueDepth: signals.queueDepth,
         idleMs: now - memory.lastActivityAt,
         scaleToZeroAfterMs: runtime.scaleToZeroAfterMs(node.id),
+        processedRate: memory.processedRate,
       };
     });
     const wanted = this.options.policy.decide({ nodes, dag: runtime.topology.nodeDag, slo: runtime.spec.slo, cores: this.options.cores });
@@ -139,6 +145,7 @@ export class Autoscaler {
       let action: AppliedDecision['action'] = 'hold';
       if (target > from) action = 'up';
       else if (target === 0 && from > 0) action = 'zero';
+      else if (target < from && this.options.policy.selfDamped) action = 'down';
       else if (target < from) {
         const lower = this.lowerForWindow(memory, now, target);
         if (lower !== null) {

@@ -14,6 +14,8 @@ export interface NodeInput extends NodeSignals {
   /** ms since the node last had input or work. */
   idleMs: number;
   scaleToZeroAfterMs: number;
+  /** Records/s the node processed (measured like the arrival rate). */
+  processedRate?: number;
 }
 
 export type ScalingInput = {
@@ -50,6 +52,8 @@ export interface ScalingDecision {
 
 export interface ScalingPolicy {
   readonly name: string;
+  /** The policy keeps its own windows (Knative's KPA): the autoscaler applies its answers as they are, without damping. */
+  readonly selfDamped?: boolean;
   decide(input: ScalingInput): ScalingDecision[];
 }
 
