@@ -5,6 +5,7 @@
  * error for that call (or a harmless success) with a stable code, and the platform keeps
  * serving other functions.
  */
+import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CRYPTO_BYTES, MAX_PBKDF2_ITERATIONS, subtleOutcome } from '../runtime/host/subtle-crypto.ts';
 import { deploy, withPlatform } from './fixtures/platform.ts';
@@ -244,6 +245,18 @@ describe('functions attacking the new APIs', () => {
       ]);
     `, { query: '?timeoutMs=10000&cpuLimitMs=10000' });
     expect(out.json).toEqual(['TypeError', 'TypeError', 'TypeError', 'TypeError', 20000]);
+  });
+
+  it('a decompression bomb stops at the body limit with RangeError ERR_TOO_LARGE', async () => {
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 1024)).toString('base64');
+    const out = await run(`
+      const bytes = Uint8Array.from(atob(${JSON.stringify(bomb)}), (c) => c.charCodeAt(0));
+      try {
+        await new Response(new Response(bytes).body.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
+        return new Response('inflated');
+      } catch (e) { return Response.json([e.constructor.name, e.message.slice(0, 13)]); }
+    `, { query: '?timeoutMs=10000&cpuLimitMs=10000' });
+    expect(out.json).toEqual(['RangeError', 'ERR_TOO_LARGE']);
   });
 
   it('EventTarget listeners that throw, re-enter dispatch or remove others do not break the platform', async () => {

@@ -113,6 +113,31 @@ describe('WritableStream and TransformStream', () => {
   });
 });
 
+describe('CompressionStream and DecompressionStream', () => {
+  it('round-trip gzip, deflate and deflate-raw, and agree with Node on what decompresses', async () => {
+    await same(`
+      const text = 'compress me '.repeat(100);
+      const out = [];
+      for (const format of ['gzip', 'deflate', 'deflate-raw']) {
+        const compressed = await new Response(new Blob([text]).stream().pipeThrough(new CompressionStream(format))).arrayBuffer();
+        const back = await new Response(new Response(compressed).body.pipeThrough(new DecompressionStream(format))).text();
+        out.push([compressed.byteLength < text.length, back === text]);
+      }
+      return out;
+    `);
+  });
+
+  it('an unknown format throws TypeError; corrupt data errors the stream with TypeError', async () => {
+    const result = await run(`
+      let format, corrupt;
+      try { new CompressionStream('brotli'); } catch (e) { format = e.constructor.name; }
+      try { await new Response(new Response(new Uint8Array([1, 2, 3])).body.pipeThrough(new DecompressionStream('gzip'))).text(); } catch (e) { corrupt = e.constructor.name; }
+      return [format, corrupt];
+    `);
+    expect(result).toEqual(['TypeError', 'TypeError']);
+  });
+});
+
 describe('bodies as streams', () => {
   it('Response.body streams the bytes; bodyUsed follows reads', async () => {
     await same(`
@@ -480,6 +505,24 @@ describe('crypto.subtle', () => {
       return names;
     `);
     expect(result).toEqual(['InvalidAccessError', 'NotSupportedError', 'InvalidAccessError', 'TypeError', 'TypeError']);
+  });
+
+  it('X25519, RSASSA-PKCS1-v1_5 and AES-KW wrap/unwrap work too', async () => {
+    const result = await run(`
+      const x = await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']);
+      const y = await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']);
+      const xy = new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: y.publicKey }, x.privateKey, 256));
+      const yx = new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: x.publicKey }, y.privateKey, 256));
+      const rsa = await crypto.subtle.generateKey({ name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, false, ['sign', 'verify']);
+      const sig = await crypto.subtle.sign('RSASSA-PKCS1-v1_5', rsa.privateKey, new Uint8Array([1, 2]));
+      const kw = await crypto.subtle.generateKey({ name: 'AES-KW', length: 128 }, false, ['wrapKey', 'unwrapKey']);
+      const key = await crypto.subtle.importKey('raw', new Uint8Array(16).fill(3), 'AES-GCM', true, ['encrypt']);
+      const wrapped = await crypto.subtle.wrapKey('raw', key, kw, 'AES-KW');
+      const unwrapped = await crypto.subtle.unwrapKey('raw', wrapped, kw, 'AES-KW', 'AES-GCM', true, ['encrypt']);
+      return [xy.join() === yx.join(), await crypto.subtle.verify('RSASSA-PKCS1-v1_5', rsa.publicKey, sig, new Uint8Array([1, 2])),
+        wrapped.byteLength, [...new Uint8Array(await crypto.subtle.exportKey('raw', unwrapped))]];
+    `);
+    expect(result).toEqual([true, true, 24, new Array(16).fill(3)]);
   });
 
   it('timingSafeEqual compares equal-length buffers; CryptoKey is not constructible', async () => {

@@ -16,7 +16,7 @@ interface Pending {
 
 export interface HostOps {
   /** Resolves with the host's outcome (never rejects): the caller maps failures to its own errors. */
-  run(kind: 'subtle' | 'fetch', payload: unknown): Promise<OpOutcome>;
+  run(kind: 'subtle' | 'fetch' | 'zlib', payload: unknown): Promise<OpOutcome>;
   complete(id: number, outcome: OpOutcome): void;
 }
 
@@ -28,8 +28,8 @@ export function createHostOps(host: HostRefs): HostOps {
     run(kind, payload) {
       const id = nextId++;
       const armedBy = host.startOp.applySync(undefined, [id, kind, payload], { arguments: { copy: true } }) as number;
-      if (armedBy === -1) throw new SafeRangeError('too many crypto and fetch operations pending in this invocation');
-      if (typeof armedBy !== 'number' || armedBy <= 0) throw new SafeTypeError(kind === 'fetch' ? 'fetch() is only available while a request or batch is being handled' : 'crypto.subtle is only available while a request or batch is being handled');
+      if (armedBy === -1) throw new SafeRangeError('too many host operations (crypto.subtle, fetch, compression) pending in this invocation');
+      if (typeof armedBy !== 'number' || armedBy <= 0) throw new SafeTypeError(`${kind === 'fetch' ? 'fetch()' : kind === 'zlib' ? 'CompressionStream' : 'crypto.subtle'} is only available while a request or batch is being handled`);
       if (armedBy !== epoch) {
         pending = new SafeMap<number, Pending>();
         epoch = armedBy;

@@ -18,6 +18,7 @@ import ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
 import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_SUBREQUEST_BYTES_PER_INVOCATION, MAX_SUBREQUESTS_PER_INVOCATION, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
 import { subtleOutcome } from './subtle-crypto.ts';
+import { zlibOutcome } from './compression.ts';
 import { checkFetchRequest, currentEgressPolicy, egressFetch, EgressError } from './egress.ts';
 import type { GuestResult } from '../guest/wire.ts';
 import { newBudget, SliceExpired, SYNC_SLICE_MS, type Budget } from './budget.ts';
@@ -481,10 +482,13 @@ export class IsolateSlot implements BindingSink {
   startOp(id: unknown, kind: unknown, payload: unknown): number {
     const invocation = this.invocation;
     if (invocation === null || invocation.ended || !invocation.hostOps || !Number.isSafeInteger(id)) return 0;
-    if ((kind !== 'subtle' && kind !== 'fetch') || !Array.isArray(payload) || payload.length !== 2) return 0;
+    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib') || !Array.isArray(payload) || payload.length !== 2) return 0;
     if (this.pendingOps >= MAX_PENDING_HOST_OPS) return -1;
     this.pendingOps++;
-    const work = kind === 'subtle' ? subtleOutcome(payload[0], payload[1]) : this.fetchOutcome(payload[0]);
+    const work =
+      kind === 'subtle' ? subtleOutcome(payload[0], payload[1])
+      : kind === 'zlib' ? zlibOutcome(payload[0], payload[1], this.maxBodyBytes)
+      : this.fetchOutcome(payload[0]);
     // Completed on a later turn of the event loop, never re-entrantly inside this call (an
     // operation that settles in microtasks would otherwise enter the isolate before startOp returns).
     void work.then((outcome) => new Promise((resolve) => setImmediate(resolve, outcome))).then((outcome) => {

@@ -1,5 +1,5 @@
 import type { HostRefs } from '../host-refs.ts';
-import { ObjectDefineProperty, uncurryThis } from '../primordials.ts';
+import { ObjectDefineProperty, SafeRangeError, SafeTypeError, TypedArrayPrototypeGetSymbolToStringTag, uncurryThis } from '../primordials.ts';
 import { makeMembersEnumerable } from './webidl.ts';
 import { atob, btoa } from './base64.ts';
 import { createConsole } from './console.ts';
@@ -30,6 +30,10 @@ import {
   ReadableStreamDefaultReader,
   TextDecoderStream,
   TextEncoderStream,
+  CompressionStream,
+  DecompressionStream,
+  bindCompressionHost,
+  setCompressionMaxBytes,
   TransformStream,
   TransformStreamDefaultController,
   WritableStream,
@@ -58,6 +62,18 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
   bindUrlHost(host);
   setMaxBodyBytes(options.maxBodyBytes);
   bindSubtleHost(options.ops);
+  setCompressionMaxBytes(options.maxBodyBytes);
+  const ops = options.ops;
+  bindCompressionHost(async (spec, data) => {
+    const outcome = await ops.run('zlib', [spec, data]);
+    if (outcome.ok) {
+      const value = outcome.value;
+      if (TypedArrayPrototypeGetSymbolToStringTag(value) !== 'Uint8Array') throw new SafeTypeError('host returned malformed bytes');
+      return value as Uint8Array;
+    }
+    const { name, message } = outcome.error;
+    throw name === 'RangeError' ? new SafeRangeError(message) : new SafeTypeError(message);
+  });
   // Captured now: timers.ts installed them before us, and user code may replace the globals later.
   const setTimeoutOriginal = (global as unknown as { setTimeout: (cb: () => void, ms: number) => unknown }).setTimeout;
   setAbortTimer((callback, delayMs) => setTimeoutOriginal(callback, delayMs));
@@ -85,6 +101,8 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
     ['CountQueuingStrategy', CountQueuingStrategy],
     ['TextEncoderStream', TextEncoderStream],
     ['TextDecoderStream', TextDecoderStream],
+    ['CompressionStream', CompressionStream],
+    ['DecompressionStream', DecompressionStream],
     ['Blob', Blob],
     ['File', File],
     ['FormData', FormData],

@@ -244,3 +244,86 @@ export function warmStreams(): void {
   });
   void drainStream(source.pipeThrough(new TextEncoderStream()), 16);
 }
+
+type CompressionFormat = 'gzip' | 'deflate' | 'deflate-raw';
+let zlibHost: ((spec: { format: CompressionFormat; mode: 'compress' | 'decompress' }, data: Uint8Array) => Promise<Uint8Array>) | null = null;
+
+/** Where CompressionStream sends its bytes (the host's zlib, through a host operation); set at install. */
+export function bindCompressionHost(run: NonNullable<typeof zlibHost>): void {
+  zlibHost = run;
+}
+
+function compressionFormat(format: unknown): CompressionFormat {
+  const value = toDOMString(format);
+  if (value !== 'gzip' && value !== 'deflate' && value !== 'deflate-raw') throw new SafeTypeError(`Unsupported compression format: '${value}'`);
+  return value;
+}
+
+/**
+ * The shared transform: chunks are collected (bounded by the body limit) and compressed or
+ * decompressed in one host operation when the writable side closes, so output appears at the end.
+ */
+function zlibTransform(format: CompressionFormat, mode: 'compress' | 'decompress'): TransformStream<unknown, Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  return new TransformStream<unknown, Uint8Array>({
+    transform(chunk) {
+      const view = viewOf(chunk);
+      if (view === null) throw new SafeTypeError('CompressionStream: chunk must be an ArrayBuffer or ArrayBufferView');
+      total += byteLengthOf(view);
+      if (total > compressionMaxBytes) throw new SafeTypeError(`CompressionStream: input exceeds ${compressionMaxBytes} bytes`);
+      chunks[chunks.length] = copyOf(view);
+    },
+    async flush(controller) {
+      const input = new SafeUint8Array(total);
+      let offset = 0;
+      for (let i = 0; i < chunks.length; i++) {
+        TypedArrayPrototypeSet(input, chunks[i], offset);
+        offset += byteLengthOf(chunks[i]);
+      }
+      const output = await zlibHost!({ format, mode }, input);
+      if (byteLengthOf(output) > 0) transformEnqueue(controller, output);
+    },
+  });
+}
+
+let compressionMaxBytes = 10 * 1024 * 1024;
+
+export function setCompressionMaxBytes(bytes: number): void {
+  compressionMaxBytes = bytes;
+}
+
+/** CompressionStream (https://compression.spec.whatwg.org/): gzip, deflate, deflate-raw. */
+export class CompressionStream {
+  readonly #transform: TransformStream<unknown, Uint8Array>;
+
+  constructor(format: unknown) {
+    this.#transform = zlibTransform(compressionFormat(format), 'compress');
+  }
+
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#transform.readable;
+  }
+
+  get writable(): WritableStream<unknown> {
+    return this.#transform.writable;
+  }
+}
+defineToStringTag(CompressionStream.prototype, 'CompressionStream');
+
+export class DecompressionStream {
+  readonly #transform: TransformStream<unknown, Uint8Array>;
+
+  constructor(format: unknown) {
+    this.#transform = zlibTransform(compressionFormat(format), 'decompress');
+  }
+
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#transform.readable;
+  }
+
+  get writable(): WritableStream<unknown> {
+    return this.#transform.writable;
+  }
+}
+defineToStringTag(DecompressionStream.prototype, 'DecompressionStream');
