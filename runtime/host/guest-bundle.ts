@@ -7,6 +7,8 @@ import { buildSync } from 'esbuild';
 import { fileURLToPath } from 'node:url';
 
 const ENTRY = fileURLToPath(new URL('../guest/bootstrap.ts', import.meta.url));
+/** Free references to a few globals in bundled libraries resolve to the guest's own (guest/bundle-globals.ts). */
+const INJECT = fileURLToPath(new URL('../guest/bundle-globals.ts', import.meta.url));
 const GLOBAL_NAME = '__tributaryGuest';
 
 let cached: string | undefined;
@@ -23,6 +25,7 @@ export function guestBootstrapSource(): string {
     platform: 'neutral',
     write: false,
     minifySyntax: true,
+    inject: [INJECT],
     legalComments: 'none',
   });
   const bundle = result.outputFiles[0].text;

