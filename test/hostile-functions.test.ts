@@ -284,7 +284,9 @@ describe('hostile WebAssembly', () => {
           (block $done (loop $l (br_if $done (i32.eq (memory.grow (i32.const 1)) (i32.const -1))) (br $l)))
           (i32.store (i32.const 0) (memory.size))
           (i64.const 4)))`,
-      '?memoryLimitMb=16',
+      // The loop runs GC-bound at the heap limit (hundreds of ms on a loaded 2-core machine): give it
+      // a wall-clock budget well above that, so the test asserts the memory cap, not the speed.
+      '?memoryLimitMb=16&timeoutMs=5000',
     );
     const res = await platform.app.request('/v1/invoke/wasm-grow', { method: 'POST', body: 'x' });
     expect(res.status).toBe(200);
