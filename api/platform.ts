@@ -2,7 +2,9 @@
  * The composition root of a control-plane process: registry, host supervisor, metrics, services
  * and the hono app. `startPlatform` resolves once every host process is ready.
  */
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { FunctionStateStore } from '../runtime/function-state.ts';
 import type { Hono } from 'hono';
 import { FunctionRegistry } from '../runtime/function-registry.ts';
 import { FunctionService } from '../runtime/function-service.ts';
@@ -92,7 +94,11 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const dataDir = resolve(options.dataDir ?? './.tributary');
   const metrics = new RuntimeMetrics();
   const guard = new Guard({ onError: ({ where }) => metrics.controlPlaneErrors.inc({ where }) });
+  // env.STATE of fetch handlers: one namespace per function, on the control plane (runtime/function-state.ts).
+  mkdirSync(dataDir, { recursive: true });
+  const functionState = new FunctionStateStore(dataDir);
   const supervisor = new HostSupervisor({
+    onStateCall: (fn, op, args) => functionState.call(fn, op, args),
     hosts: options.hosts,
     warmSlots: options.warmSlots,
     hostMemoryLimitMb: options.hostMemoryLimitMb,
@@ -128,7 +134,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     }
   }
   await supervisor.start();
-  const functions = new FunctionService(registry, supervisor, metrics, { recorder: shared, maxFunctions: options.maxFunctions });
+  const functions = new FunctionService(registry, supervisor, metrics, { recorder: shared, maxFunctions: options.maxFunctions, state: functionState });
   const graphs = new GraphService(graphStore, log, functions, {
     stateStore,
     recorder: shared,
@@ -179,6 +185,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
       await stateStore?.close(); // publishes what it can; the rest is published at the next start
       await supervisor.close();
       registry.close();
+      functionState.close();
       graphStore.close();
       log.close();
       bucket?.close();

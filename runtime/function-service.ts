@@ -5,6 +5,7 @@
 import { TributaryError } from './errors.ts';
 import { cpuLimitOf, specKey, type FunctionKind, type FunctionLimits } from './function-spec.ts';
 import { bindingNames, type Bindings } from './function-bindings.ts';
+import type { FunctionStateStore } from './function-state.ts';
 import { FunctionRegistry, assertFunctionName, sha256Of, type FunctionVersion } from './function-registry.ts';
 import type { WireBatch, WireBatchResult, WireRequest, WireResponse } from './guest/wire.ts';
 import type { LogLine } from './host/function-instance.ts';
@@ -38,11 +39,14 @@ export interface FunctionServiceOptions {
   recorder?: FunctionRecorder;
   /** Functions that may exist at once (default MAX_FUNCTIONS): deploying a new name beyond is ERR_QUOTA_EXCEEDED. */
   maxFunctions?: number;
+  /** fetch handlers' env.STATE; a deleted function's namespace is dropped with it. */
+  state?: FunctionStateStore;
 }
 
 export class FunctionService {
   readonly registry: FunctionRegistry;
   readonly logs = new LogBuffer();
+  private readonly state: FunctionStateStore | undefined;
   private readonly supervisor: HostSupervisor;
   private readonly metrics: RuntimeMetrics;
   private readonly recorder: FunctionRecorder | undefined;
@@ -56,6 +60,7 @@ export class FunctionService {
     this.metrics = metrics;
     this.recorder = options.recorder;
     this.maxFunctions = options.maxFunctions ?? MAX_FUNCTIONS;
+    this.state = options.state;
   }
 
   /**
@@ -158,6 +163,7 @@ export class FunctionService {
     try {
       await this.supervisor.broadcast({ op: 'unload', name });
     } finally {
+      this.state?.dropFunction(name);
       await this.forget(name);
     }
   }

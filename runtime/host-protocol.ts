@@ -13,7 +13,9 @@ export type HostRequest =
   | { id: number; op: 'process'; spec: FunctionSpec; batch: WireBatch }
   | { id: number; op: 'unload'; name: string; exceptKey?: string }
   | { id: number; op: 'unloadTag'; tag: string }
-  | { id: number; op: 'stats' };
+  | { id: number; op: 'stats' }
+  /** The answer to a host's `stateCall` (same id); not replied to. */
+  | { id: number; op: 'stateReply'; result: unknown };
 
 export interface HostStats {
   warm: number;
@@ -28,6 +30,7 @@ export interface HostResults {
   unload: null;
   unloadTag: null;
   stats: HostStats;
+  stateReply: null;
 }
 
 export type HostOp = HostRequest['op'];
@@ -55,4 +58,18 @@ export interface HostBeat {
 
 export const HEARTBEAT_INTERVAL_MS = 250;
 
-export type HostMessage = HostReply | HostReady | HostBeat;
+/**
+ * A function's `env.STATE` operation in `fetch` (runtime/function-state.ts): the host asks, the
+ * control plane answers with a `stateReply` request of the same id. `fn` is the name of the
+ * function the host is running (from its spec, never from tenant code); `op` and `args` come
+ * from tenant code and are checked by the control plane.
+ */
+export interface HostStateCall {
+  stateCall: true;
+  id: number;
+  fn: string;
+  op: unknown;
+  args: unknown;
+}
+
+export type HostMessage = HostReply | HostReady | HostBeat | HostStateCall;

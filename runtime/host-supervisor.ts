@@ -40,6 +40,8 @@ export interface HostSupervisorOptions {
    * equally among the hosts). Checked every WATCHDOG_TICK_MS, so a host can overshoot it briefly.
    */
   hostMemoryLimitMb?: number;
+  /** Serves functions' `env.STATE` in fetch (runtime/function-state.ts); without it such calls fail. */
+  onStateCall?: (fn: string, op: unknown, args: unknown) => unknown;
   /** CIDRs outbound fetch() from functions may reach although private or loopback (runtime/host/egress.ts); default none. */
   egressAllow?: string[];
   /** A ready host not heard from (heartbeat or reply) for this long is killed and restarted (default 10000 ms). */
@@ -233,6 +235,14 @@ export class HostSupervisor {
         host.lastHeardAt = performance.now();
         if ('beat' in message) {
           host.rssBytes = message.rssBytes;
+          return;
+        }
+        if ('stateCall' in message) {
+          const handler = this.options.onStateCall;
+          const result = handler
+            ? handler(message.fn, message.op, message.args)
+            : { ok: false, error: { name: 'TypeError', message: 'env.STATE is not available here', code: 'ERR_UNAVAILABLE' } };
+          host.channel?.send({ id: message.id, op: 'stateReply', result });
           return;
         }
         if ('ready' in message) {

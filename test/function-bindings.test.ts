@@ -33,7 +33,7 @@ describe('vars and secrets', () => {
     expect(body).not.toContain(SECRET);
     expect(JSON.parse(body).bindings).toEqual({ vars: ['GREETING'], secrets: ['API_KEY'] });
     const invoked = await json(platform.app.request('/v1/invoke/bound'));
-    expect(invoked).toEqual({ keys: ['API_KEY', 'GREETING'], greeting: 'hello', secretLength: SECRET.length, frozen: true, state: false });
+    expect(invoked).toEqual({ keys: ['API_KEY', 'GREETING', 'STATE'], greeting: 'hello', secretLength: SECRET.length, frozen: true, state: true });
     // Both hosts serve it with its env (the other host loads it cold from the bindings file).
     const { supervisor, functions } = platform;
     const spec = functions.registry.specOf(functions.registry.require('bound'));
@@ -64,7 +64,7 @@ describe('vars and secrets', () => {
     expect((await put('rebound', { js: ENV_ECHO, vars: { GREETING: 'v2' } })).status).toBe(201);
     expect((await json(platform.app.request('/v1/invoke/rebound'))).greeting).toBe('v2');
     expect((await put('rebound', { js: ENV_ECHO })).status).toBe(201);
-    expect((await json(platform.app.request('/v1/invoke/rebound'))).keys).toEqual([]);
+    expect((await json(platform.app.request('/v1/invoke/rebound'))).keys).toEqual(['STATE']);
   });
 
   it('process handlers see them next to STATE', async () => {

@@ -14,6 +14,7 @@ import type { HostRefs } from './host-refs.ts';
 import { createMemoryBudget } from './memory-budget.ts';
 import { installTimers } from './timers.ts';
 import { createHostOps } from './host-ops.ts';
+import { createFetchState } from './fetch-state.ts';
 import { installWasmGuard } from './wasm-guard.ts';
 import { loadWasm as loadWasmModule } from './wasm-adapter.ts';
 import { installWebApis } from './web/index.ts';
@@ -60,6 +61,7 @@ export function install(host: HostRefs, options: InstallOptions) {
     maxBatchOutputBytes: options.maxBatchOutputBytes,
     maxJsonDepth: options.maxJsonDepth,
     env,
+    fetchState: createFetchState(ops),
   });
 
   function loadWasm(bytes: Uint8Array): GuestResult<ModuleShape> {

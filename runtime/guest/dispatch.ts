@@ -28,6 +28,8 @@ export interface DispatchOptions {
   /** Nesting depth of an emitted value (ERR_TOO_DEEP fails the record). */
   maxJsonDepth: number;
   env: object;
+  /** fetch handlers' env.STATE (fetch-state.ts); absent in warmup. */
+  fetchState?: object;
 }
 
 /** Results have no prototype: resolving a promise with them never consults Object.prototype.then. */
@@ -43,7 +45,8 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
   // Captured before user code runs: a module replacing globalThis.Request cannot fool us.
   const { Request: RequestCtor } = webGlobals(global);
   const state = createStateBinding(global);
-  let env: object = options.env;
+  const withFetchState = (record: object) => (options.fetchState ? ObjectFreeze({ ...record, STATE: options.fetchState }) : ObjectFreeze({ ...record }));
+  let env: object = withFetchState(options.env);
   let processEnv = ObjectFreeze({ ...env, STATE: state.STATE });
   let handlers: Handlers | null = null;
 
@@ -56,7 +59,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
         const value = bindings[names[i]];
         if (typeof value === 'string') ObjectDefineProperty(record, names[i], { value, enumerable: true, writable: false, configurable: false });
       }
-      env = ObjectFreeze(record);
+      env = withFetchState(record);
       processEnv = ObjectFreeze({ ...record, STATE: state.STATE });
     }
     const exported = namespace.default;

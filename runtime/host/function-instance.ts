@@ -102,6 +102,8 @@ export class FunctionInstance {
       this.loadLogs = [];
     }
     this.slot.onLog = collect(logs);
+    // env.STATE in fetch is the function's own namespace (process gets its partition's state instead).
+    this.slot.stateFunction = op === 'fetch' ? this.spec.name : null;
     let result: GuestResult<unknown> | Promise<GuestResult<unknown>>;
     try {
       result = this.slot.runEntry(op, payload, budget);

@@ -78,6 +78,14 @@ function guestLimits(options: SlotOptions) {
   };
 }
 
+type StateRpc = (fn: string, op: unknown, args: unknown) => Promise<unknown>;
+let stateRpc: StateRpc | null = null;
+
+/** How `env.STATE` in fetch reaches the control plane (host/main.ts sets it; absent in tests without one). */
+export function setStateRpc(rpc: StateRpc): void {
+  stateRpc = rpc;
+}
+
 /** V8 code cache for the bootstrap bundle: produced once per host process, by us. */
 let bootstrapCache: ivm.ExternalCopy<ArrayBuffer> | undefined;
 
@@ -102,6 +110,8 @@ export class IsolateSlot implements BindingSink {
   private disposedForCpu = false;
   /** What the last setTimer told the guest: the invocation id, 0 (not armed), -1 (limit reached). */
   private armed = 0;
+  /** The function whose fetch runs now: its `env.STATE` namespace (set by FunctionInstance; null otherwise). */
+  stateFunction: string | null = null;
   /** Receives console output; the owner points it at the current invocation. */
   onLog: (level: LogLevel, line: string) => void = () => {};
 
@@ -482,12 +492,15 @@ export class IsolateSlot implements BindingSink {
   startOp(id: unknown, kind: unknown, payload: unknown): number {
     const invocation = this.invocation;
     if (invocation === null || invocation.ended || !invocation.hostOps || !Number.isSafeInteger(id)) return 0;
-    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib') || !Array.isArray(payload) || payload.length !== 2) return 0;
+    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib' && kind !== 'state') || !Array.isArray(payload) || payload.length !== 2) return 0;
+    const stateFunction = this.stateFunction;
+    if (kind === 'state' && (stateFunction === null || stateRpc === null)) return 0;
     if (this.pendingOps >= MAX_PENDING_HOST_OPS) return -1;
     this.pendingOps++;
     const work =
       kind === 'subtle' ? subtleOutcome(payload[0], payload[1])
       : kind === 'zlib' ? zlibOutcome(payload[0], payload[1], this.maxBodyBytes)
+      : kind === 'state' ? stateRpc!(stateFunction!, payload[0], payload[1])
       : this.fetchOutcome(payload[0]);
     // Completed on a later turn of the event loop, never re-entrantly inside this call (an
     // operation that settles in microtasks would otherwise enter the isolate before startOp returns).

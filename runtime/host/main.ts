@@ -10,6 +10,7 @@ import { HEARTBEAT_INTERVAL_MS, type HostMessage, type HostReply, type HostReque
 import type { LogLine } from './function-instance.ts';
 import { IsolatePool } from './isolate-pool.ts';
 import { egressPolicy, parseEgressAllow, setEgressPolicy } from './egress.ts';
+import { setStateRpc } from './isolate-slot.ts';
 
 if (process.env.TRIBUTARY_HOST_CHANNEL_FD !== '3') {
   console.error('runtime/host/main.ts is started by the control plane, not by hand');
@@ -30,6 +31,9 @@ async function handle(request: HostRequest, logs: LogLine[], bytes: number): Pro
       return pool.run(request.spec, 'process', request.batch, logs, bytes);
     case 'unload':
       pool.unload(request.name, request.exceptKey);
+      return { value: null, coldStart: false };
+    case 'stateReply':
+      // Handled in receive(), never queued.
       return { value: null, coldStart: false };
     case 'unloadTag':
       pool.unloadTag(request.tag);
@@ -55,7 +59,25 @@ const inbox: Array<{ request: HostRequest; bytes: number }> = [];
 let inboxHead = 0;
 let draining = false;
 
+/** `env.STATE` calls waiting for the control plane's stateReply. */
+const stateWaiters = new Map<number, (result: unknown) => void>();
+let nextStateId = 1;
+setStateRpc((fn, op, args) => {
+  if (channel.isClosed) return Promise.resolve({ ok: false, error: { name: 'TypeError', message: 'ERR_UNAVAILABLE: the control plane is gone', code: 'ERR_UNAVAILABLE' } });
+  const id = nextStateId++;
+  return new Promise((resolve) => {
+    stateWaiters.set(id, resolve);
+    channel.send({ stateCall: true, id, fn, op, args });
+  });
+});
+
 function receive(request: HostRequest, bytes: number): void {
+  if (request.op === 'stateReply') {
+    const waiter = stateWaiters.get(request.id);
+    stateWaiters.delete(request.id);
+    waiter?.(request.result);
+    return;
+  }
   if ((request.op === 'fetch' || request.op === 'process') && !pool.reserveBytes(bytes, false)) {
     reply({ id: request.id, ok: false, error: pool.overloaded().toJSON(), logs: [], coldStart: false, stats: pool.stats });
     return;
