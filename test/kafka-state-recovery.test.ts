@@ -19,7 +19,7 @@ import { GraphFaults } from '../scheduler/graph-faults.ts';
 import { SERVICE_START_TIMEOUT_MS, ensureService } from '../scripts/services.ts';
 import { BROKERS, createTopic, randomName } from './fixtures/kafka.ts';
 import { openLog, type LogFixture } from './fixtures/log.ts';
-import { createBucket } from './fixtures/s3.ts';
+import { PrivateS3, createBucket } from './fixtures/s3.ts';
 
 const NS = 'g/count';
 const broker = new KafkaJsBroker({ brokers: BROKERS });
@@ -162,4 +162,33 @@ describe('Kafka-fed state in S3 across processes', () => {
     expect(await open.snapshot()).toEqual([]);
     await log.partition(0).close();
   }, 60_000);
+});
+
+describe('Kafka-fed state in S3 while S3 is down', () => {
+  it('a committed transaction is published once S3 is back; meanwhile reads fail with ERR_S3_UNAVAILABLE instead of hanging', async () => {
+    const s3 = await PrivateS3.start();
+    const fixture = openLog();
+    const local = new KafkaCommitLedger(fixture.dir);
+    const bucket = await Bucket.open(await createBucket(s3.endpoint));
+    const ledger = new KafkaS3State({ bucket, local });
+    try {
+      const owner = await ledger.claim(NS, 0, 't');
+      await ledger.stage(NS, 0, 't', 3, [{ namespace: NS, partition: 0, writes: [{ key: 'n', value: '3' }] }], owner);
+      await s3.stop();
+      // Kafka committed it: the promote publishes in the background, retrying.
+      await ledger.promote(NS, 0, 't');
+      const started = Date.now();
+      const error = await ledger.store.snapshot(NS, 0).then(() => null, (e: unknown) => e as { code?: string });
+      expect(error?.code).toBe('ERR_S3_UNAVAILABLE');
+      expect(Date.now() - started).toBeLessThan(30_000);
+      await s3.start();
+      await expect.poll(() => ledger.store.snapshot(NS, 0).catch(() => null), { timeout: 30_000, interval: 500 }).toEqual([{ key: 'n', value: '3' }]);
+    } finally {
+      await ledger.close();
+      local.close();
+      bucket.close();
+      fixture.cleanup();
+      await s3.destroy();
+    }
+  }, 120_000);
 });

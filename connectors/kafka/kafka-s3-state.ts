@@ -33,6 +33,7 @@
  * later values with its older ones.
  */
 import { randomBytes } from 'node:crypto';
+import { Backoff } from '../../runtime/backoff.ts';
 import { TributaryError } from '../../runtime/errors.ts';
 import type { Bucket } from '../s3/bucket.ts';
 import { decodeStaged, encodeStaged, liveNamespacePrefix, readLive, writeLive } from '../s3/state-objects.ts';
@@ -42,6 +43,8 @@ import type { KafkaCommitLedger, SealedEntries } from './kafka-commit-ledger.ts'
 import type { CommittedOffset, KafkaStateLedger } from './kafka-state-ledger.ts';
 
 const SCOPE = 'kafka';
+/** Longest a stage, snapshot or recovery waits for the state partition's publish in flight. */
+const PUBLISH_WAIT_MS = 5000;
 const NOTHING_TO_DO = () => {};
 
 const txnRoot = (prefix: string) => `state/${SCOPE}/txn/${prefix}`;
@@ -69,10 +72,12 @@ export class KafkaS3State implements KafkaStateLedger {
   private readonly local: KafkaCommitLedger;
   /** Staged and not yet promoted, per input partition. */
   private readonly staged = new Map<string, { name: string; end: number; writes: StateWrite[] }>();
-  /** The publish in flight per state partition (rejects while it failed: the next stage throws). */
+  /** The publish in flight per state partition (a promote's retries while S3 fails; a recovery's or an apply's attempt). */
   private readonly publishing = new Map<string, Promise<void>>();
   private readonly salt = randomBytes(4).toString('hex');
   private count = 0;
+  /** Cuts the retries of background publishes short on close (the partitions' next owners publish). */
+  private readonly closing = new AbortController();
 
   constructor(options: KafkaS3StateOptions) {
     this.bucket = options.bucket;
@@ -93,7 +98,11 @@ export class KafkaS3State implements KafkaStateLedger {
   }
 
   async deleteNamespaces(prefix: string): Promise<void> {
-    for (const [id, publish] of this.publishing) if (id.startsWith(prefix)) await publish.catch(() => {});
+    for (const id of [...this.publishing.keys()]) {
+      if (!id.startsWith(prefix)) continue;
+      const [ns, partition] = id.split('\u0000');
+      await this.published(ns, Number(partition)); // bounded: throws ERR_S3_UNAVAILABLE while S3 fails
+    }
     const keys = [
       ...(await this.bucket.list(liveNamespacePrefix(SCOPE, prefix))),
       ...(await this.bucket.list(txnRoot(prefix))),
@@ -105,6 +114,7 @@ export class KafkaS3State implements KafkaStateLedger {
 
   /** Waits (at most 5 s) for publishes in flight; what is left is published by the partitions' next owner. */
   async close(): Promise<void> {
+    this.closing.abort();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, 5000)));
     await Promise.race([Promise.allSettled(this.publishing.values()), timeout]);
@@ -138,6 +148,7 @@ export class KafkaS3State implements KafkaStateLedger {
   async recover(ns: string, partition: number, topic: string, committed: CommittedOffset): Promise<void> {
     await this.local.recover(ns, partition, topic, committed);
     this.staged.delete(inputId(ns, partition, topic));
+    await this.published(ns, partition);
     await this.track(ns, partition, async () => {
       const names = await this.bucket.list(txnPrefix(ns, partition, topic));
       // The metadata names this partition's txn object only if this ledger wrote it (a group of
@@ -168,8 +179,20 @@ export class KafkaS3State implements KafkaStateLedger {
     const staged = this.staged.get(inputId(ns, partition, topic));
     if (staged === undefined) return;
     this.staged.delete(inputId(ns, partition, topic));
-    // In the background: the next stage, snapshot or close of the state partition waits for it.
-    void this.track(ns, partition, () => this.publish(ns, partition, topic, staged.end, staged.name, staged.writes)).catch(NOTHING_TO_DO);
+    // In the background, retried while S3 fails: the next stage, snapshot or close of the state
+    // partition waits for it (a worker meanwhile backs off on S3's error, and resumes after).
+    const publish = async () => {
+      const backoff = new Backoff(100, 5000);
+      for (;;) {
+        try {
+          return await this.publish(ns, partition, topic, staged.end, staged.name, staged.writes);
+        } catch (error) {
+          if (this.closing.signal.aborted) throw error;
+          await backoff.sleep(this.closing.signal);
+        }
+      }
+    };
+    void this.track(ns, partition, publish).catch(NOTHING_TO_DO);
   }
 
   async apply(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): Promise<void> {
@@ -210,14 +233,24 @@ export class KafkaS3State implements KafkaStateLedger {
     return run;
   }
 
-  /** Resolves when the state partition's publishes are done; rejects with the failure of the last one. */
+  /**
+   * Resolves when the state partition's publishes are done. While one keeps failing (S3 down) it
+   * rejects after PUBLISH_WAIT_MS with ERR_S3_UNAVAILABLE, so that a partition's lock is never
+   * held for an outage: the caller fails, backs off and comes back; the publish goes on retrying.
+   */
   private async published(ns: string, partition: number): Promise<void> {
     const run = this.publishing.get(stateId(ns, partition));
     if (run === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TributaryError('ERR_S3_UNAVAILABLE', `the state of ${ns}/${partition} is not published yet (S3 is failing; still retrying)`)), PUBLISH_WAIT_MS);
+    });
     try {
-      await run;
+      await Promise.race([run, late]);
     } catch (error) {
       throw error instanceof TributaryError ? error : new TributaryError('ERR_S3_UNAVAILABLE', `publishing state of ${ns}/${partition}: ${String(error)}`, { cause: error });
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
