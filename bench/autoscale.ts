@@ -28,6 +28,8 @@
  * "embedded,kafka") and BENCH_AUTOSCALE_ONLY (a regular expression over "policy/trace") select.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import '../connectors/kafka/kafkajs-patches.ts'; // before kafkajs: the patched modules (see there)
+import kafkajs from 'kafkajs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPlatform } from '../api/platform.ts';
@@ -124,9 +126,11 @@ function spec(graph: string, transport: 'embedded' | 'kafka') {
 }
 
 let runId = 0;
+/** Names graphs (and their Kafka topics) apart from an earlier run's on the same broker. */
+const RUN_TAG = Date.now().toString(36);
 
 async function run(platform: Awaited<ReturnType<typeof startPlatform>>, transport: 'embedded' | 'kafka', policyName: string, traceName: string) {
-  const graph = `as-${policyName}-${traceName}-${transport}-${++runId}`.replace(/[^a-z0-9-]/g, '-');
+  const graph = `as-${policyName}-${traceName}-${transport}-${RUN_TAG}-${++runId}`.replace(/[^a-z0-9-]/g, '-');
   policyOf.set(graph, POLICIES[policyName]());
   const kafka = transport === 'kafka';
   if (kafka) {
@@ -137,7 +141,23 @@ async function run(platform: Awaited<ReturnType<typeof startPlatform>>, transpor
   const runtime = platform.graphs.runtime(graph)!;
   const producer = kafka ? await inputProducer() : null;
   let window: number[] = [];
+  // End-to-end latency: the embedded sink reports each commit; on Kafka a read_committed consumer
+  // of the sink topic in this process sees each count when it becomes visible.
+  const sentAt = new Map<number, number>();
   runtime.latency.observer = (ms) => window.push(ms);
+  const reader = kafka ? new kafkajs.Kafka({ brokers: [...SERVICE_DEFAULTS.kafka.brokers], logLevel: kafkajs.logLevel.NOTHING }).consumer({ groupId: `${graph}-reader`, maxWaitTimeInMs: 20 }) : null;
+  if (reader) {
+    await reader.connect();
+    await reader.subscribe({ topics: [`${graph}-out`], fromBeginning: true });
+    await reader.run({
+      eachMessage: async ({ message }) => {
+        const id = (JSON.parse(String(message.value)) as { id: number }).id;
+        const at = sentAt.get(id);
+        if (at !== undefined) window.push(Date.now() - at);
+        sentAt.delete(id);
+      },
+    });
+  }
   const windows: Array<{ p99: number; n: number }> = [];
   const samples: Array<{ at: number; replicas: number[]; phase: string; index: number }> = [];
   let actions = 0;
@@ -160,7 +180,10 @@ async function run(platform: Awaited<ReturnType<typeof startPlatform>>, transpor
       last = now;
       const due = Math.floor(owed);
       if (due > 0) {
-        const records = Array.from({ length: due }, () => ({ value: JSON.stringify({ id: sent++ }) }));
+        const records = Array.from({ length: due }, () => {
+          if (kafka) sentAt.set(sent, now);
+          return { value: JSON.stringify({ id: sent++ }) };
+        });
         if (producer) await producer.send(`${graph}-in`, records);
         else runtime.ingest('in', records.map((r) => ({ value: JSON.parse(r.value) })));
         owed -= due;
@@ -180,6 +203,7 @@ async function run(platform: Awaited<ReturnType<typeof startPlatform>>, transpor
     }
   }
   await producer?.close();
+  await reader?.disconnect();
   // Drain, then read the sink: each id once on exactly-once.
   const deadline = Date.now() + 60_000;
   let ids: number[] = [];
