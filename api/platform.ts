@@ -4,7 +4,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { FunctionStateStore } from '../runtime/function-state.ts';
+import { FunctionStateStore, SqliteFetchState } from '../runtime/function-state.ts';
+import { S3FunctionState } from '../connectors/s3/s3-function-state.ts';
 import type { Hono } from 'hono';
 import { FunctionRegistry } from '../runtime/function-registry.ts';
 import { FunctionService } from '../runtime/function-service.ts';
@@ -94,9 +95,11 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const dataDir = resolve(options.dataDir ?? './.tributary');
   const metrics = new RuntimeMetrics();
   const guard = new Guard({ onError: ({ where }) => metrics.controlPlaneErrors.inc({ where }) });
-  // env.STATE of fetch handlers: one namespace per function, on the control plane (runtime/function-state.ts).
   mkdirSync(dataDir, { recursive: true });
-  const functionState = new FunctionStateStore(dataDir);
+  // S3 is checked before any host starts, so that a bad setting fails fast and leaves nothing behind.
+  const bucket = options.s3 ? await Bucket.open(options.s3) : null;
+  // env.STATE of fetch handlers: one namespace per function, in the bucket or on the control plane (runtime/function-state.ts).
+  const functionState = new FunctionStateStore(bucket ? new S3FunctionState(bucket) : new SqliteFetchState(dataDir));
   const supervisor = new HostSupervisor({
     onStateCall: (fn, op, args) => functionState.call(fn, op, args),
     hosts: options.hosts,
@@ -112,8 +115,6 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
       metrics.isolates.set({ host: String(host), state: 'loaded' }, stats.instances);
     },
   });
-  // S3 is checked before any host starts, so that a bad setting fails fast and leaves nothing behind.
-  const bucket = options.s3 ? await Bucket.open(options.s3) : null;
   // With S3, functions and graphs are a local copy of the bucket's deploy log.
   const deployDir = bucket ? deploymentsDir(dataDir, bucket) : dataDir;
   const registry = new FunctionRegistry(deployDir, { maxVersions: options.maxVersionsPerFunction });

@@ -163,7 +163,8 @@ export class FunctionService {
     try {
       await this.supervisor.broadcast({ op: 'unload', name });
     } finally {
-      this.state?.dropFunction(name);
+      // A namespace the bucket could not drop now stays behind (logged); the function is gone.
+      await this.state?.dropFunction(name).catch((error: unknown) => console.error(`tributary: env.STATE of deleted function '${name}' not removed: ${(error as Error).message}`));
       await this.forget(name);
     }
   }

@@ -41,7 +41,7 @@ export interface HostSupervisorOptions {
    */
   hostMemoryLimitMb?: number;
   /** Serves functions' `env.STATE` in fetch (runtime/function-state.ts); without it such calls fail. */
-  onStateCall?: (fn: string, op: unknown, args: unknown) => unknown;
+  onStateCall?: (fn: string, op: unknown, args: unknown) => Promise<unknown> | unknown;
   /** CIDRs outbound fetch() from functions may reach although private or loopback (runtime/host/egress.ts); default none. */
   egressAllow?: string[];
   /** A ready host not heard from (heartbeat or reply) for this long is killed and restarted (default 10000 ms). */
@@ -239,10 +239,19 @@ export class HostSupervisor {
         }
         if ('stateCall' in message) {
           const handler = this.options.onStateCall;
-          const result = handler
-            ? handler(message.fn, message.op, message.args)
-            : { ok: false, error: { name: 'TypeError', message: 'env.STATE is not available here', code: 'ERR_UNAVAILABLE' } };
-          host.channel?.send({ id: message.id, op: 'stateReply', result });
+          const unavailable = { ok: false, error: { name: 'TypeError', message: 'env.STATE is not available here', code: 'ERR_UNAVAILABLE' } };
+          const channel = host.channel;
+          const reply = (result: unknown) => {
+            if (!channel || channel !== host.channel) return; // the host died meanwhile: nobody waits
+            try {
+              channel.send({ id: message.id, op: 'stateReply', result });
+            } catch {
+              channel.send({ id: message.id, op: 'stateReply', result: unavailable });
+            }
+          };
+          void Promise.resolve(handler ? handler(message.fn, message.op, message.args) : unavailable)
+            .then(reply, () => reply(unavailable))
+            .catch(() => undefined);
           return;
         }
         if ('ready' in message) {

@@ -199,6 +199,19 @@ export class Bucket {
     return keys;
   }
 
+  /** One page of keys under `prefix` after `startAfter`, with their sizes, in S3's order. */
+  async listPage(prefix: string, options: { startAfter?: string; maxKeys?: number } = {}): Promise<{ objects: Array<{ key: string; size: number }>; truncated: boolean }> {
+    let out;
+    try {
+      out = await this.client.send(new ListObjectsV2Command({ Bucket: this.name, Prefix: prefix, StartAfter: options.startAfter || undefined, MaxKeys: options.maxKeys }));
+    } catch (error) {
+      throw this.unavailable('ListObjectsV2', prefix, error);
+    }
+    const objects: Array<{ key: string; size: number }> = [];
+    for (const object of out.Contents ?? []) if (object.Key !== undefined) objects.push({ key: object.Key, size: object.Size ?? 0 });
+    return { objects, truncated: out.IsTruncated === true };
+  }
+
   close(): void {
     this.client.destroy();
   }
