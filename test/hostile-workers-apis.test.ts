@@ -259,6 +259,23 @@ describe('functions attacking the new APIs', () => {
     expect(out.json).toEqual(['RangeError', 'ERR_TOO_LARGE']);
   });
 
+  it('an invocation opens at most 16 compression streams; a finished one frees its place', async () => {
+    const out = await run(`
+      const gzip = async (text) => new Uint8Array(await new Response(new Blob([text]).stream().pipeThrough(new CompressionStream('gzip'))).arrayBuffer()).length;
+      const finished = [];
+      for (let i = 0; i < 20; i++) finished.push(await gzip('x'.repeat(100)) > 0);
+      const open = [];
+      let failure = null;
+      for (let i = 0; i < 17 && failure === null; i++) {
+        const stream = new CompressionStream('deflate');
+        void stream.writable.getWriter().write(new Uint8Array([i])).catch(() => {});
+        try { await stream.readable.getReader().read(); open.push(stream); } catch (e) { failure = [open.length, e.constructor.name, e.message.slice(0, 18)]; }
+      }
+      return Response.json([finished.every(Boolean), failure]);
+    `);
+    expect(out.json).toEqual([true, [16, 'RangeError', 'ERR_QUOTA_EXCEEDED']]);
+  });
+
   it('EventTarget listeners that throw, re-enter dispatch or remove others do not break the platform', async () => {
     const out = await run(`
       const t = new EventTarget();

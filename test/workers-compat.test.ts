@@ -127,6 +127,32 @@ describe('CompressionStream and DecompressionStream', () => {
     `);
   });
 
+  it('is incremental: a chunk compresses and decompresses before the stream ends', async () => {
+    const result = await run(`
+      const cs = new CompressionStream('gzip');
+      const ds = new DecompressionStream('gzip');
+      const input = cs.writable.getWriter();
+      const compressed = cs.readable.getReader();
+      const inflate = ds.writable.getWriter();
+      const output = ds.readable.getReader();
+      const events = [];
+      for (const event of ['data: one\\n\\n', 'data: two\\n\\n']) {
+        void input.write(new TextEncoder().encode(event));
+        const { value } = await compressed.read();
+        void inflate.write(value);
+        events.push(new TextDecoder().decode((await output.read()).value));
+      }
+      void input.close();
+      const rest = [];
+      for (;;) { const { value, done } = await compressed.read(); if (done) break; rest.push(...value); }
+      void inflate.write(new Uint8Array(rest));
+      void inflate.close();
+      const tail = await output.read();
+      return [events, tail.done];
+    `);
+    expect(result).toEqual([['data: one\n\n', 'data: two\n\n'], true]);
+  });
+
   it('an unknown format throws TypeError; corrupt data errors the stream with TypeError', async () => {
     const result = await run(`
       let format, corrupt;

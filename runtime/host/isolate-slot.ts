@@ -18,7 +18,7 @@ import ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
 import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_SUBREQUEST_BYTES_PER_INVOCATION, MAX_SUBREQUESTS_PER_INVOCATION, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
 import { subtleOutcome } from './subtle-crypto.ts';
-import { zlibOutcome } from './compression.ts';
+import { ZlibStreams } from './compression.ts';
 import { checkFetchRequest, currentEgressPolicy, egressFetch, EgressError } from './egress.ts';
 import type { GuestResult } from '../guest/wire.ts';
 import { newBudget, SliceExpired, SYNC_SLICE_MS, type Budget } from './budget.ts';
@@ -101,6 +101,8 @@ export class IsolateSlot implements BindingSink {
   private subrequests = 0;
   private subrequestBytesLeft = MAX_SUBREQUEST_BYTES_PER_INVOCATION;
   private opsAbort: AbortController | null = null;
+  /** The invocation's CompressionStreams (host/compression.ts), destroyed when it ends. */
+  private zlibStreams: ZlibStreams | null = null;
   private readonly maxBodyBytes: number;
   private readonly calls = new Map<number, (result: GuestResult<unknown>) => void>();
   private nextCallId = 1;
@@ -334,6 +336,8 @@ export class IsolateSlot implements BindingSink {
     this.subrequestBytesLeft = MAX_SUBREQUEST_BYTES_PER_INVOCATION;
     this.opsAbort?.abort();
     this.opsAbort = null;
+    this.zlibStreams?.close();
+    this.zlibStreams = null;
     this.calls.clear();
     if (failure && (failure instanceof SliceExpired || discardsIsolate(failure))) this.dispose();
   }
@@ -499,7 +503,7 @@ export class IsolateSlot implements BindingSink {
     this.pendingOps++;
     const work =
       kind === 'subtle' ? subtleOutcome(payload[0], payload[1])
-      : kind === 'zlib' ? zlibOutcome(payload[0], payload[1], this.maxBodyBytes)
+      : kind === 'zlib' ? (this.zlibStreams ??= new ZlibStreams(this.maxBodyBytes)).run(payload[0], payload[1])
       : kind === 'state' ? stateRpc!(stateFunction!, payload[0], payload[1])
       : this.fetchOutcome(payload[0]);
     // Completed on a later turn of the event loop, never re-entrantly inside this call (an

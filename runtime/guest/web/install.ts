@@ -68,8 +68,8 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
     const outcome = await ops.run('zlib', [spec, data]);
     if (outcome.ok) {
       const value = outcome.value;
-      if (TypedArrayPrototypeGetSymbolToStringTag(value) !== 'Uint8Array') throw new SafeTypeError('host returned malformed bytes');
-      return value as Uint8Array;
+      if (spec.op === 'open' ? typeof value !== 'number' : TypedArrayPrototypeGetSymbolToStringTag(value) !== 'Uint8Array') throw new SafeTypeError('host returned a malformed value');
+      return value as Uint8Array & number;
     }
     const { name, message } = outcome.error;
     throw name === 'RangeError' ? new SafeRangeError(message) : new SafeTypeError(message);

@@ -240,11 +240,12 @@ export function warmStreams(): void {
 }
 
 type CompressionFormat = 'gzip' | 'deflate' | 'deflate-raw';
-let zlibHost: ((spec: { format: CompressionFormat; mode: 'compress' | 'decompress' }, data: Uint8Array) => Promise<Uint8Array>) | null = null;
+type ZlibRequest = { op: 'open'; format: CompressionFormat; mode: 'compress' | 'decompress' } | { op: 'write' | 'end'; handle: number };
+let zlibHost: (<R extends ZlibRequest>(spec: R, data: Uint8Array | null) => Promise<R extends { op: 'open' } ? number : Uint8Array>) | null = null;
 
-/** Where CompressionStream sends its bytes (the host's zlib, through a host operation); set at install. */
-export function bindCompressionHost(run: NonNullable<typeof zlibHost>): void {
-  zlibHost = run;
+/** Where CompressionStream sends its bytes (the host's zlib, through host operations); set at install. */
+export function bindCompressionHost(run: (spec: ZlibRequest, data: Uint8Array | null) => Promise<Uint8Array & number>): void {
+  zlibHost = run as NonNullable<typeof zlibHost>;
 }
 
 function compressionFormat(format: unknown): CompressionFormat {
@@ -254,28 +255,26 @@ function compressionFormat(format: unknown): CompressionFormat {
 }
 
 /**
- * The shared transform: chunks are collected (bounded by the body limit) and compressed or
- * decompressed in one host operation when the writable side closes, so output appears at the end.
+ * The shared transform over one host zlib stream (host/compression.ts): opened on the first
+ * chunk, each chunk's output enqueued as it comes back (the host flushes every write), the
+ * trailer at close. Input is bounded by the body limit here and there.
  */
 function zlibTransform(format: CompressionFormat, mode: 'compress' | 'decompress'): TransformStream<unknown, Uint8Array> {
-  const chunks: Uint8Array[] = [];
+  let handle = 0;
   let total = 0;
+  const opened = async () => (handle !== 0 ? handle : (handle = await zlibHost!({ op: 'open', format, mode }, null)));
   return new TransformStream<unknown, Uint8Array>({
-    transform(chunk) {
+    async transform(chunk, controller) {
       const view = viewOf(chunk);
       if (view === null) throw new SafeTypeError('CompressionStream: chunk must be an ArrayBuffer or ArrayBufferView');
       total += byteLengthOf(view);
       if (total > compressionMaxBytes) throw new SafeTypeError(`CompressionStream: input exceeds ${compressionMaxBytes} bytes`);
-      chunks[chunks.length] = copyOf(view);
+      if (byteLengthOf(view) === 0) return;
+      const output = await zlibHost!({ op: 'write', handle: await opened() }, copyOf(view));
+      if (byteLengthOf(output) > 0) transformEnqueue(controller, output);
     },
     async flush(controller) {
-      const input = new SafeUint8Array(total);
-      let offset = 0;
-      for (let i = 0; i < chunks.length; i++) {
-        TypedArrayPrototypeSet(input, chunks[i], offset);
-        offset += byteLengthOf(chunks[i]);
-      }
-      const output = await zlibHost!({ format, mode }, input);
+      const output = await zlibHost!({ op: 'end', handle: await opened() }, null);
       if (byteLengthOf(output) > 0) transformEnqueue(controller, output);
     },
   });
