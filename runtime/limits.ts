@@ -91,6 +91,14 @@ export const MAX_RETENTION_BYTES = 1024 ** 4;
 
 /** Host operations (crypto.subtle calls) one invocation may have pending at once (RangeError in the function beyond). */
 export const MAX_PENDING_HOST_OPS = 64;
+/**
+ * Bytes of input the host operations of one invocation may hold at once (data to digest,
+ * encrypt, compress, upload...): RangeError ERR_OVERLOADED in the function beyond. Without it,
+ * 64 digests of one 10 MiB buffer make the host keep 640 MiB for a single call.
+ */
+export const MAX_HOST_OP_BYTES_PER_INVOCATION = 64 * 1024 * 1024;
+/** The same bound over every invocation of a host process, so tenants together cannot push a host into its memory guard. */
+export const MAX_HOST_OP_BYTES_PER_HOST = 512 * 1024 * 1024;
 /** Outbound fetch() calls one invocation may make (Workers' free plan allows 50); TypeError ERR_SUBREQUEST_LIMIT beyond. */
 export const MAX_SUBREQUESTS_PER_INVOCATION = 50;
 /** Bytes of subrequest response bodies one invocation may receive in all (each is also bounded by MAX_BODY_BYTES). */

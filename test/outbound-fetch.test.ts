@@ -39,6 +39,7 @@ beforeAll(async () => {
     else if (url.pathname === '/redirect') res.writeHead(302, { location: url.searchParams.get('to') ?? '/echo' }).end();
     else if (url.pathname === '/big') res.writeHead(200).end(Buffer.alloc(11 * 1024 * 1024));
     else if (url.pathname === '/hang') req.socket.on('close', () => hangingClosed++);
+    else if (url.pathname === '/slow') setTimeout(() => res.writeHead(200).end('slow'), 3000);
     else res.writeHead(200).end('ok');
   });
   platform = await withPlatform({ hosts: 1, warmSlots: 2, egressAllow: ['127.0.0.1/32'] });
@@ -137,6 +138,17 @@ describe('fetch() from a function', () => {
     expect(out.json).toEqual({ ok: 50, limited: ['TypeError ERR_SUBREQUEST_LIMIT', 'TypeError ERR_SUBREQUEST_LIMIT'] });
     const big = await run(`${attempt}\nreturn Response.json(await attempt(ORIGIN + '/big'));`, '?timeoutMs=10000');
     expect(big.json).toBe('TypeError ERR_TOO_LARGE');
+  });
+
+  it('pending host operations of one invocation hold at most 64 MiB: beyond, RangeError ERR_OVERLOADED; settled ones free their bytes', async () => {
+    const out = await run(`
+      const body = new Uint8Array(6 * 1024 * 1024);
+      const send = () => fetch(ORIGIN + '/slow', { method: 'POST', body }).then((r) => r.text(), (e) => e.name + ' ' + e.message.slice(0, 14));
+      const first = await Promise.all(Array.from({ length: 12 }, send));
+      const second = await Promise.all(Array.from({ length: 4 }, send));
+      return Response.json([first.filter((o) => o === 'slow').length, [...new Set(first.filter((o) => o !== 'slow'))], second]);
+    `, '?timeoutMs=20000&cpuLimitMs=5000&memoryLimitMb=256');
+    expect(out.json).toEqual([10, ['RangeError ERR_OVERLOADED'], ['slow', 'slow', 'slow', 'slow']]);
   });
 
   it('a subrequest still pending when the invocation times out is abandoned (its connection closed)', async () => {

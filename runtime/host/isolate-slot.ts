@@ -16,9 +16,10 @@
  */
 import ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
-import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_SUBREQUEST_BYTES_PER_INVOCATION, MAX_SUBREQUESTS_PER_INVOCATION, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
+import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_HOST_OP_BYTES_PER_INVOCATION, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_SUBREQUEST_BYTES_PER_INVOCATION, MAX_SUBREQUESTS_PER_INVOCATION, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
 import { subtleOutcome } from './subtle-crypto.ts';
 import { ZlibStreams } from './compression.ts';
+import { chargeHostOpBytes, payloadBytes, releaseHostOpBytes } from './op-bytes.ts';
 import { checkFetchRequest, currentEgressPolicy, egressFetch, EgressError } from './egress.ts';
 import type { GuestResult } from '../guest/wire.ts';
 import { newBudget, SliceExpired, SYNC_SLICE_MS, type Budget } from './budget.ts';
@@ -97,6 +98,8 @@ export class IsolateSlot implements BindingSink {
   private readonly timers = new Map<number, NodeJS.Timeout>();
   /** Host operations (crypto.subtle, fetch) the current invocation has pending. */
   private pendingOps = 0;
+  /** Input bytes of the current invocation's pending host operations (MAX_HOST_OP_BYTES_PER_INVOCATION). */
+  private pendingOpBytes = 0;
   /** Subrequests (fetch) of the current invocation: count, bytes left, and a signal aborted when it ends. */
   private subrequests = 0;
   private subrequestBytesLeft = MAX_SUBREQUEST_BYTES_PER_INVOCATION;
@@ -332,6 +335,7 @@ export class IsolateSlot implements BindingSink {
     if (this.invocation === invocation) this.invocation = null;
     this.clearAllTimers();
     this.pendingOps = 0;
+    this.pendingOpBytes = 0;
     this.subrequests = 0;
     this.subrequestBytesLeft = MAX_SUBREQUEST_BYTES_PER_INVOCATION;
     this.opsAbort?.abort();
@@ -500,6 +504,10 @@ export class IsolateSlot implements BindingSink {
     const stateFunction = this.stateFunction;
     if (kind === 'state' && (stateFunction === null || stateRpc === null)) return 0;
     if (this.pendingOps >= MAX_PENDING_HOST_OPS) return -1;
+    // Held by the host until the work completes: bounded per invocation and per host.
+    const bytes = payloadBytes(payload);
+    if (this.pendingOpBytes + bytes > MAX_HOST_OP_BYTES_PER_INVOCATION || !chargeHostOpBytes(bytes)) return -2;
+    this.pendingOpBytes += bytes;
     this.pendingOps++;
     const work =
       kind === 'subtle' ? subtleOutcome(payload[0], payload[1])
@@ -508,8 +516,11 @@ export class IsolateSlot implements BindingSink {
       : this.fetchOutcome(payload[0]);
     // Completed on a later turn of the event loop, never re-entrantly inside this call (an
     // operation that settles in microtasks would otherwise enter the isolate before startOp returns).
-    void work.then((outcome) => new Promise((resolve) => setImmediate(resolve, outcome))).then((outcome) => {
+    const settled = work.catch(() => ({ ok: false, error: { name: 'TypeError', message: 'the host operation failed' } }));
+    void settled.then((outcome) => new Promise((resolve) => setImmediate(resolve, outcome))).then((outcome) => {
+      releaseHostOpBytes(bytes);
       if (this.invocation !== invocation || invocation.ended || this.isDisposed) return;
+      this.pendingOpBytes -= bytes;
       this.pendingOps--;
       this.completeOp(invocation, id as number, outcome);
     });
