@@ -9,18 +9,8 @@ import { Dag, findCycles, type Link } from '../scheduler/dag.ts';
 import { validateGraph } from '../scheduler/graph-spec.ts';
 import { ModelPolicy, MAX_POLICY_STEPS, type NodeInput } from '../scheduler/autoscaler/policy.ts';
 import { MAX_GRAPH_NODES } from '../runtime/limits.ts';
+import { mulberry32 as random } from '../bench/random.ts';
 
-/** Deterministic PRNG (mulberry32): failures reproduce. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A random DAG on `n` ids: edges only from a lower to a higher rank, ids listed shuffled. */
 function randomDag(rand: () => number, n: number, density: number) {

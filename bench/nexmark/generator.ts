@@ -9,6 +9,7 @@
  * Deterministic for a seed: the benchmark's graphs and the plain reference implementation
  * (reference.ts) see the same events.
  */
+import { mulberry32 as random } from '../random.ts';
 
 export interface Person {
   type: 'person';
@@ -79,17 +80,6 @@ const FIRST_NAMES = ['Peter', 'Paul', 'Luke', 'John', 'Saul', 'Vicky', 'Kate', '
 const LAST_NAMES = ['Shultz', 'Abrams', 'Spencer', 'White', 'Bartels', 'Walton', 'Smith', 'Jones', 'Noris'];
 const CHANNELS = ['Google', 'Facebook', 'Baidu', 'Apple'];
 
-/** A small, fast, seedable PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomText(seed: number): string {
   const next = random(seed);
