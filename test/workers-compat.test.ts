@@ -359,6 +359,42 @@ describe('TextDecoder labels', () => {
   });
 });
 
+describe('Workers-only globals', () => {
+  it('IdentityTransformStream passes bytes; FixedLengthStream errors unless exactly its length passes', async () => {
+    const result = await run(`
+      const text = async (stream) => new Response(stream).text();
+      const through = (Type, arg, chunks) => {
+        const t = new Type(arg);
+        const w = t.writable.getWriter();
+        for (const c of chunks) void w.write(new TextEncoder().encode(c)).catch(() => {});
+        void w.close().catch(() => {});
+        return text(t.readable).catch((e) => e.constructor.name);
+      };
+      return [
+        await through(IdentityTransformStream, undefined, ['ab', 'cd']),
+        await through(FixedLengthStream, 4, ['ab', 'cd']),
+        await through(FixedLengthStream, 5, ['ab', 'cd']),
+        await through(FixedLengthStream, 3, ['ab', 'cd']),
+        (() => { try { new FixedLengthStream(-1); } catch (e) { return e.constructor.name; } })(),
+        Object.prototype.toString.call(new IdentityTransformStream()),
+      ];
+    `);
+    expect(result).toEqual(['abcd', 'abcd', 'TypeError', 'TypeError', 'TypeError', '[object IdentityTransformStream]']);
+  });
+
+  it('scheduler.wait resolves after its delay; reportError logs and returns', async () => {
+    const result = await run(`
+      const started = Date.now();
+      await scheduler.wait(20);
+      const waited = Date.now() - started >= 15;
+      let rejected = null;
+      try { await scheduler.wait(-1); } catch (e) { rejected = e.constructor.name; }
+      return [waited, rejected, reportError(new Error('reported')), typeof caches.default.match];
+    `);
+    expect(result).toEqual([true, 'RangeError', undefined, 'function']);
+  });
+});
+
 describe('performance, navigator, globals', () => {
   it('performance.now() is a number that does not go backwards; timeOrigin is 0 as on Workers', async () => {
     const result = await run(`

@@ -19,6 +19,7 @@ import { TributaryError } from '../errors.ts';
 import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_HOST_OP_BYTES_PER_INVOCATION, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_SUBREQUEST_BYTES_PER_INVOCATION, MAX_SUBREQUESTS_PER_INVOCATION, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
 import { subtleOutcome } from './subtle-crypto.ts';
 import { ZlibStreams } from './compression.ts';
+import { cacheOutcome } from './response-cache.ts';
 import { chargeHostOpBytes, payloadBytes, releaseHostOpBytes } from './op-bytes.ts';
 import { checkFetchRequest, currentEgressPolicy, egressFetch, EgressError } from './egress.ts';
 import type { GuestResult } from '../guest/wire.ts';
@@ -500,9 +501,10 @@ export class IsolateSlot implements BindingSink {
   startOp(id: unknown, kind: unknown, payload: unknown): number {
     const invocation = this.invocation;
     if (invocation === null || invocation.ended || !invocation.hostOps || !Number.isSafeInteger(id)) return 0;
-    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib' && kind !== 'state') || !Array.isArray(payload) || payload.length !== 2) return 0;
+    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib' && kind !== 'state' && kind !== 'cache') || !Array.isArray(payload) || payload.length !== 2) return 0;
     const stateFunction = this.stateFunction;
     if (kind === 'state' && (stateFunction === null || stateRpc === null)) return 0;
+    if (kind === 'cache' && stateFunction === null) return 0;
     if (this.pendingOps >= MAX_PENDING_HOST_OPS) return -1;
     // Held by the host until the work completes: bounded per invocation and per host.
     const bytes = payloadBytes(payload);
@@ -513,6 +515,7 @@ export class IsolateSlot implements BindingSink {
       kind === 'subtle' ? subtleOutcome(payload[0], payload[1])
       : kind === 'zlib' ? (this.zlibStreams ??= new ZlibStreams(this.maxBodyBytes)).run(payload[0], payload[1])
       : kind === 'state' ? stateRpc!(stateFunction!, payload[0], payload[1])
+      : kind === 'cache' ? Promise.resolve(cacheOutcome(stateFunction!, payload[0], payload[1]))
       : this.fetchOutcome(payload[0]);
     // Completed on a later turn of the event loop, never re-entrantly inside this call (an
     // operation that settles in microtasks would otherwise enter the isolate before startOp returns).

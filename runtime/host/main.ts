@@ -9,6 +9,7 @@ import { FramedChannel } from '../framed-channel.ts';
 import { HEARTBEAT_INTERVAL_MS, type HostMessage, type HostReply, type HostRequest } from '../host-protocol.ts';
 import type { LogLine } from './function-instance.ts';
 import { IsolatePool } from './isolate-pool.ts';
+import { dropCachedResponses } from './response-cache.ts';
 import { egressPolicy, parseEgressAllow, setEgressPolicy } from './egress.ts';
 import { setStateRpc } from './isolate-slot.ts';
 
@@ -31,6 +32,8 @@ async function handle(request: HostRequest, logs: LogLine[], bytes: number): Pro
       return pool.run(request.spec, 'process', request.batch, logs, bytes);
     case 'unload':
       pool.unload(request.name, request.exceptKey);
+      // A deleted function's cached responses go with it (a new deploy keeps them, as on Workers).
+      if (request.exceptKey === undefined) dropCachedResponses(request.name);
       return { value: null, coldStart: false };
     case 'stateReply':
       // Handled in receive(), never queued.

@@ -13,6 +13,8 @@ import { URLSearchParams } from './url-search-params.ts';
 import { bindUrlHost, URL } from './url.ts';
 import { setMaxBodyBytes } from './body.ts';
 import { createFetch } from './fetch.ts';
+import { bindCacheHost, Cache, CacheStorage, createCaches } from './cache.ts';
+import { createReportError, createScheduler, FixedLengthStream, IdentityTransformStream } from './workers-extras.ts';
 import { bindSubtleHost, CryptoKey, SubtleCrypto } from './subtle.ts';
 import type { HostOps } from '../host-ops.ts';
 import { AbortController, AbortSignal, DOMException, Event, EventTarget, setAbortTimer, setListenerErrorReporter } from './events.ts';
@@ -64,6 +66,7 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
   bindSubtleHost(options.ops);
   setCompressionMaxBytes(options.maxBodyBytes);
   const ops = options.ops;
+  bindCacheHost(ops, options.maxBodyBytes);
   bindCompressionHost(async (spec, data) => {
     const outcome = await ops.run('zlib', [spec, data]);
     if (outcome.ok) {
@@ -77,6 +80,7 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
   // Captured now: timers.ts installed them before us, and user code may replace the globals later.
   const setTimeoutOriginal = (global as unknown as { setTimeout: (cb: () => void, ms: number) => unknown }).setTimeout;
   setAbortTimer((callback, delayMs) => setTimeoutOriginal(callback, delayMs));
+  defineGlobal(global, 'scheduler', createScheduler((callback, delayMs) => setTimeoutOriginal(callback, delayMs)));
   const classes: [string, Function][] = [
     ['TextEncoder', TextEncoder],
     ['TextDecoder', TextDecoder],
@@ -115,6 +119,10 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
     ['Navigator', Navigator],
     ['SubtleCrypto', SubtleCrypto],
     ['CryptoKey', CryptoKey],
+    ['Cache', Cache],
+    ['CacheStorage', CacheStorage],
+    ['IdentityTransformStream', IdentityTransformStream],
+    ['FixedLengthStream', FixedLengthStream],
   ];
   for (let i = 0; i < classes.length; i++) {
     const name = classes[i][0];
@@ -128,12 +136,14 @@ export function installWebApis(global: typeof globalThis, host: HostRefs, option
   defineGlobal(global, 'atob', atob);
   defineGlobal(global, 'btoa', btoa);
   defineGlobal(global, 'structuredClone', createStructuredClone(host));
+  defineGlobal(global, 'caches', createCaches());
   const crypto = createCrypto(host);
   defineGlobal(global, 'crypto', crypto);
   const console = createConsole(host);
   defineGlobal(global, 'console', console);
   const consoleError = console.error;
   setListenerErrorReporter((error) => consoleError(error));
+  defineGlobal(global, 'reportError', createReportError(consoleError));
   const randomUUID = uncurryThis(Crypto.prototype.randomUUID);
   setBoundarySource(() => {
     const uuid = randomUUID(crypto);
