@@ -382,6 +382,16 @@ describe('Workers-only globals', () => {
     expect(result).toEqual(['abcd', 'abcd', 'TypeError', 'TypeError', 'TypeError', '[object IdentityTransformStream]']);
   });
 
+  it("Headers.getAll serves Set-Cookie only, as Workers' does", async () => {
+    const result = await run(`
+      const h = new Headers([['set-cookie', 'a=1'], ['Set-Cookie', 'b=2'], ['x', 'y']]);
+      let other = null;
+      try { h.getAll('x'); } catch (e) { other = e.constructor.name; }
+      return [h.getAll('Set-Cookie'), other];
+    `);
+    expect(result).toEqual([['a=1', 'b=2'], 'TypeError']);
+  });
+
   it('scheduler.wait resolves after its delay; reportError logs and returns', async () => {
     const result = await run(`
       const started = Date.now();

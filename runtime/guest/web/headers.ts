@@ -112,6 +112,15 @@ export class Headers {
     return values;
   }
 
+  /** Workers' non-standard `getAll`, which it allows for Set-Cookie only (TypeError for any other name). */
+  getAll(name: string): string[] {
+    if (validName(name) !== 'set-cookie') throw new SafeTypeError('getAll() can only be used with the header name "Set-Cookie".');
+    const list = this.#list;
+    const values: string[] = [];
+    for (let i = 0; i < list.length; i++) if (list[i].name === 'set-cookie') ArrayPrototypePush(values, list[i].value);
+    return values;
+  }
+
   has(name: string): boolean {
     const key = validName(name);
     const list = this.#list;
