@@ -96,6 +96,14 @@ describe('the Cache API', () => {
     expect(await invoke('cacher/hit')).toBe('miss');
   });
 
+  it('is refused outside a request (top level, process handlers) with a TypeError', async () => {
+    const source = `let topLevel = 'pending';
+      caches.default.match('https://example.com/').then(() => { topLevel = 'resolved'; }, (e) => { topLevel = e.constructor.name; });
+      export default { async fetch() { return new Response(topLevel); } };`;
+    expect((await deploy(platform, 'cache-top', source)).status).toBe(201);
+    expect(await invoke('cache-top')).toBe('TypeError');
+  });
+
   it('a tenant storing more than the host keeps only evicts (the cache stays bounded in bytes); oversized heads and entries fail', async () => {
     const hog = `export default { async fetch() {
       const body = new Uint8Array(4 * 1024 * 1024);
