@@ -382,6 +382,14 @@ describe('Workers-only globals', () => {
     expect(result).toEqual(['abcd', 'abcd', 'TypeError', 'TypeError', 'TypeError', '[object IdentityTransformStream]']);
   });
 
+  it('request.cf is an empty frozen object: edge metadata reads as undefined instead of throwing', async () => {
+    const result = await run(`
+      const cf = new Request('https://example.com/').cf;
+      return [typeof cf, cf.country, cf.tlsVersion, Object.isFrozen(cf), Object.keys(cf).length];
+    `);
+    expect(result).toEqual(['object', undefined, undefined, true, 0]);
+  });
+
   it("Headers.getAll serves Set-Cookie only, as Workers' does", async () => {
     const result = await run(`
       const h = new Headers([['set-cookie', 'a=1'], ['Set-Cookie', 'b=2'], ['x', 'y']]);

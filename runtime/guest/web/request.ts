@@ -3,7 +3,7 @@
  * it and as user code builds it. URLs must be absolute (there is no document base URL). Only
  * what a server-side handler needs is kept: no `signal`, `mode`, `credentials`, `cache`, …
  */
-import { SafeTypeError, StringPrototypeToUpperCase } from '../primordials.ts';
+import { ObjectFreeze, SafeTypeError, StringPrototypeToUpperCase } from '../primordials.ts';
 import { Body, extractBody } from './body.ts';
 import { neverAbortedSignal } from './events.ts';
 import type { ReadableStream } from './streams.ts';
@@ -34,6 +34,8 @@ const FORBIDDEN_METHODS = ['CONNECT', 'TRACE', 'TRACK'];
 /** Method, URL, headers and body of a request, for the platform's outbound fetch (marks the body used). */
 export let requestParts: (request: Request) => { method: string; url: string; headers: [string, string][]; body: Body };
 export let isRequest: (value: unknown) => value is Request;
+
+const NO_EDGE_METADATA: object = ObjectFreeze({});
 
 export class Request {
   readonly #state: RequestState;
@@ -149,8 +151,12 @@ export class Request {
     return 'follow';
   }
 
-  get cf(): undefined {
-    return undefined;
+  /**
+   * Cloudflare's edge metadata (geolocation, TLS, bot scores) does not exist here: an empty frozen
+   * object, so Workers code reading `request.cf.country` gets undefined rather than a TypeError.
+   */
+  get cf(): object {
+    return NO_EDGE_METADATA;
   }
 
   clone(): Request {
