@@ -390,6 +390,20 @@ describe('Workers-only globals', () => {
     expect(result).toEqual(['object', undefined, undefined, true, 0]);
   });
 
+  it('URLPattern matches and extracts groups as Node 24 does', async () => {
+    await same(`
+      const p = new URLPattern({ pathname: '/books/:id(\\\\d+)/:rest*' });
+      const q = new URLPattern('https://example.com/*?x=:x');
+      let invalid = null;
+      try { new URLPattern({ pathname: '/(' }); } catch (e) { invalid = e.constructor.name; }
+      return [
+        p.test('https://x.test/books/12/a/b'), p.test('https://x.test/books/x'),
+        p.exec('https://x.test/books/12/a/b').pathname.groups, p.pathname, p.hasRegExpGroups,
+        q.exec('https://example.com/a/b?x=1')?.search.groups, q.protocol, invalid,
+      ];
+    `);
+  });
+
   it("Headers.getAll serves Set-Cookie only, as Workers' does", async () => {
     const result = await run(`
       const h = new Headers([['set-cookie', 'a=1'], ['Set-Cookie', 'b=2'], ['x', 'y']]);
