@@ -168,6 +168,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     policy: options.policy,
     kafka,
     guard,
+    s3Sinks: { s3: userS3, refused: (name) => bucketCalls.refused(name) },
   });
   if (shared) {
     shared.onFunction = (name, version) => {

@@ -103,9 +103,16 @@ export class Bucket {
   }
 
   private unavailable(op: string, key: string, error: unknown): TributaryError {
-    const { name, code, message } = describe(error);
-    const why = code ?? (name && name !== 'Error' ? `${name}: ${message}` : message);
-    return new TributaryError('ERR_S3_UNAVAILABLE', `S3 ${op} s3://${this.name}/${key} failed: ${why}`, { cause: error });
+    return s3Failure(op, this.name, key, error);
+  }
+
+  /**
+   * A bucket used on a tenant's behalf (an S3 sink): no check at creation, so a store that is down
+   * delays the work instead of failing the deploy; every failure carries its code
+   * (ERR_S3_UNAVAILABLE, ERR_S3_ACCESS_DENIED, ERR_S3_NO_SUCH_BUCKET).
+   */
+  static unchecked(options: S3Options): Bucket {
+    return new Bucket(options);
   }
 
   /** The object's bytes, or null when it does not exist. */
@@ -235,7 +242,7 @@ export function s3Failure(op: string, bucket: string, key: string, error: unknow
   return new TributaryError('ERR_S3_UNAVAILABLE', `${at} failed: ${why}`.slice(0, 500), cause);
 }
 
-/** What an AWS SDK (or socket) error says about itself, whatever its shape. */
+/** describe(), for callers outside this file. */
 export function describeS3Error(error: unknown): { name: string; code: string | undefined; status: number | undefined; message: string } {
   return describe(error);
 }
