@@ -43,7 +43,7 @@ export type BucketOutcome = { ok: true; value: unknown } | { ok: false; error: {
 /** Codes a guest may see from a binding (message prefix and `.code`). */
 export type BucketCode =
   | 'ERR_BAD_REQUEST' | 'ERR_BUCKET_KEY_INVALID' | 'ERR_TOO_LARGE' | 'ERR_BUCKET_NOT_CONFIGURED' | 'ERR_BUCKET_CALL_LIMIT'
-  | 'ERR_S3_UNAVAILABLE' | 'ERR_S3_ACCESS_DENIED' | 'ERR_S3_NO_SUCH_BUCKET' | 'ERR_FN_TIMEOUT' | 'ERR_PRECONDITION_FAILED' | 'ERR_NOT_FOUND';
+  | 'ERR_S3_UNAVAILABLE' | 'ERR_S3_ACCESS_DENIED' | 'ERR_S3_NO_SUCH_BUCKET' | 'ERR_FN_TIMEOUT' | 'ERR_PRECONDITION_FAILED' | 'ERR_NOT_FOUND' | 'ERR_INTERNAL';
 
 class CallError extends Error {
   readonly code: BucketCode;
@@ -104,14 +104,14 @@ export class BucketCalls {
     try {
       const binding = this.binding(bindingsId, name);
       const { maxBytes, timeoutMs } = checkLimits(limits);
-      const signal = AbortSignal.timeout(Math.max(1, Math.min(timeoutMs, MAX_CALL_MS)));
+      const signal = AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(timeoutMs, MAX_CALL_MS))));
       const value = await this.run(binding, op, Array.isArray(args) ? args : fail('ERR_BAD_REQUEST', 'malformed call'), maxBytes, signal);
       return { ok: true, value };
     } catch (error) {
       const e =
         error instanceof CallError ? error
         : error instanceof TributaryError ? new CallError(error.code as BucketCode, error.message)
-        : new CallError('ERR_S3_UNAVAILABLE', 'the bucket operation failed');
+        : internal(error);
       const name = e.code === 'ERR_TOO_LARGE' || e.code === 'ERR_BUCKET_CALL_LIMIT' ? 'RangeError' : 'TypeError';
       return { ok: false, error: { name, message: `${e.code}: ${e.message}`, code: e.code } };
     }
@@ -302,6 +302,12 @@ export class BucketCalls {
         return fail('ERR_BAD_REQUEST', 'unknown bucket operation');
     }
   }
+}
+
+/** A failure of ours (not S3's, not the tenant's): logged by its name only, answered as ERR_INTERNAL. */
+function internal(error: unknown): CallError {
+  console.error(`tributary: bucket binding internal error: ${(error as Error)?.name ?? 'Error'} ${String((error as { code?: unknown })?.code ?? '')}`.trim());
+  return new CallError('ERR_INTERNAL', 'internal error in the bucket binding');
 }
 
 type HeadOut = { ContentLength?: number; ETag?: string; LastModified?: Date; VersionId?: string; Metadata?: Record<string, string> } & Partial<Record<HttpHeader, string>>;
