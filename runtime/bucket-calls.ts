@@ -104,8 +104,9 @@ export class BucketCalls {
     try {
       const binding = this.binding(bindingsId, name);
       const { maxBytes, timeoutMs } = checkLimits(limits);
-      const signal = AbortSignal.timeout(Math.max(1, Math.ceil(Math.min(timeoutMs, MAX_CALL_MS))));
-      const value = await this.run(binding, op, Array.isArray(args) ? args : fail('ERR_BAD_REQUEST', 'malformed call'), maxBytes, signal);
+      const ms = Math.max(1, Math.ceil(Math.min(timeoutMs, MAX_CALL_MS)));
+      const signal = AbortSignal.timeout(ms);
+      const value = await this.run(binding, op, Array.isArray(args) ? args : fail('ERR_BAD_REQUEST', 'malformed call'), maxBytes, signal, ms);
       return { ok: true, value };
     } catch (error) {
       const e =
@@ -142,10 +143,10 @@ export class BucketCalls {
     return binding;
   }
 
-  private async run(b: BucketBinding, op: unknown, args: unknown[], maxBytes: number, signal: AbortSignal): Promise<unknown> {
+  private async run(b: BucketBinding, op: unknown, args: unknown[], maxBytes: number, signal: AbortSignal, ms: number): Promise<unknown> {
     const send = async <T>(what: string, key: string, command: object): Promise<T> => {
       try {
-        return (await (this.client.send as (c: unknown, o: unknown) => Promise<unknown>).call(this.client, command, { abortSignal: signal })) as T;
+        return (await (this.client.send as (c: unknown, o: unknown) => Promise<unknown>).call(this.client, command, { abortSignal: signal, requestTimeout: ms })) as T;
       } catch (error) {
         if (signal.aborted) fail('ERR_FN_TIMEOUT', `S3 ${what} did not answer before the invocation's deadline`);
         const { name, status } = describeS3Error(error);
@@ -182,7 +183,7 @@ export class BucketCalls {
           if (error.code === 'ERR_NOT_FOUND') return null;
           if (error.code === 'ERR_PRECONDITION_FAILED') {
             // As R2: a failed precondition answers the object's metadata without a body.
-            const head = await this.run(b, 'head', [key], maxBytes, signal);
+            const head = await this.run(b, 'head', [key], maxBytes, signal, ms);
             return head === null ? null : { meta: head, body: null };
           }
           throw error;
@@ -290,7 +291,7 @@ export class BucketCalls {
           return { PartNumber: p.partNumber as number, ETag: `"${p.etag as string}"` };
         });
         await send('CompleteMultipartUpload', key, new CompleteMultipartUploadCommand({ Bucket, Key: b.prefix + key, UploadId: uploadId, MultipartUpload: { Parts: checked } }));
-        return this.run(b, 'head', [key], maxBytes, signal);
+        return this.run(b, 'head', [key], maxBytes, signal, ms);
       }
       case 'mpuAbort': {
         const key = checkKey(b, args[0]);

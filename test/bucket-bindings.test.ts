@@ -6,6 +6,7 @@
  * passes reaches outside it.
  */
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICE_DEFAULTS, ensureService } from '../scripts/services.ts';
 import { json, waitFor, withPlatform } from './fixtures/platform.ts';
@@ -262,4 +263,34 @@ describe('S3 failures reach the function as clear codes', () => {
       await down.cleanup();
     }
   }, 120_000);
+
+  it('a store that never answers: the S3 request is abandoned at the invocation deadline, not after the SDK timeout', async () => {
+    const sockets: Socket[] = [];
+    const closed: number[] = [];
+    const hung = createServer((socket) => {
+      sockets.push(socket);
+      socket.resume(); // read (and drop) the request, so the client's FIN is seen
+      socket.on('close', () => closed.push(Date.now()));
+    });
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+    const port = (hung.address() as { port: number }).port;
+    const p = await withPlatform({ userBuckets: { buckets: [bucket], endpoint: `http://127.0.0.1:${port}`, credentials: TEST_CREDENTIALS }, autoscaleIntervalMs: 0, hosts: 1 });
+    try {
+      const res = await p.app.request('/v1/functions/slowstore?timeoutMs=500', {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ js: SCENARIOS, bindings: { ASSETS: { bucket } } }),
+      });
+      expect(res.status).toBe(201);
+      const started = Date.now();
+      const invoked = await p.app.request('/v1/invoke/slowstore/error');
+      expect(invoked.status).toBe(504);
+      expect((await json(invoked)).error.code).toBe('ERR_FN_TIMEOUT');
+      // The control plane drops the request at the deadline; the SDK alone would wait 15 s.
+      await waitFor(() => sockets.length > 0 && closed.length === sockets.length, 8_000, 'the S3 connection to be closed');
+      expect(Math.max(...closed) - started).toBeLessThan(8_000);
+    } finally {
+      await p.cleanup();
+      for (const socket of sockets) socket.destroy();
+      hung.close();
+    }
+  }, 60_000);
 });
