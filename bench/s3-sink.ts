@@ -6,7 +6,8 @@
  *   s3           `"type": "s3"`, NDJSON, default roll (8 MiB, 100,000 records, 1 s here): done when
  *                the publisher has committed every record to the manifest — files in S3;
  *   s3-small     the same with 1000-record files: what a PUT and a manifest create per file cost.
- * Per run: records/s to the sink log, records/s to published files (S3 only), files, MiB written,
+ * Each sink runs BENCH_ROUNDS times (default 2), interleaved, and its best round is shown.
+ * A log-sink run of a fifth of the records comes first, unmeasured (warm-up). Per run: records/s to the sink log, records/s to published files (S3 only), files, MiB written,
  * and the publisher's lag behind the sink log at the end of ingest. S3 is the project's S3Proxy
  * (scripts/s3.sh, filesystem backend) on this machine, which other work may share: read the
  * figures as one run's, with the log sink as the baseline measured alongside.
@@ -21,6 +22,7 @@ import { printJson, printTable, round } from './report.ts';
 
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 100_000);
 const CHUNK = 1000;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const PASS = 'export default { process(record) { return record.value; } };';
 
 interface Run {
@@ -41,7 +43,8 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs: number,
   }
 }
 
-async function run(platform: Platform, name: string, sink: Record<string, unknown>): Promise<Run> {
+async function run(platform: Platform, name: string, sink: Record<string, unknown>, records = RECORDS): Promise<Run> {
+  const RECORDS = records;
   await platform.graphs.deploy(name, {
     nodes: [{ id: 'pass', function: 'pass' }],
     sources: [{ id: 'in', type: 'http' }],
@@ -88,12 +91,25 @@ async function main(): Promise<void> {
   try {
     const deployed = await platform.app.request('/v1/functions/pass', { method: 'PUT', headers: { 'content-type': 'application/javascript' }, body: PASS });
     if (deployed.status !== 201) throw new Error(`deploy failed: ${await deployed.text()}`);
-    const runs = [
-      await run(platform, 'log', { type: 'log' }),
-      await run(platform, 's3', { type: 's3', bucket, prefix: 'default/', format: 'ndjson', rollIntervalMs: 1000 }),
-      await run(platform, 's3-small', { type: 's3', bucket, prefix: 'small/', format: 'ndjson', rollRecords: 1000, rollIntervalMs: 1000 }),
+    // Not measured: the first graph pays the JIT, the isolate's cold start and the log's first pages.
+    await run(platform, 'warmup', { type: 'log' }, Math.max(CHUNK, Math.floor(RECORDS / 5)));
+    const configs: Array<[string, Record<string, unknown>]> = [
+      ['log', { type: 'log' }],
+      ['s3', { type: 's3', bucket, prefix: 'default/', format: 'ndjson', rollIntervalMs: 1000 }],
+      ['s3-small', { type: 's3', bucket, prefix: 'small/', format: 'ndjson', rollRecords: 1000, rollIntervalMs: 1000 }],
     ];
-    printTable(`S3 sink vs log sink, ${RECORDS} records, exactly-once (S3Proxy at ${endpoint})`, runs.map((r) => ({
+    // ROUNDS rounds, the sinks interleaved, the best round of each kept: the machine is shared, so
+    // a lone run mostly measures what else ran at that moment.
+    const best = new Map<string, Run>();
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [name, sink] of configs) {
+        const result = await run(platform, `${name}-r${round}`, sink);
+        const kept = best.get(name);
+        if (!kept || result.toSinkLogPerSec > kept.toSinkLogPerSec) best.set(name, { ...result, sink: name });
+      }
+    }
+    const runs = configs.map(([name]) => best.get(name)!);
+    printTable(`S3 sink vs log sink, ${RECORDS} records, exactly-once, best of ${ROUNDS} interleaved rounds (S3Proxy at ${endpoint})`, runs.map((r) => ({
       sink: r.sink,
       'to sink log rec/s': r.toSinkLogPerSec,
       'to S3 files rec/s': r.toFilesPerSec ?? '-',
@@ -101,7 +117,7 @@ async function main(): Promise<void> {
       MiB: r.mib ?? '-',
       'publisher lag at ingest end': r.lagAtIngestEnd ?? '-',
     })));
-    printJson('s3-sink', { records: RECORDS, runs });
+    printJson('s3-sink', { records: RECORDS, rounds: ROUNDS, runs });
   } finally {
     await platform.close();
     rmSync(dataDir, { recursive: true, force: true });
