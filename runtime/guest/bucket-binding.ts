@@ -10,7 +10,8 @@
  */
 import type { HostOps, OpOutcome } from './host-ops.ts';
 import {
-  ArrayIsArray, DatePrototypeGetTime, JSONParse, ObjectDefineProperty, ObjectFreeze, ObjectKeys, SafeDate, SafeRangeError, SafeTypeError,
+  ArrayIsArray, ArrayPrototypeSlice, DatePrototypeGetTime, JSONParse, ObjectDefineProperty, ObjectFreeze, ObjectKeys, SafeDate, SafeRangeError, SafeTypeError,
+  SafeUint8Array, StringPrototypeCharCodeAt, StringPrototypeSlice,
 } from './primordials.ts';
 import { copyOf, viewOf } from './web/bytes.ts';
 import { blobBytes, isBlob, Blob } from './web/forms.ts';
@@ -74,8 +75,27 @@ function conditional(value: unknown): unknown {
   return plain(value);
 }
 
+/** `bytes=a-b`, `bytes=a-`, `bytes=-n` as R2's range; parsed by hand (no RegExp: user code may patch its prototype). */
+function rangeOfHeader(header: string): { offset?: number; length?: number; suffix?: number } {
+  if (StringPrototypeSlice(header, 0, 6) !== 'bytes=') throw bad('unsupported Range header');
+  const spec = StringPrototypeSlice(header, 6);
+  let dash = -1;
+  for (let i = 0; i < spec.length; i++) {
+    const c = StringPrototypeCharCodeAt(spec, i);
+    if (c === 45 && dash < 0) dash = i;
+    else if (c < 48 || c > 57) throw bad('unsupported Range header');
+  }
+  if (dash < 0) throw bad('unsupported Range header');
+  const first = StringPrototypeSlice(spec, 0, dash);
+  const last = StringPrototypeSlice(spec, dash + 1);
+  if (first === '' && last === '') throw bad('unsupported Range header');
+  if (first === '') return { suffix: Number(last) };
+  if (last === '') return { offset: Number(first) };
+  return { offset: Number(first), length: Number(last) - Number(first) + 1 };
+}
+
 async function valueBytes(value: unknown): Promise<Uint8Array> {
-  if (value === null || value === undefined) return new Uint8Array(0);
+  if (value === null || value === undefined) return new SafeUint8Array(0);
   if (typeof value === 'string') return utf8Encode(value);
   const view = viewOf(value);
   if (view !== null) return copyOf(view);
@@ -193,9 +213,7 @@ export function createBucketBinding(_global: typeof globalThis, ops: HostOps, bi
       // A Headers object as range: its Range header, passed as the suffix/offset form R2 takes.
       if (range !== undefined && range !== null && typeof (range as { get?: unknown }).get === 'function') {
         const header = (range as { get(name: string): string | null }).get('range');
-        const m = header === null ? null : /^bytes=(\d*)-(\d*)$/.exec(header);
-        if (header !== null && m === null) throw bad('unsupported Range header');
-        range = m === null ? undefined : m[1] === '' ? { suffix: Number(m[2]) } : m[2] === '' ? { offset: Number(m[1]) } : { offset: Number(m[1]), length: Number(m[2]) - Number(m[1]) + 1 };
+        range = header === null ? undefined : rangeOfHeader(String(header));
       }
       const result = (await call('get', [keyArg(key), { range: plain(range), onlyIf: conditional(o.onlyIf) }])) as { meta: Meta; body: Uint8Array | null } | null;
       if (result === null) return null;
@@ -233,7 +251,7 @@ export function createBucketBinding(_global: typeof globalThis, ops: HostOps, bi
       const result = (await call('list', [args])) as { objects: Meta[]; delimitedPrefixes: string[]; truncated: boolean; cursor?: string };
       const objects: object[] = [];
       for (let i = 0; i < result.objects.length; i++) objects[i] = objectOf(result.objects[i]);
-      const out: Record<string, unknown> = { objects, delimitedPrefixes: [...result.delimitedPrefixes], truncated: result.truncated === true };
+      const out: Record<string, unknown> = { objects, delimitedPrefixes: ArrayPrototypeSlice(result.delimitedPrefixes), truncated: result.truncated === true };
       if (result.truncated === true && result.cursor !== undefined) out.cursor = result.cursor;
       return ObjectFreeze(out);
     },
