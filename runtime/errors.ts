@@ -93,6 +93,11 @@ export const ERROR_CODES = {
    * publish. Nothing was written; the operator fixes the credentials and the sink retries.
    */
   ERR_S3_ACCESS_DENIED: { status: 502, kind: 'system', retriable: false, handling: 'retry' },
+  /**
+   * (S3 sink status) records left the sink log by its retention before the S3 sink published
+   * them (an outage longer than the retention): they are in no file; the message says which offsets.
+   */
+  ERR_S3_SINK_EXPIRED: { status: 500, kind: 'system', retriable: false, handling: 'never' },
   /** The bucket a binding or an S3 sink names does not exist at the platform's S3 endpoint. */
   ERR_S3_NO_SUCH_BUCKET: { status: 502, kind: 'system', retriable: false, handling: 'retry' },
   /**

@@ -247,7 +247,7 @@ export class S3SinkPublisher {
       const batch = transport.read(topic, 0, next, Math.min(READ_BATCH, rollRecords - records));
       if (batch.length > 0 && records === 0 && batch[0].offset > next) {
         // Retention dropped records before they were published: say so, and go on from what is kept.
-        this.lastError = `ERR_S3_UNAVAILABLE: sink offsets ${next}..${batch[0].offset - 1} expired from the sink log before they were published`;
+        this.lastError = `ERR_S3_SINK_EXPIRED: sink offsets ${next}..${batch[0].offset - 1} expired from the sink log before they were published`;
         from = next = batch[0].offset;
       }
       let full = false;
