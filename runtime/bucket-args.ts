@@ -25,7 +25,7 @@ export type BucketOutcome = { ok: true; value: unknown } | { ok: false; error: {
 /** Codes a guest may see from a binding (message prefix and `.code`). */
 export type BucketCode =
   | 'ERR_BAD_REQUEST' | 'ERR_BUCKET_KEY_INVALID' | 'ERR_TOO_LARGE' | 'ERR_BUCKET_NOT_CONFIGURED' | 'ERR_BUCKET_CALL_LIMIT'
-  | 'ERR_S3_UNAVAILABLE' | 'ERR_S3_ACCESS_DENIED' | 'ERR_S3_NO_SUCH_BUCKET' | 'ERR_FN_TIMEOUT' | 'ERR_PRECONDITION_FAILED' | 'ERR_NOT_FOUND' | 'ERR_INTERNAL';
+  | 'ERR_S3_UNAVAILABLE' | 'ERR_S3_ACCESS_DENIED' | 'ERR_S3_NO_SUCH_BUCKET' | 'ERR_FN_TIMEOUT' | 'ERR_PRECONDITION_FAILED' | 'ERR_NOT_FOUND' | 'ERR_INTERNAL' | 'ERR_OVERLOADED';
 
 export class CallError extends Error {
   readonly code: BucketCode;

@@ -30,6 +30,8 @@ export type { BucketOutcome, ObjectMeta };
 /** Longest any S3 call of a binding waits, whatever the invocation's remaining time. */
 const MAX_CALL_MS = 15_000;
 const MAX_CACHED_BINDINGS = 4096;
+/** Bytes all bucket binding calls in flight may hold in the control plane (values sent, bodies read): ERR_OVERLOADED beyond. */
+export const MAX_INFLIGHT_BYTES = 256 * 1024 * 1024;
 const BINDINGS_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export interface BucketCallsOptions {
@@ -41,6 +43,8 @@ export interface BucketCallsOptions {
   platformBucket?: string;
   /** Where a deploy's bindings file is (FunctionRegistry.bindingsPath). */
   bindingsPath(id: string): string;
+  /** Default MAX_INFLIGHT_BYTES. */
+  maxInflightBytes?: number;
 }
 
 export class BucketCalls {
@@ -48,6 +52,7 @@ export class BucketCalls {
   private readonly allowed: Set<string>;
   private readonly options: BucketCallsOptions;
   private readonly cache = new Map<string, Record<string, BucketBinding>>();
+  private inflightBytes = 0;
 
   constructor(options: BucketCallsOptions) {
     this.options = options;
@@ -69,8 +74,20 @@ export class BucketCalls {
       const { maxBytes, timeoutMs } = checkLimits(limits);
       const ms = Math.max(1, Math.ceil(Math.min(timeoutMs, MAX_CALL_MS)));
       const signal = AbortSignal.timeout(ms);
-      const value = await this.run(binding, op, Array.isArray(args) ? args : fail('ERR_BAD_REQUEST', 'malformed call'), maxBytes, signal, ms);
-      return { ok: true, value };
+      const list = Array.isArray(args) ? args : fail('ERR_BAD_REQUEST', 'malformed call');
+      // What the call may hold in this process: its value, or the body it may read.
+      let reserve = op === 'get' ? maxBytes : 0;
+      for (const arg of list) if (arg instanceof Uint8Array) reserve += arg.byteLength;
+      const ceiling = this.options.maxInflightBytes ?? MAX_INFLIGHT_BYTES;
+      if (this.inflightBytes + reserve > ceiling) {
+        fail('ERR_OVERLOADED', `bucket binding calls hold ${ceiling} bytes on this control plane: retry shortly`);
+      }
+      this.inflightBytes += reserve;
+      try {
+        return { ok: true, value: await this.run(binding, op, list, maxBytes, signal, ms) };
+      } finally {
+        this.inflightBytes -= reserve;
+      }
     } catch (error) {
       const e =
         error instanceof CallError ? error

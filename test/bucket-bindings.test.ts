@@ -8,8 +8,11 @@
 import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BucketCalls } from '../runtime/bucket-calls.ts';
 import { SERVICE_DEFAULTS, ensureService } from '../scripts/services.ts';
-import { json, waitFor, withPlatform } from './fixtures/platform.ts';
+import { json, tempDir, waitFor, withPlatform } from './fixtures/platform.ts';
 import { TEST_CREDENTIALS, createBucket, freePort } from './fixtures/s3.ts';
 
 const endpoint = SERVICE_DEFAULTS.s3.endpoint;
@@ -295,4 +298,34 @@ describe('S3 failures reach the function as clear codes', () => {
       hung.close();
     }
   }, 60_000);
+
+  it('bytes in flight on the control plane are bounded: beyond, ERR_OVERLOADED', async () => {
+    const sockets: Socket[] = [];
+    const hung = createServer((socket) => {
+      sockets.push(socket);
+      socket.resume();
+    });
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+    const dir = tempDir();
+    const id = '00000000-0000-4000-8000-000000000000';
+    writeFileSync(join(dir, `${id}.json`), JSON.stringify({ vars: {}, secrets: {}, buckets: { A: { bucket, prefix: '' } } }));
+    const calls = new BucketCalls({
+      s3: { endpoint: `http://127.0.0.1:${(hung.address() as { port: number }).port}`, credentials: TEST_CREDENTIALS },
+      allowed: [bucket], bindingsPath: (b) => join(dir, `${b}.json`), maxInflightBytes: 1024 * 1024,
+    });
+    try {
+      const value = new Uint8Array(600 * 1024);
+      const first = calls.call(id, 'A', 'put', ['a', value], { maxBytes: value.byteLength, timeoutMs: 1500 });
+      const second = await calls.call(id, 'A', 'put', ['b', value], { maxBytes: value.byteLength, timeoutMs: 1500 });
+      expect(second).toMatchObject({ ok: false, error: { code: 'ERR_OVERLOADED' } });
+      expect(await first).toMatchObject({ ok: false, error: { code: 'ERR_FN_TIMEOUT' } });
+      // Released once the first call ended.
+      const third = await calls.call(id, 'A', 'put', ['c', value], { maxBytes: value.byteLength, timeoutMs: 300 });
+      expect(third).toMatchObject({ ok: false, error: { code: 'ERR_FN_TIMEOUT' } });
+    } finally {
+      calls.close();
+      for (const socket of sockets) socket.destroy();
+      hung.close();
+    }
+  }, 30_000);
 });
