@@ -26,6 +26,7 @@ import { S3StateStore } from '../connectors/s3/s3-state-store.ts';
 import { SharedDeployments, deploymentsDir } from '../connectors/s3/shared-deployments.ts';
 import { specKey } from '../runtime/function-spec.ts';
 import { Guard } from '../runtime/guard.ts';
+import { BucketCalls } from '../runtime/bucket-calls.ts';
 
 export interface PlatformOptions {
   /** Where functions and logs persist (default ./.tributary). */
@@ -65,6 +66,14 @@ export interface PlatformOptions {
    * `pollIntervalMs`, default 1000). Checked at startup: a bad setting fails with ERR_S3_CONFIG.
    */
   s3?: S3Options & { pollIntervalMs?: number };
+  /**
+   * The tenants' buckets: the only buckets bucket bindings (`env.ASSETS`) and graphs' S3 sinks may
+   * name (`serve --user-buckets a,b`, default $TRIBUTARY_USER_BUCKETS), reached with the platform's
+   * S3 settings — `endpoint`, `region` and `credentials` here, else those of `s3`, else the AWS
+   * defaults. The credentials stay in this process: hosts and isolates never see them. The
+   * platform's own `s3.bucket` is never bindable.
+   */
+  userBuckets?: { buckets: string[] } & Omit<S3Options, 'bucket'>;
   /** Functions that may exist at once (default MAX_FUNCTIONS): a new name beyond is 400 ERR_QUOTA_EXCEEDED. */
   maxFunctions?: number;
   /** Versions kept per function (default MAX_VERSIONS_PER_FUNCTION); older ones are pruned on deploy. */
@@ -100,8 +109,13 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   const bucket = options.s3 ? await Bucket.open(options.s3) : null;
   // env.STATE of fetch handlers: one namespace per function, in the bucket or on the control plane (runtime/function-state.ts).
   const functionState = new FunctionStateStore(bucket ? new S3FunctionState(bucket) : new SqliteFetchState(dataDir));
+  const userBuckets = options.userBuckets ?? { buckets: (process.env.TRIBUTARY_USER_BUCKETS ?? '').split(',').map((b) => b.trim()).filter((b) => b !== '') };
+  const userS3 = { endpoint: userBuckets.endpoint ?? options.s3?.endpoint, region: userBuckets.region ?? options.s3?.region, credentials: userBuckets.credentials ?? options.s3?.credentials };
+  let bucketsPath: (id: string) => string = () => '';
+  const bucketCalls = new BucketCalls({ s3: userS3, allowed: userBuckets.buckets, platformBucket: options.s3?.bucket, bindingsPath: (id) => bucketsPath(id) });
   const supervisor = new HostSupervisor({
     onStateCall: (fn, op, args) => functionState.call(fn, op, args),
+    onBucketCall: (bindingsId, binding, op, args, limits) => bucketCalls.call(bindingsId, binding, op, args, limits),
     hosts: options.hosts,
     warmSlots: options.warmSlots,
     hostMemoryLimitMb: options.hostMemoryLimitMb,
@@ -118,6 +132,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   // With S3, functions and graphs are a local copy of the bucket's deploy log.
   const deployDir = bucket ? deploymentsDir(dataDir, bucket) : dataDir;
   const registry = new FunctionRegistry(deployDir, { maxVersions: options.maxVersionsPerFunction });
+  bucketsPath = (id) => registry.bindingsPath(id);
   const graphStore = new GraphStore(deployDir);
   const log = new SqliteLog({ dataDir, fsync: options.fsync, durability: options.durability, guard });
   // Kafka clients connect lazily: a graph without Kafka edges never opens a connection.
@@ -135,7 +150,12 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     }
   }
   await supervisor.start();
-  const functions = new FunctionService(registry, supervisor, metrics, { recorder: shared, maxFunctions: options.maxFunctions, state: functionState });
+  const functions = new FunctionService(registry, supervisor, metrics, {
+    recorder: shared,
+    maxFunctions: options.maxFunctions,
+    state: functionState,
+    bucketRefused: (name) => bucketCalls.refused(name),
+  });
   const graphs = new GraphService(graphStore, log, functions, {
     stateStore,
     recorder: shared,
@@ -149,6 +169,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     policy: options.policy,
     kafka,
     guard,
+    s3Sinks: { s3: userS3, refused: (name) => bucketCalls.refused(name) },
   });
   if (shared) {
     shared.onFunction = (name, version) => {
@@ -190,6 +211,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
       graphStore.close();
       log.close();
       bucket?.close();
+      bucketCalls.close();
     },
   };
 }

@@ -9,6 +9,9 @@
  *   "compatibility_flags": ["nodejs_compat"], "memoryLimitMb": 128, "timeoutMs": 1000, "cpuLimitMs": 1000 }
  * ```
  *
+ * `"bindings": {"ASSETS": {"bucket": "b", "prefix": "p/"}}` in the file, or `--bucket ASSETS=b/p/`,
+ * binds a bucket the operator allows (`serve --user-buckets`) as `env.ASSETS` (docs/buckets.md).
+ *
  * `--var NAME=VALUE` adds a var; `--secret NAME=VALUE`, or `--secret NAME` to take the value from
  * the environment variable NAME (so it stays out of shell history). Secrets are never read from
  * the config file, which is usually committed.
@@ -21,7 +24,8 @@ import { ApiError, request } from './client.ts';
 
 export const DEPLOY_USAGE =
   'tributary deploy [<entry.ts|entry.js|file.wasm>] [--name NAME] [--memory-limit-mb N] [--timeout-ms N] [--cpu-limit-ms N]\n' +
-  '                 [--var NAME=VALUE]... [--secret NAME[=VALUE]]... [--config tributary.json] [--nodejs-compat] [--no-bundle]';
+  '                 [--var NAME=VALUE]... [--secret NAME[=VALUE]]... [--bucket NAME=BUCKET[/PREFIX]]...\n' +
+  '                 [--config tributary.json] [--nodejs-compat] [--no-bundle]';
 
 export const DEPLOY_OPTIONS = {
   name: { type: 'string' },
@@ -30,6 +34,7 @@ export const DEPLOY_OPTIONS = {
   'cpu-limit-ms': { type: 'string' },
   var: { type: 'string', multiple: true },
   secret: { type: 'string', multiple: true },
+  bucket: { type: 'string', multiple: true },
   config: { type: 'string' },
   'nodejs-compat': { type: 'boolean', default: false },
   'no-bundle': { type: 'boolean', default: false },
@@ -39,6 +44,7 @@ interface ProjectConfig {
   name?: string;
   main?: string;
   vars?: Record<string, string>;
+  bindings?: Record<string, { bucket: string; prefix?: string }>;
   compatibility_flags?: string[];
   memoryLimitMb?: number;
   timeoutMs?: number;
@@ -93,6 +99,11 @@ export async function deployCommand(values: Values, positionals: string[]): Prom
   limit('cpu-limit-ms', 'cpuLimitMs', config.cpuLimitMs);
   const vars = { ...(config.vars ?? {}), ...pairs(values.var, 'var', false) };
   const secrets = pairs(values.secret, 'secret', true);
+  const buckets: Record<string, { bucket: string; prefix?: string }> = { ...(config.bindings ?? {}) };
+  for (const [binding, where] of Object.entries(pairs(values.bucket, 'bucket', false))) {
+    const slash = where.indexOf('/');
+    buckets[binding] = slash < 0 ? { bucket: where } : { bucket: where.slice(0, slash), prefix: where.slice(slash + 1) };
+  }
   const nodejsCompat = values['nodejs-compat'] === true || (config.compatibility_flags ?? []).includes('nodejs_compat');
 
   let code: string | Uint8Array;
@@ -109,11 +120,12 @@ export async function deployCommand(values: Values, positionals: string[]): Prom
       throw error;
     }
   }
-  const hasBindings = Object.keys(vars).length > 0 || Object.keys(secrets).length > 0;
+  const hasBindings = Object.keys(vars).length > 0 || Object.keys(secrets).length > 0 || Object.keys(buckets).length > 0;
+  const bound = Object.keys(buckets).length > 0 ? { bindings: buckets } : {};
   const path = `/v1/functions/${encodeURIComponent(name)}?${query}`;
   const res = hasBindings
     ? await request(client(values), 'PUT', path, {
-        body: JSON.stringify(wasm ? { wasm: Buffer.from(code).toString('base64'), vars, secrets } : { js: code, vars, secrets }),
+        body: JSON.stringify(wasm ? { wasm: Buffer.from(code).toString('base64'), vars, secrets, ...bound } : { js: code, vars, secrets, ...bound }),
         contentType: 'application/json',
       })
     : await request(client(values), 'PUT', path, { body: code, contentType: wasm ? 'application/wasm' : 'application/javascript' });

@@ -27,7 +27,8 @@ const commands: Record<string, Command | CommandGroup> = {
       '                [--host-memory-limit-mb N]   recycle a host process whose RSS passes N MiB (default 75% of RAM / hosts)\n' +
       '                [--s3-bucket NAME [--s3-endpoint URL]]   state and deployments in S3; region and\n' +
       '                credentials from AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)\n' +
-      '                [--kafka-brokers host:port,...]   Kafka edges (default $TRIBUTARY_KAFKA_BROKERS or 127.0.0.1:9092)',
+      '                [--kafka-brokers host:port,...]   Kafka edges (default $TRIBUTARY_KAFKA_BROKERS or 127.0.0.1:9092)\n' +
+      '                [--user-buckets a,b [--s3-endpoint URL]]   buckets functions may bind and S3 sinks may write (default $TRIBUTARY_USER_BUCKETS)',
     summary: 'run the platform (control plane + isolate host processes)',
     options: {
       port: { type: 'string', default: '8787' },
@@ -39,11 +40,13 @@ const commands: Record<string, Command | CommandGroup> = {
       'with-examples': { type: 'boolean', default: false },
       's3-bucket': { type: 'string' },
       's3-endpoint': { type: 'string' },
+      'user-buckets': { type: 'string' },
       'kafka-brokers': { type: 'string' },
       help: common.help,
     },
     async run({ values }) {
-      if (values['s3-endpoint'] !== undefined && values['s3-bucket'] === undefined) throw new UsageError('--s3-endpoint needs --s3-bucket');
+      if (values['s3-endpoint'] !== undefined && values['s3-bucket'] === undefined && values['user-buckets'] === undefined) throw new UsageError('--s3-endpoint needs --s3-bucket or --user-buckets');
+      const userBuckets = values['user-buckets'] === undefined ? undefined : String(values['user-buckets']).split(',').map((b) => b.trim()).filter((b) => b !== '');
       const { startServer } = await import('../api/server.ts');
       const server = await startServer({
         port: intFlag(values, 'port', 0, 65535),
@@ -54,6 +57,7 @@ const commands: Record<string, Command | CommandGroup> = {
         durability: durabilityFlag(values.durability),
         kafkaBrokers: values['kafka-brokers'] as string | undefined,
         s3: values['s3-bucket'] === undefined ? undefined : { bucket: String(values['s3-bucket']), endpoint: values['s3-endpoint'] as string | undefined },
+        ...(userBuckets ? { userBuckets: { buckets: userBuckets, endpoint: values['s3-endpoint'] as string | undefined } } : {}),
       });
       if (values['with-examples']) {
         const { deployExamples, startWordCountDemo } = await import('./examples.ts');

@@ -88,6 +88,19 @@ export const ERROR_CODES = {
    */
   ERR_S3_UNAVAILABLE: { status: 503, kind: 'system', retriable: true, handling: 'retry' },
   /**
+   * S3 refused the platform's credentials for a bucket (403 AccessDenied, unknown key id,
+   * signature mismatch, expired token) while running: a bucket binding's call or an S3 sink's
+   * publish. Nothing was written; the operator fixes the credentials and the sink retries.
+   */
+  ERR_S3_ACCESS_DENIED: { status: 502, kind: 'system', retriable: false, handling: 'retry' },
+  /**
+   * (S3 sink status) records left the sink log by its retention before the S3 sink published
+   * them (an outage longer than the retention): they are in no file; the message says which offsets.
+   */
+  ERR_S3_SINK_EXPIRED: { status: 500, kind: 'system', retriable: false, handling: 'never' },
+  /** The bucket a binding or an S3 sink names does not exist at the platform's S3 endpoint. */
+  ERR_S3_NO_SUCH_BUCKET: { status: 502, kind: 'system', retriable: false, handling: 'retry' },
+  /**
    * The Kafka brokers of a source, sink or edge cannot be reached (refused, timed out, no
    * metadata). A deploy answering it has still stored the graph: its Kafka edges show as degraded
    * in `GET /v1/graphs/{name}` and retry with backoff. Mapped from kafkajs errors in one table,

@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TributaryError } from './errors.ts';
+import { parseBucketBinding, type BucketBinding } from './bucket-keys.ts';
 
 /** Bindings per function (vars and secrets together). */
 export const MAX_BINDINGS = 64;
@@ -22,12 +23,19 @@ const RESERVED = new Set(['STATE', '__proto__']);
 export interface Bindings {
   vars: Record<string, string>;
   secrets: Record<string, string>;
+  /** Bucket bindings (`env.NAME` is an R2-like bucket; runtime/bucket-calls.ts); absent when none. */
+  buckets?: Record<string, BucketBinding>;
 }
+
+/** Bucket bindings per function (they count towards MAX_BINDINGS too). */
+export const MAX_BUCKET_BINDINGS = 16;
 
 /** What API reads show of a version's bindings: names only. */
 export interface BindingNames {
   vars: string[];
   secrets: string[];
+  /** Bucket bindings with their bucket and prefix (not secret: they name where data goes). */
+  buckets?: Array<{ name: string } & BucketBinding>;
 }
 
 function bad(message: string): TributaryError {
@@ -54,16 +62,43 @@ function record(value: unknown, what: string, seen: Set<string>, size: { bytes: 
   return out;
 }
 
-/** Checks `vars` and `secrets` as a deploy request sent them; ERR_BAD_REQUEST names what is wrong. */
-export function parseBindings(vars: unknown, secrets: unknown): Bindings | undefined {
+function bucketRecord(value: unknown, seen: Set<string>): Record<string, BucketBinding> | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) throw bad('bindings must be an object of name: {"bucket": "...", "prefix": "..."}');
+  const out: Record<string, BucketBinding> = Object.create(null);
+  let count = 0;
+  for (const [name, item] of Object.entries(value as Record<string, unknown>)) {
+    if (!NAME_PATTERN.test(name)) throw bad(`bindings: invalid binding name '${name.slice(0, 80)}' (use [A-Za-z_][A-Za-z0-9_]{0,63})`);
+    if (RESERVED.has(name)) throw bad(`bindings: '${name}' is reserved by the platform`);
+    if (seen.has(name)) throw bad(`binding '${name}' is defined twice (vars, secrets and bindings share one namespace)`);
+    if (++count > MAX_BUCKET_BINDINGS) throw bad(`more than ${MAX_BUCKET_BINDINGS} bucket bindings`);
+    const parsed = parseBucketBinding(item);
+    if (typeof parsed === 'string') throw bad(`bindings.${name}: ${parsed}`);
+    seen.add(name);
+    if (seen.size > MAX_BINDINGS) throw bad(`more than ${MAX_BINDINGS} bindings`);
+    out[name] = parsed;
+  }
+  return count === 0 ? undefined : out;
+}
+
+/**
+ * Checks `vars`, `secrets` and bucket `bindings` as a deploy request sent them; ERR_BAD_REQUEST
+ * names what is wrong. Whether a bound bucket is one the operator allows is the deploy's check
+ * (FunctionService), not this one.
+ */
+export function parseBindings(vars: unknown, secrets: unknown, buckets?: unknown): Bindings | undefined {
   const seen = new Set<string>();
   const size = { bytes: 0 };
-  const bindings = { vars: record(vars, 'vars', seen, size), secrets: record(secrets, 'secrets', seen, size) };
+  const bindings: Bindings = { vars: record(vars, 'vars', seen, size), secrets: record(secrets, 'secrets', seen, size) };
+  const bound = bucketRecord(buckets, seen);
+  if (bound) bindings.buckets = bound;
   return seen.size === 0 ? undefined : bindings;
 }
 
 export function bindingNames(bindings: Bindings): BindingNames {
-  return { vars: Object.keys(bindings.vars).sort(), secrets: Object.keys(bindings.secrets).sort() };
+  const names: BindingNames = { vars: Object.keys(bindings.vars).sort(), secrets: Object.keys(bindings.secrets).sort() };
+  if (bindings.buckets) names.buckets = Object.keys(bindings.buckets).sort().map((name) => ({ name, ...bindings.buckets![name] }));
+  return names;
 }
 
 /** A fresh id for one deploy's bindings file. */
@@ -74,8 +109,8 @@ export function newBindingsId(): string {
 /** Parses a bindings file as the host reads it; anything malformed reads as no bindings. */
 export function readBindingsText(text: string): Bindings {
   try {
-    const parsed = JSON.parse(text) as { vars?: unknown; secrets?: unknown };
-    return parseBindings(parsed.vars, parsed.secrets) ?? { vars: {}, secrets: {} };
+    const parsed = JSON.parse(text) as { vars?: unknown; secrets?: unknown; buckets?: unknown };
+    return parseBindings(parsed.vars, parsed.secrets, parsed.buckets) ?? { vars: {}, secrets: {} };
   } catch {
     return { vars: {}, secrets: {} };
   }

@@ -41,6 +41,8 @@ export interface FunctionServiceOptions {
   maxFunctions?: number;
   /** fetch handlers' env.STATE; a deleted function's namespace is dropped with it. */
   state?: FunctionStateStore;
+  /** Why a bucket binding may not name `bucket` (not one the operator configured), or null (runtime/bucket-calls.ts). */
+  bucketRefused?(bucket: string): string | null;
 }
 
 export class FunctionService {
@@ -54,7 +56,10 @@ export class FunctionService {
   /** New names being deployed (validated on a host, not yet recorded): they count against the quota. */
   private readonly arriving = new Set<string>();
 
+  private readonly options: FunctionServiceOptions;
+
   constructor(registry: FunctionRegistry, supervisor: HostSupervisor, metrics: RuntimeMetrics, options: FunctionServiceOptions = {}) {
+    this.options = options;
     this.registry = registry;
     this.supervisor = supervisor;
     this.metrics = metrics;
@@ -83,6 +88,10 @@ export class FunctionService {
       throw new TributaryError('ERR_BAD_REQUEST', `cpuLimitMs must be an integer in [1, ${Math.min(limits.timeoutMs, MAX_CPU_LIMIT_MS)}]`);
     }
     this.assertQuota(request.name);
+    for (const [binding, { bucket }] of Object.entries(request.bindings?.buckets ?? {})) {
+      const refused = this.options.bucketRefused ? this.options.bucketRefused(bucket) : 'no buckets are configured for bindings on this platform';
+      if (refused !== null) throw new TributaryError('ERR_BAD_REQUEST', `bindings.${binding}: ${refused}`);
+    }
     const arriving = this.registry.get(request.name) === null && !this.arriving.has(request.name);
     if (arriving) this.arriving.add(request.name);
     const bindingsId = request.bindings ? this.registry.storeBindings(request.bindings) : undefined;

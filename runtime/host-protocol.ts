@@ -15,7 +15,9 @@ export type HostRequest =
   | { id: number; op: 'unloadTag'; tag: string }
   | { id: number; op: 'stats' }
   /** The answer to a host's `stateCall` (same id); not replied to. */
-  | { id: number; op: 'stateReply'; result: unknown };
+  | { id: number; op: 'stateReply'; result: unknown }
+  /** The answer to a host's `bucketCall` (same id); not replied to. */
+  | { id: number; op: 'bucketReply'; result: unknown };
 
 export interface HostStats {
   warm: number;
@@ -31,6 +33,7 @@ export interface HostResults {
   unloadTag: null;
   stats: HostStats;
   stateReply: null;
+  bucketReply: null;
 }
 
 export type HostOp = HostRequest['op'];
@@ -72,4 +75,20 @@ export interface HostStateCall {
   args: unknown;
 }
 
-export type HostMessage = HostReply | HostReady | HostBeat | HostStateCall;
+/**
+ * A function's bucket binding call (runtime/bucket-calls.ts), made by the control plane with the
+ * platform's S3 credentials; answered with a `bucketReply` of the same id. `bindingsId` comes
+ * from the version's spec; `binding`, `op` and `args` from tenant code; `limits` is what the
+ * invocation has left (`maxBytes`, `timeoutMs`).
+ */
+export interface HostBucketCall {
+  bucketCall: true;
+  id: number;
+  bindingsId: string;
+  binding: unknown;
+  op: unknown;
+  args: unknown;
+  limits: { maxBytes: number; timeoutMs: number };
+}
+
+export type HostMessage = HostReply | HostReady | HostBeat | HostStateCall | HostBucketCall;

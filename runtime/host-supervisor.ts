@@ -42,6 +42,8 @@ export interface HostSupervisorOptions {
   hostMemoryLimitMb?: number;
   /** Serves functions' `env.STATE` in fetch (runtime/function-state.ts); without it such calls fail. */
   onStateCall?: (fn: string, op: unknown, args: unknown) => Promise<unknown> | unknown;
+  /** Serves functions' bucket bindings (runtime/bucket-calls.ts); never rejects. Without it such calls fail with ERR_BUCKET_NOT_CONFIGURED. */
+  onBucketCall?: (bindingsId: string, binding: unknown, op: unknown, args: unknown, limits: unknown) => Promise<unknown>;
   /** CIDRs outbound fetch() from functions may reach although private or loopback (runtime/host/egress.ts); default none. */
   egressAllow?: string[];
   /** A ready host not heard from (heartbeat or reply) for this long is killed and restarted (default 10000 ms). */
@@ -252,6 +254,17 @@ export class HostSupervisor {
           void Promise.resolve(handler ? handler(message.fn, message.op, message.args) : unavailable)
             .then(reply, () => reply(unavailable))
             .catch(() => undefined);
+          return;
+        }
+        if ('bucketCall' in message) {
+          const handler = this.options.onBucketCall;
+          // Answered on the channel that asked: a restarted host never gets a reply meant for its predecessor.
+          const asked = host.channel;
+          const answer = (result: unknown) => {
+            if (asked && !asked.isClosed && host.channel === asked) asked.send({ id: message.id, op: 'bucketReply', result });
+          };
+          if (!handler) answer({ ok: false, error: { name: 'TypeError', message: 'ERR_BUCKET_NOT_CONFIGURED: bucket bindings are not configured on this platform', code: 'ERR_BUCKET_NOT_CONFIGURED' } });
+          else void handler(message.bindingsId, message.binding, message.op, message.args, message.limits).then(answer, () => answer({ ok: false, error: { name: 'TypeError', message: 'ERR_S3_UNAVAILABLE: the bucket operation failed', code: 'ERR_S3_UNAVAILABLE' } }));
           return;
         }
         if ('ready' in message) {

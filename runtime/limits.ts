@@ -103,3 +103,8 @@ export const MAX_HOST_OP_BYTES_PER_HOST = 512 * 1024 * 1024;
 export const MAX_SUBREQUESTS_PER_INVOCATION = 50;
 /** Bytes of subrequest response bodies one invocation may receive in all (each is also bounded by MAX_BODY_BYTES). */
 export const MAX_SUBREQUEST_BYTES_PER_INVOCATION = 32 * 1024 * 1024;
+
+/** Bucket binding calls (get, put, list, multipart parts, ...) one invocation may make; RangeError ERR_BUCKET_CALL_LIMIT beyond. */
+export const MAX_BUCKET_CALLS_PER_INVOCATION = 256;
+/** Bytes one invocation may read and write through its bucket bindings in all (each call also at most MAX_BODY_BYTES); RangeError ERR_TOO_LARGE beyond. */
+export const MAX_BUCKET_BYTES_PER_INVOCATION = 64 * 1024 * 1024;

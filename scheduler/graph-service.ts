@@ -25,6 +25,7 @@ import type { GraphMetrics } from './graph-metrics.ts';
 import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { KafkaCleanup, type KafkaCleanupOutcome } from './kafka/kafka-cleanup.ts';
 import type { GraphError } from './graph-faults.ts';
+import { S3Sinks, type S3SinksOptions } from './s3-sinks.ts';
 
 export interface GraphServiceOptions {
   maxBatchRecords?: number;
@@ -49,6 +50,8 @@ export interface GraphServiceOptions {
   kafka?: KafkaRuntimeOptions;
   /** Reports errors caught in the graphs' timers and handlers (default: log only). */
   guard?: Guard;
+  /** Graphs' `"type": "s3"` sinks: the platform's S3 settings and which buckets they may write (default: none). */
+  s3Sinks?: S3SinksOptions;
   /** Longest a delete waits for the Kafka brokers to remove the graph's topics and groups before answering (default 10000 ms). */
   kafkaCleanupWaitMs?: number;
 }
@@ -86,6 +89,8 @@ export class GraphService {
   private readonly guard: Guard;
   /** Removes deleted graphs' Kafka topics and groups, retrying until done. */
   private readonly kafkaCleanup: KafkaCleanup | null;
+  /** The S3 sinks' publishers of running graphs. */
+  private readonly s3Sinks: S3Sinks;
 
   constructor(store: GraphStore, log: SqliteLog, functions: FunctionService, options: GraphServiceOptions = {}) {
     this.store = store;
@@ -94,6 +99,7 @@ export class GraphService {
     this.options = options;
     this.guard = options.guard ?? defaultGuard;
     this.stateStore = options.stateStore ?? new EmbeddedStateStore(log);
+    this.s3Sinks = new S3Sinks(log, options.s3Sinks);
     const metrics = options.metrics;
     this.kafkaCleanup = options.kafka
       ? new KafkaCleanup({ pool: options.kafka.pool, store, guard: this.guard, waitMs: options.kafkaCleanupWaitMs, onPending: (n) => metrics?.kafkaCleanupsPending.set(n) })
@@ -134,10 +140,13 @@ export class GraphService {
     // Left in place while it stops: ingest still appends to its log, which the next runtime reads.
     await this.runtimes.get(name)?.stop({ deleting });
     this.runtimes.delete(name);
+    // After the runtime: its last batches are in the sink logs the next publisher starts from.
+    await this.s3Sinks.stop(name);
   }
 
   private launch(graph: StoredGraph): GraphRuntime {
     this.degraded.delete(graph.name);
+    this.s3Sinks.check(graph.spec);
     const metrics = this.options.metrics;
     const labels = (node: string) => ({ graph: graph.name, node });
     // Ingest keys are scoped to this incarnation of the name ('' for graphs stored before incarnations: the old scope).
@@ -178,6 +187,7 @@ export class GraphService {
     }
     this.runtimes.set(graph.name, runtime);
     this.launched.set(graph.name, graph.version);
+    this.s3Sinks.start(graph.name, graph.spec, runtime.topology, incarnation);
     for (const node of graph.spec.nodes) metrics?.replicas.set(labels(node.id), runtime.replicaCount(node.id));
     const intervalMs = this.options.autoscaleIntervalMs ?? 1000;
     if (intervalMs > 0) {
@@ -212,6 +222,7 @@ export class GraphService {
   deploy(name: string, input: unknown): Promise<StoredGraph> {
     assertFunctionName(name);
     const spec = validateGraph(input, (fn) => this.functions.registry.get(fn) !== null);
+    this.s3Sinks.check(spec);
     const isNew = !this.store.has(name) && !this.arriving.has(name);
     if (isNew && this.store.count() + this.arriving.size >= MAX_GRAPHS) {
       throw new TributaryError('ERR_QUOTA_EXCEEDED', `${MAX_GRAPHS} graphs are deployed (MAX_GRAPHS): delete one before deploying '${name}'`);
@@ -352,6 +363,7 @@ export class GraphService {
       return { ...stored, status };
     }
     const status = this.runtime(name).status();
+    for (const [id, s3] of Object.entries(this.s3Sinks.status(name))) Object.assign((status.sinks as Record<string, object>)[id] ?? {}, { s3 });
     const autoscaler = this.autoscalers.get(name);
     const decisions = autoscaler?.decisions;
     for (const [id, node] of Object.entries(status.nodes)) {
@@ -381,5 +393,6 @@ export class GraphService {
     this.autoscalers.clear();
     await Promise.all([...this.runtimes.values()].map((r) => r.stop()));
     this.runtimes.clear();
+    await this.s3Sinks.close();
   }
 }

@@ -18,6 +18,7 @@ import {
 } from '../runtime/limits.ts';
 import { findCycles } from './dag.ts';
 import { checkKafkaEdge, checkKafkaGraph, checkKafkaSink, checkKafkaSource } from './kafka/kafka-spec.ts';
+import { checkS3Sink, s3SinkOf, type S3SinkSpec } from './s3-sink-spec.ts';
 
 export type Delivery = 'at-most-once' | 'at-least-once' | 'exactly-once';
 export type PartitionBy = 'key' | 'round-robin';
@@ -48,7 +49,8 @@ export interface KafkaSourceSpec {
 }
 
 /** A log sink may keep its records longer or shorter than the graph's `retention` says. */
-export type SinkSpec = { id: string; type: 'log'; retention?: Retention } | KafkaSinkSpec;
+export type SinkSpec = { id: string; type: 'log'; retention?: Retention } | KafkaSinkSpec | S3SinkSpec;
+export type { S3SinkSpec };
 
 export interface KafkaSinkSpec {
   id: string;
@@ -188,7 +190,8 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
   sinks.forEach((sink, i) => {
     declare(sink, `$.sinks[${i}]`, 'sink');
     if (sink.type === 'kafka') checkKafkaSink(sink, `$.sinks[${i}]`, problem);
-    else if (sink.type !== 'log') problem(`$.sinks[${i}].type`, `unsupported sink type '${shown(sink.type)}' (supported: log, kafka)`);
+    else if (sink.type === 's3') checkS3Sink(sink, `$.sinks[${i}]`, problem);
+    else if (sink.type !== 'log') problem(`$.sinks[${i}].type`, `unsupported sink type '${shown(sink.type)}' (supported: log, kafka, s3)`);
   });
 
   const fed = new Set<string>();
@@ -271,7 +274,9 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
     sinks: sinks.map((s): SinkSpec =>
       s.type === 'kafka'
         ? { id: s.id as string, type: 'kafka', topic: s.topic as string, ...kafkaBrokers(s.brokers) }
-        : { id: s.id as string, type: 'log', ...(isObject(s.retention) ? { retention: retentionOf(s.retention) } : {}) },
+        : s.type === 's3'
+          ? s3SinkOf(s)
+          : { id: s.id as string, type: 'log', ...(isObject(s.retention) ? { retention: retentionOf(s.retention) } : {}) },
     ),
     edges: edges.map((e) => ({
       from: e.from as string,

@@ -20,7 +20,8 @@ let project: string;
 beforeAll(async () => {
   dataDir = tempDir();
   project = tempDir('tributary-project-');
-  server = await startServer({ port: 0, dataDir, hosts: 1 });
+  // Bucket names only: deploys check bindings against them without calling S3.
+  server = await startServer({ port: 0, dataDir, hosts: 1, userBuckets: { buckets: ['cli-assets', 'cli-exports'] } });
   mkdirSync(join(project, 'src'));
   writeFileSync(join(project, 'src', 'greet.ts'), `export function greet(name: string, greeting: string): string { return \`\${greeting}, \${name}!\`; }\n`);
   writeFileSync(
@@ -96,5 +97,19 @@ describe('tributary deploy', () => {
     const unset = await cli(['deploy', '--secret', 'NOT_SET_ANYWHERE']);
     expect(unset.code).not.toBe(0);
     expect(unset.stderr).toMatch(/NOT_SET_ANYWHERE is not set/);
+  });
+
+  it('binds buckets from --bucket and the "bindings" of tributary.json; an unconfigured bucket is refused', async () => {
+    const config = join(project, 'with-buckets.json');
+    writeFileSync(config, JSON.stringify({ name: 'bound', main: 'src/index.ts', vars: { GREETING: 'Hi' }, bindings: { EXPORTS: { bucket: 'cli-exports' } } }));
+    const out = await cli(['deploy', '--config', config, '--secret', 'TOKEN=t', '--bucket', 'ASSETS=cli-assets/tenant/a']);
+    expect(out.code, out.stderr).toBe(0);
+    expect(JSON.parse(out.stdout).bindings.buckets).toEqual([
+      { name: 'ASSETS', bucket: 'cli-assets', prefix: 'tenant/a/' },
+      { name: 'EXPORTS', bucket: 'cli-exports', prefix: '' },
+    ]);
+    const refused = await cli(['deploy', '--config', config, '--secret', 'TOKEN=t', '--bucket', 'ASSETS=someone-elses']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/ERR_BAD_REQUEST: bindings.ASSETS: bucket 'someone-elses' is not configured/);
   });
 });

@@ -41,8 +41,8 @@ function utf8(bytes: Uint8Array): string {
 function fromEnvelope(bytes: Uint8Array): { kind: FunctionKind; code: string | Uint8Array; bindings?: Bindings } {
   const body = parseJson(utf8(bytes), { maxDepth: 4, what: 'deploy envelope' });
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new TributaryError('ERR_BAD_REQUEST', 'deploy envelope must be an object');
-  const { js, wasm, vars, secrets } = body as Record<string, unknown>;
-  const bindings = parseBindings(vars, secrets);
+  const { js, wasm, vars, secrets, bindings: buckets } = body as Record<string, unknown>;
+  const bindings = parseBindings(vars, secrets, buckets);
   if (typeof js === 'string' && wasm === undefined) {
     if (js.length === 0) throw new TributaryError('ERR_BAD_REQUEST', 'empty module source');
     return { kind: 'js', code: js, bindings };

@@ -49,26 +49,9 @@ export class Bucket {
   private readonly client: S3Client;
 
   private constructor(options: S3Options) {
-    const region = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
     this.name = options.bucket;
-    this.where = options.endpoint ?? `AWS S3 (${region})`;
-    this.client = new S3Client({
-      region,
-      endpoint: options.endpoint,
-      forcePathStyle: options.endpoint !== undefined,
-      credentials: options.credentials,
-      maxAttempts: 3,
-      // Checksums only where the API requires them: some S3-compatible stores reject the SDK's
-      // default CRC32 trailers, and our objects are small.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: {
-        connectionTimeout: CONNECTION_TIMEOUT_MS,
-        requestTimeout: REQUEST_TIMEOUT_MS,
-        httpAgent: new Agent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
-        httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
-      },
-    });
+    this.where = whereOf(options);
+    this.client = createS3Client(options);
   }
 
   /**
@@ -120,9 +103,16 @@ export class Bucket {
   }
 
   private unavailable(op: string, key: string, error: unknown): TributaryError {
-    const { name, code, message } = describe(error);
-    const why = code ?? (name && name !== 'Error' ? `${name}: ${message}` : message);
-    return new TributaryError('ERR_S3_UNAVAILABLE', `S3 ${op} s3://${this.name}/${key} failed: ${why}`, { cause: error });
+    return s3Failure(op, this.name, key, error);
+  }
+
+  /**
+   * A bucket used on a tenant's behalf (an S3 sink): no check at creation, so a store that is down
+   * delays the work instead of failing the deploy; every failure carries its code
+   * (ERR_S3_UNAVAILABLE, ERR_S3_ACCESS_DENIED, ERR_S3_NO_SUCH_BUCKET).
+   */
+  static unchecked(options: S3Options): Bucket {
+    return new Bucket(options);
   }
 
   /** The object's bytes, or null when it does not exist. */
@@ -215,6 +205,59 @@ export class Bucket {
   close(): void {
     this.client.destroy();
   }
+}
+
+function regionOf(options: Pick<S3Options, 'region'>): string {
+  return options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+}
+
+/** For messages: the endpoint as configured, or `AWS S3 (<region>)` — never credentials. */
+export function whereOf(options: Pick<S3Options, 'endpoint' | 'region'>): string {
+  return options.endpoint ?? `AWS S3 (${regionOf(options)})`;
+}
+
+/** The platform's S3 client for these settings (bucket bindings and S3 sinks use it too, on any bucket). */
+export function createS3Client(options: Omit<S3Options, 'bucket'>): S3Client {
+  return new S3Client({
+    region: regionOf(options),
+    endpoint: options.endpoint,
+    forcePathStyle: options.endpoint !== undefined,
+    credentials: options.credentials,
+    maxAttempts: 3,
+    // Checksums only where the API requires them: some S3-compatible stores reject the SDK's
+    // default CRC32 trailers, and our objects are small.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: {
+      connectionTimeout: CONNECTION_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      httpAgent: new Agent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+      httpsAgent: new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS }),
+    },
+  });
+}
+
+/**
+ * An S3 call's failure as Tributary's code, for calls made on tenants' behalf (bucket bindings,
+ * S3 sinks): ERR_S3_ACCESS_DENIED when the credentials are refused, ERR_S3_NO_SUCH_BUCKET,
+ * else ERR_S3_UNAVAILABLE (down, timeout, throttled). The message names the operation and the
+ * object, never the credentials.
+ */
+export function s3Failure(op: string, bucket: string, key: string, error: unknown): TributaryError {
+  const { name, code, status, message } = describe(error);
+  const cause = { cause: error };
+  const at = `S3 ${op} s3://${bucket}/${key}`.slice(0, 400);
+  if (name === 'NoSuchBucket') return new TributaryError('ERR_S3_NO_SUCH_BUCKET', `${at} failed: the bucket does not exist`, cause);
+  if (['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidToken', 'ExpiredToken', 'CredentialsProviderError'].includes(name) || status === 403) {
+    return new TributaryError('ERR_S3_ACCESS_DENIED', `${at} failed: the platform's S3 credentials were refused (${name})`, cause);
+  }
+  const why = code ?? (name && name !== 'Error' ? `${name}: ${message}` : message);
+  return new TributaryError('ERR_S3_UNAVAILABLE', `${at} failed: ${why}`.slice(0, 500), cause);
+}
+
+/** describe(), for callers outside this file. */
+export function describeS3Error(error: unknown): { name: string; code: string | undefined; status: number | undefined; message: string } {
+  return describe(error);
 }
 
 /** What an AWS SDK (or socket) error says about itself, whatever its shape. */

@@ -14,6 +14,7 @@ import type { HostRefs } from './host-refs.ts';
 import { createMemoryBudget } from './memory-budget.ts';
 import { installTimers } from './timers.ts';
 import { createHostOps } from './host-ops.ts';
+import { createBucketBinding } from './bucket-binding.ts';
 import { createFetchState } from './fetch-state.ts';
 import { installWasmGuard } from './wasm-guard.ts';
 import { loadWasm as loadWasmModule } from './wasm-adapter.ts';
@@ -62,6 +63,7 @@ export function install(host: HostRefs, options: InstallOptions) {
     maxJsonDepth: options.maxJsonDepth,
     env,
     fetchState: createFetchState(ops),
+    bucketBinding: (name: string) => createBucketBinding(global, ops, name),
   });
 
   function loadWasm(bytes: Uint8Array): GuestResult<ModuleShape> {

@@ -30,6 +30,8 @@ export interface DispatchOptions {
   env: object;
   /** fetch handlers' env.STATE (fetch-state.ts); absent in warmup. */
   fetchState?: object;
+  /** Makes the bucket binding `name` (bucket-binding.ts); absent in warmup. */
+  bucketBinding?: (name: string) => object;
 }
 
 /** Results have no prototype: resolving a promise with them never consults Object.prototype.then. */
@@ -51,13 +53,20 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
   let handlers: Handlers | null = null;
 
   /** `bindings`: the version's vars and secrets (plain strings, copied in by the host). */
-  function load(namespace: { default?: unknown }, bindings?: Record<string, string>): GuestResult<ModuleShape> {
+  function load(namespace: { default?: unknown }, bindings?: Record<string, string>, buckets?: string[]): GuestResult<ModuleShape> {
     if (typeof bindings === 'object' && bindings !== null) {
-      const record: Record<string, string> = {};
+      const record: Record<string, unknown> = {};
       const names = ObjectKeys(bindings);
       for (let i = 0; i < names.length; i++) {
         const value = bindings[names[i]];
         if (typeof value === 'string') ObjectDefineProperty(record, names[i], { value, enumerable: true, writable: false, configurable: false });
+      }
+      // Bucket bindings: the host sends names only; each object calls the control plane through host ops.
+      const make = options.bucketBinding;
+      if (make !== undefined && buckets !== undefined && buckets !== null) {
+        for (let i = 0; i < buckets.length; i++) {
+          if (typeof buckets[i] === 'string') ObjectDefineProperty(record, buckets[i], { value: make(buckets[i]), enumerable: true, writable: false, configurable: false });
+        }
       }
       env = withFetchState(record);
       processEnv = ObjectFreeze({ ...record, STATE: state.STATE });

@@ -104,6 +104,7 @@ export class FunctionInstance {
     this.slot.onLog = collect(logs);
     // env.STATE in fetch is the function's own namespace (process gets its partition's state instead).
     this.slot.stateFunction = op === 'fetch' ? this.spec.name : null;
+    this.slot.bucketBindingsId = this.spec.bindingsId ?? null;
     let result: GuestResult<unknown> | Promise<GuestResult<unknown>>;
     try {
       result = this.slot.runEntry(op, payload, budget);
@@ -166,23 +167,24 @@ async function loadInto(spec: FunctionSpec, slot: IsolateSlot, source: LoadSourc
   module.instantiateSync(slot.context, (specifier) => {
     throw new Error(`cannot import '${specifier}'`);
   });
-  const env = spec.bindingsPath ? envOf(spec.bindingsPath) : undefined;
+  const bound = spec.bindingsPath ? envOf(spec.bindingsPath) : undefined;
   const result = (await slot.invoke(budget, async (call) => {
     await call.evaluate(module);
-    return call.loadNamespace(module, env);
+    return call.loadNamespace(module, bound?.env, bound?.buckets);
   })) as GuestResult<ModuleShape>;
   if (!result.ok) throw fromGuestError(result.error);
   return { shape: result.value, producedCache: produced.cachedData };
 }
 
-/** The `env` a version's bindings file gives (vars and secrets as one record of strings). */
-function envOf(path: string): Record<string, string> {
+/** The `env` a version's bindings file gives (vars and secrets as one record of strings) and its bucket binding names. */
+function envOf(path: string): { env: Record<string, string>; buckets: string[] } {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch {
     throw new TributaryError('ERR_INTERNAL', 'the bindings of this function version are missing');
   }
-  const { vars, secrets } = readBindingsText(text);
-  return { ...vars, ...secrets };
+  const { vars, secrets, buckets } = readBindingsText(text);
+  // Only the names cross into the isolate: buckets and prefixes stay on this side.
+  return { env: { ...vars, ...secrets }, buckets: Object.keys(buckets ?? {}) };
 }

@@ -16,7 +16,7 @@
  */
 import ivm from 'isolated-vm';
 import { TributaryError } from '../errors.ts';
-import { MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_HOST_OP_BYTES_PER_INVOCATION, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_SUBREQUEST_BYTES_PER_INVOCATION, MAX_SUBREQUESTS_PER_INVOCATION, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
+import { MAX_BUCKET_BYTES_PER_INVOCATION, MAX_BUCKET_CALLS_PER_INVOCATION, MAX_BATCH_OUTPUT_BYTES, MAX_EMITS_PER_RECORD, MAX_JSON_DEPTH, MAX_HOST_OP_BYTES_PER_INVOCATION, MAX_PENDING_HOST_OPS, MAX_RESPONSE_HEADER_BYTES, MAX_SUBREQUEST_BYTES_PER_INVOCATION, MAX_SUBREQUESTS_PER_INVOCATION, MAX_TIMERS_PER_INVOCATION } from '../limits.ts';
 import { subtleOutcome } from './subtle-crypto.ts';
 import { ZlibStreams } from './compression.ts';
 import { cacheOutcome } from './response-cache.ts';
@@ -66,7 +66,7 @@ export interface GuestCall {
   /** Evaluates a linked module's top level. */
   evaluate(module: ivm.Module): unknown;
   /** Hands a linked module's namespace (and the version's `env` bindings) to the guest dispatcher. */
-  loadNamespace(module: ivm.Module, env?: Record<string, string>): unknown;
+  loadNamespace(module: ivm.Module, env?: Record<string, string>, buckets?: string[]): unknown;
 }
 
 /** The ceilings the guest enforces itself (runtime/limits.ts), handed over at boot. */
@@ -86,6 +86,14 @@ let stateRpc: StateRpc | null = null;
 /** How `env.STATE` in fetch reaches the control plane (host/main.ts sets it; absent in tests without one). */
 export function setStateRpc(rpc: StateRpc): void {
   stateRpc = rpc;
+}
+
+type BucketRpc = (bindingsId: string, binding: unknown, op: unknown, args: unknown, limits: { maxBytes: number; timeoutMs: number }) => Promise<unknown>;
+let bucketRpc: BucketRpc | null = null;
+
+/** How bucket bindings reach the control plane, which holds the S3 credentials (host/main.ts sets it). */
+export function setBucketRpc(rpc: BucketRpc): void {
+  bucketRpc = rpc;
 }
 
 /** V8 code cache for the bootstrap bundle: produced once per host process, by us. */
@@ -118,6 +126,11 @@ export class IsolateSlot implements BindingSink {
   private armed = 0;
   /** The function whose fetch runs now: its `env.STATE` namespace (set by FunctionInstance; null otherwise). */
   stateFunction: string | null = null;
+  /** The bindings file of the version running now, which its bucket bindings name (set by FunctionInstance). */
+  bucketBindingsId: string | null = null;
+  /** Bucket binding calls of the current invocation, and bytes it may still read and write through them. */
+  private bucketCalls = 0;
+  private bucketBytesLeft = MAX_BUCKET_BYTES_PER_INVOCATION;
   /** Receives console output; the owner points it at the current invocation. */
   onLog: (level: LogLevel, line: string) => void = () => {};
 
@@ -211,8 +224,8 @@ export class IsolateSlot implements BindingSink {
           (timeout) => this.guest.loadWasm.apply(undefined, [bytes], { arguments: { copy: true }, result: { copy: true }, timeout })),
       evaluate: (module) =>
         this.enter(invocation, (timeout) => module.evaluateSync({ timeout }), (timeout) => module.evaluate({ timeout })),
-      loadNamespace: (module, env) => {
-        const args = [module.namespace.derefInto(), new ivm.ExternalCopy(env ?? {}).copyInto()];
+      loadNamespace: (module, env, buckets) => {
+        const args = [module.namespace.derefInto(), new ivm.ExternalCopy(env ?? {}).copyInto(), new ivm.ExternalCopy(buckets ?? []).copyInto()];
         return this.enter(invocation, (timeout) => this.guest.load.applySync(undefined, args, { result: { copy: true }, timeout }),
           (timeout) => this.guest.load.apply(undefined, args, { result: { copy: true }, timeout }));
       },
@@ -339,6 +352,8 @@ export class IsolateSlot implements BindingSink {
     this.pendingOpBytes = 0;
     this.subrequests = 0;
     this.subrequestBytesLeft = MAX_SUBREQUEST_BYTES_PER_INVOCATION;
+    this.bucketCalls = 0;
+    this.bucketBytesLeft = MAX_BUCKET_BYTES_PER_INVOCATION;
     this.opsAbort?.abort();
     this.opsAbort = null;
     this.zlibStreams?.close();
@@ -501,7 +516,7 @@ export class IsolateSlot implements BindingSink {
   startOp(id: unknown, kind: unknown, payload: unknown): number {
     const invocation = this.invocation;
     if (invocation === null || invocation.ended || !invocation.hostOps || !Number.isSafeInteger(id)) return 0;
-    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib' && kind !== 'state' && kind !== 'cache') || !Array.isArray(payload) || payload.length !== 2) return 0;
+    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib' && kind !== 'state' && kind !== 'cache' && kind !== 'bucket') || !Array.isArray(payload) || payload.length !== 2) return 0;
     const stateFunction = this.stateFunction;
     if (kind === 'state' && (stateFunction === null || stateRpc === null)) return 0;
     if (kind === 'cache' && stateFunction === null) return 0;
@@ -516,6 +531,7 @@ export class IsolateSlot implements BindingSink {
       : kind === 'zlib' ? (this.zlibStreams ??= new ZlibStreams(this.maxBodyBytes)).run(payload[0], payload[1])
       : kind === 'state' ? stateRpc!(stateFunction!, payload[0], payload[1])
       : kind === 'cache' ? Promise.resolve(cacheOutcome(stateFunction!, payload[0], payload[1]))
+      : kind === 'bucket' ? this.bucketOutcome(invocation, payload[0], payload[1])
       : this.fetchOutcome(payload[0]);
     // Completed on a later turn of the event loop, never re-entrantly inside this call (an
     // operation that settles in microtasks would otherwise enter the isolate before startOp returns).
@@ -528,6 +544,36 @@ export class IsolateSlot implements BindingSink {
       this.completeOp(invocation, id as number, outcome);
     });
     return invocation.id;
+  }
+
+  /**
+   * One bucket binding call (runtime/bucket-calls.ts, on the control plane): counted against the
+   * invocation's calls and bytes here, where both are known — bytes sent before the call, bytes
+   * received after it — and bounded by the invocation's remaining time there.
+   */
+  private async bucketOutcome(invocation: Invocation, binding: unknown, call: unknown): Promise<unknown> {
+    const fail = (name: string, code: string, message: string) => ({ ok: false, error: { name, message: `${code}: ${message}`, code } });
+    const bindingsId = this.bucketBindingsId;
+    if (bindingsId === null || bucketRpc === null) return fail('TypeError', 'ERR_BUCKET_NOT_CONFIGURED', 'this function has no bucket bindings');
+    if (!Array.isArray(call) || call.length !== 2 || !Array.isArray(call[1])) return fail('TypeError', 'ERR_BAD_REQUEST', 'malformed bucket call');
+    if (this.bucketCalls >= MAX_BUCKET_CALLS_PER_INVOCATION) {
+      return fail('RangeError', 'ERR_BUCKET_CALL_LIMIT', `an invocation may make at most ${MAX_BUCKET_CALLS_PER_INVOCATION} bucket binding calls`);
+    }
+    this.bucketCalls++;
+    let sent = 0;
+    for (const arg of call[1] as unknown[]) if (arg instanceof Uint8Array) sent += arg.byteLength;
+    if (sent > this.bucketBytesLeft) return fail('RangeError', 'ERR_TOO_LARGE', `an invocation may read and write at most ${MAX_BUCKET_BYTES_PER_INVOCATION} bytes through bucket bindings`);
+    // What one call may move: a put's value was counted above; a get's body may take what is left.
+    const maxBytes = Math.min(this.maxBodyBytes, sent > 0 ? sent : this.bucketBytesLeft);
+    this.bucketBytesLeft -= sent;
+    const timeoutMs = Math.max(1, invocation.deadline - performance.now());
+    const outcome = (await bucketRpc(bindingsId, binding, call[0], call[1], { maxBytes, timeoutMs })) as {
+      ok?: boolean;
+      value?: { body?: unknown };
+    };
+    const body = outcome?.ok === true ? outcome.value?.body : undefined;
+    if (body instanceof Uint8Array && this.invocation === invocation) this.bucketBytesLeft = Math.max(0, this.bucketBytesLeft - body.byteLength);
+    return outcome;
   }
 
   /** One outbound fetch of the current invocation, as a settled outcome (failures: TypeError with a stable code). */

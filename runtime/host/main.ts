@@ -11,7 +11,7 @@ import type { LogLine } from './function-instance.ts';
 import { IsolatePool } from './isolate-pool.ts';
 import { dropCachedResponses } from './response-cache.ts';
 import { egressPolicy, parseEgressAllow, setEgressPolicy } from './egress.ts';
-import { setStateRpc } from './isolate-slot.ts';
+import { setBucketRpc, setStateRpc } from './isolate-slot.ts';
 
 if (process.env.TRIBUTARY_HOST_CHANNEL_FD !== '3') {
   console.error('runtime/host/main.ts is started by the control plane, not by hand');
@@ -36,6 +36,7 @@ async function handle(request: HostRequest, logs: LogLine[], bytes: number): Pro
       if (request.exceptKey === undefined) dropCachedResponses(request.name);
       return { value: null, coldStart: false };
     case 'stateReply':
+    case 'bucketReply':
       // Handled in receive(), never queued.
       return { value: null, coldStart: false };
     case 'unloadTag':
@@ -74,7 +75,24 @@ setStateRpc((fn, op, args) => {
   });
 });
 
+/** Bucket binding calls waiting for the control plane's bucketReply. */
+const bucketWaiters = new Map<number, (result: unknown) => void>();
+setBucketRpc((bindingsId, binding, op, args, limits) => {
+  if (channel.isClosed) return Promise.resolve({ ok: false, error: { name: 'TypeError', message: 'ERR_S3_UNAVAILABLE: the control plane is gone', code: 'ERR_S3_UNAVAILABLE' } });
+  const id = nextStateId++;
+  return new Promise((resolve) => {
+    bucketWaiters.set(id, resolve);
+    channel.send({ bucketCall: true, id, bindingsId, binding, op, args, limits });
+  });
+});
+
 function receive(request: HostRequest, bytes: number): void {
+  if (request.op === 'bucketReply') {
+    const waiter = bucketWaiters.get(request.id);
+    bucketWaiters.delete(request.id);
+    waiter?.(request.result);
+    return;
+  }
   if (request.op === 'stateReply') {
     const waiter = stateWaiters.get(request.id);
     stateWaiters.delete(request.id);
