@@ -1,0 +1,225 @@
+/**
+ * A host's HTTP plane: the client connections the control plane accepted and handed to this host
+ * (over the Node IPC channel, as Node's cluster round-robin does) are served here by node:http.
+ * An invoke of a function in the routing table runs on this host's FunctionLanes and its
+ * response is written to the socket: no control-plane hop. Anything else on the connection — the
+ * management API, /metrics, the console, a name this host does not know — is proxied, streaming
+ * both ways, to the control plane's internal listener (a unix socket), so every route works on
+ * every connection.
+ *
+ * The invoke semantics are api/invoke-semantics.ts, the body reader api/body.ts and the error
+ * rendering api/errors.ts: the same code the control plane's invoke route runs. Metrics and
+ * console lines go to the control plane as aggregated deltas (runtime/invoke-telemetry.ts).
+ * Nothing a tenant or client controls can throw out of a handler here: every path ends in a
+ * rendered error or a destroyed socket.
+ */
+import { Agent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { BodyBudget, nodeBodySource, readChunks, type BodyLimits } from '../../api/body.ts';
+import { renderError } from '../../api/errors.ts';
+import { httpServerOptions } from '../../api/http-options.ts';
+import { checkResponseHead, invokeTarget, isForwarded, NO_BODY_METHODS, tokenMatcher, wireRequest, type TokenMatcher } from '../../api/invoke-semantics.ts';
+import { TributaryError } from '../errors.ts';
+import type { FunctionSpec } from '../function-spec.ts';
+import type { WireResponse } from '../guest/wire.ts';
+import type { HttpPlaneConfig, InvokeRoute } from '../host-protocol.ts';
+import type { TelemetryTally } from '../invoke-telemetry.ts';
+import type { LogLine } from './function-instance.ts';
+import type { IsolatePool } from './isolate-pool.ts';
+
+/** Client connections one host holds at once; Node closes further ones at once. */
+const MAX_CONNECTIONS = 16_384;
+/** Sockets to the control plane's internal listener (proxied requests beyond wait in the agent's queue). */
+const MAX_PROXY_SOCKETS = 256;
+/** A Host header we put in a URL as is; anything else goes to the control plane, which judges it. */
+const PLAIN_HOST = /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+/** Request headers that describe the client's connection, not the request: not sent upstream. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect']);
+
+export interface HttpPlaneOptions {
+  pool: IsolatePool;
+  telemetry: TelemetryTally;
+}
+
+export class HttpPlane {
+  private readonly pool: IsolatePool;
+  private readonly telemetry: TelemetryTally;
+  private readonly routes = new Map<string, FunctionSpec>();
+  private server: Server | null = null;
+  private agent: Agent | null = null;
+  private config: HttpPlaneConfig | null = null;
+  private body: BodyLimits | null = null;
+  private token: TokenMatcher | null = null;
+  private open = 0;
+
+  constructor(options: HttpPlaneOptions) {
+    this.pool = options.pool;
+    this.telemetry = options.telemetry;
+  }
+
+  /** Client connections open now (reported in the heartbeat: the control plane's routing policy). */
+  get connections(): number {
+    return this.open;
+  }
+
+  configure(config: HttpPlaneConfig): void {
+    this.config = config;
+    this.token = tokenMatcher(config.token);
+    this.body = { maxBytes: config.maxBodyBytes, timeoutMs: config.bodyReadTimeoutMs, budget: new BodyBudget(config.maxInflightBodyBytes) };
+    if (this.server) return;
+    this.agent = new Agent({ keepAlive: true, maxSockets: MAX_PROXY_SOCKETS, maxFreeSockets: 32 });
+    const server = createServer({ ...httpServerOptions(config.bodyReadTimeoutMs) }, (req, res) => this.onRequest(req, res));
+    server.maxConnections = MAX_CONNECTIONS;
+    server.on('connection', (socket: Socket) => {
+      this.open++;
+      socket.once('close', () => this.open--);
+    });
+    // A malformed request (header flood, bad framing): Node's default answer, then the socket goes.
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+      if (socket.writable && !socket.writableEnded) {
+        const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      }
+      socket.destroy();
+    });
+    this.server = server;
+  }
+
+  setRoutes(replace: boolean, routes: InvokeRoute[]): void {
+    if (replace) this.routes.clear();
+    for (const [name, spec] of routes) {
+      if (spec === null) this.routes.delete(name);
+      else this.routes.set(name, spec);
+    }
+  }
+
+  /** Takes a connection the control plane handed over. */
+  accept(socket: Socket): void {
+    const server = this.server;
+    if (server === null || this.open >= MAX_CONNECTIONS) return void socket.destroy();
+    socket.on('error', () => {});
+    server.emit('connection', socket);
+    socket.resume();
+  }
+
+  /** Stops taking requests; resolves when the open ones ended or after `graceMs`. */
+  close(graceMs: number): Promise<void> {
+    const server = this.server;
+    if (server === null) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.closeAllConnections();
+        resolve();
+      }, graceMs);
+      server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      server.closeIdleConnections();
+    });
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const spec = this.route(req);
+    if (spec === null) return this.proxy(req, res);
+    this.invoke(spec.spec, spec.url, spec.name, spec.rest, req, res).catch((error: unknown) => this.fail(res, error));
+  }
+
+  /** The route of an invoke this host serves, or null (proxied). */
+  private route(req: IncomingMessage): { spec: FunctionSpec; url: URL; name: string; rest: string } | null {
+    const path = req.url;
+    const host = req.headers.host;
+    if (path === undefined || path[0] !== '/' || host === undefined || !PLAIN_HOST.test(host)) return null;
+    let url: URL;
+    try {
+      url = new URL(`http://${host}${path}`);
+    } catch {
+      return null;
+    }
+    const target = invokeTarget(url.pathname);
+    const spec = target === null ? undefined : this.routes.get(target.name);
+    return spec === undefined ? null : { spec, url, name: target!.name, rest: target!.rest };
+  }
+
+  private async invoke(spec: FunctionSpec, url: URL, name: string, rest: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const method = req.method ?? 'GET';
+    const headers: [string, string][] = [];
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) {
+      const key = raw[i].toLowerCase();
+      if (isForwarded(key, raw[i + 1], this.token)) headers.push([key, raw[i + 1]]);
+    }
+    const limits = this.body!;
+    const body = NO_BODY_METHODS.has(method) ? null : await readChunks(nodeBodySource(req), req.headers['content-length'] ?? null, limits);
+    const wire = wireRequest(method, url.origin, { name, rest }, url.search, headers, body);
+    const logs: LogLine[] = [];
+    let outcome = 'ok';
+    let coldStart = false;
+    try {
+      const ran = await this.pool.track(this.pool.run(spec, 'fetch', wire, logs, body?.byteLength ?? 0));
+      coldStart = ran.coldStart;
+      this.respond(res, ran.value);
+    } catch (error) {
+      outcome = error instanceof TributaryError ? error.code : 'ERR_INTERNAL';
+      this.fail(res, error);
+    } finally {
+      this.telemetry.record(spec.name, spec.version, outcome, (performance.now() - started) / 1000, coldStart, logs);
+    }
+  }
+
+  /** A buffered response: head re-checked, the platform's own Content-Length. */
+  private respond(res: ServerResponse, wire: WireResponse): void {
+    const head = checkResponseHead(wire, this.config!.maxResponseHeaderBytes);
+    const flat: string[] = [];
+    for (const [key, value] of head.headers) flat.push(key, value);
+    const body = head.nullBody || wire.body === null ? null : wire.body;
+    if (!head.nullBody) flat.push('content-length', String(body?.byteLength ?? 0));
+    if (res.destroyed) return;
+    res.writeHead(head.status, head.statusText, flat);
+    res.end(body);
+  }
+
+  /** Renders a failure as the control plane would; once the head is out, the response is cut instead. */
+  private fail(res: ServerResponse, error: unknown): void {
+    if (res.destroyed) return;
+    if (res.headersSent) return void res.destroy();
+    try {
+      const rendered = renderError(error);
+      const text = JSON.stringify(rendered.body);
+      res.writeHead(rendered.status, { ...rendered.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    } catch {
+      res.destroy();
+    }
+  }
+
+  /** Pipes a request to the control plane's internal listener and its answer back, chunk by chunk. */
+  private proxy(req: IncomingMessage, res: ServerResponse): void {
+    const config = this.config!;
+    const headers: string[] = [];
+    const raw = req.rawHeaders;
+    for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP.has(raw[i].toLowerCase())) headers.push(raw[i], raw[i + 1]);
+    const upstream = httpRequest({ socketPath: config.controlSocket, method: req.method, path: req.url, headers, agent: this.agent!, setHost: false });
+    upstream.on('response', (answer) => {
+      const back: string[] = [];
+      const rawBack = answer.rawHeaders;
+      for (let i = 0; i < rawBack.length; i += 2) if (!HOP_BY_HOP.has(rawBack[i].toLowerCase())) back.push(rawBack[i], rawBack[i + 1]);
+      if (res.destroyed) return void answer.destroy();
+      try {
+        res.writeHead(answer.statusCode ?? 502, answer.statusMessage, back);
+      } catch (error) {
+        answer.destroy();
+        return this.fail(res, error);
+      }
+      answer.pipe(res);
+      answer.on('error', () => res.destroy());
+    });
+    upstream.on('error', () => this.fail(res, new TributaryError('ERR_UNAVAILABLE', 'the control plane did not answer')));
+    res.on('close', () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    req.on('error', () => upstream.destroy());
+    req.pipe(upstream);
+  }
+}
