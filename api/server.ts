@@ -53,8 +53,10 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const bodyReadTimeoutMs = options.bodyReadTimeoutMs ?? BODY_READ_TIMEOUT_MS;
   const app = createAdaptorServer({ fetch: platform.app.fetch, serverOptions: httpServerOptions(bodyReadTimeoutMs) }) as Server;
   const handOver = options.dataPlane !== 'control-plane';
+  const served = { host: platform.metrics.connections.labels({ served_by: 'host' }), controlPlane: platform.metrics.connections.labels({ served_by: 'control-plane' }) };
   const front = createServer({ pauseOnConnect: true }, (socket: Socket) => {
-    if (handOver && platform.supervisor.handOver(socket)) return;
+    if (handOver && platform.supervisor.handOver(socket)) return served.host.inc();
+    served.controlPlane.inc();
     app.emit('connection', socket);
     socket.resume();
   });

@@ -44,6 +44,13 @@ export class RuntimeMetrics {
     registers: [this.registry],
   });
 
+  readonly connections = new Counter({
+    name: 'tributary_connections_total',
+    help: 'Client connections accepted on the public port, by who served them: a host (handed over) or the control plane (no host could take it)',
+    labelNames: ['served_by'] as const,
+    registers: [this.registry],
+  });
+
   readonly controlPlaneErrors = new Counter({
     name: 'tributary_control_plane_errors_total',
     help: 'Errors caught in control-plane timers, intervals and event handlers (the loop went on), by where they happened',

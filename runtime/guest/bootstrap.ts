@@ -62,6 +62,7 @@ export function install(host: HostRefs, options: InstallOptions) {
     maxJsonDepth: options.maxJsonDepth,
     env,
     fetchState: createFetchState(ops),
+    respond: { head: (head) => ops.run('respond', [head, null]), write: (bytes) => ops.run('write', [bytes, null]) },
   });
 
   function loadWasm(bytes: Uint8Array): GuestResult<ModuleShape> {

@@ -18,7 +18,7 @@ import type { Socket } from 'node:net';
 import { BodyBudget, nodeBodySource, readChunks, type BodyLimits } from '../../api/body.ts';
 import { renderError } from '../../api/errors.ts';
 import { httpServerOptions } from '../../api/http-options.ts';
-import { checkResponseHead, invokeTarget, isForwarded, NO_BODY_METHODS, tokenMatcher, wireRequest, type TokenMatcher } from '../../api/invoke-semantics.ts';
+import { checkResponseHead, invokeTarget, isForwarded, NO_BODY_METHODS, tokenMatcher, wireRequest, type ResponseHead, type TokenMatcher } from '../../api/invoke-semantics.ts';
 import { TributaryError } from '../errors.ts';
 import type { FunctionSpec } from '../function-spec.ts';
 import type { WireResponse } from '../guest/wire.ts';
@@ -26,6 +26,7 @@ import type { HttpPlaneConfig, InvokeRoute } from '../host-protocol.ts';
 import type { TelemetryTally } from '../invoke-telemetry.ts';
 import type { LogLine } from './function-instance.ts';
 import type { IsolatePool } from './isolate-pool.ts';
+import type { ResponseSink } from './isolate-slot.ts';
 
 /** Client connections one host holds at once; Node closes further ones at once. */
 const MAX_CONNECTIONS = 16_384;
@@ -153,16 +154,21 @@ export class HttpPlane {
     const limits = this.body!;
     const body = NO_BODY_METHODS.has(method) ? null : await readChunks(nodeBodySource(req), req.headers['content-length'] ?? null, limits);
     const wire = wireRequest(method, url.origin, { name, rest }, url.search, headers, body);
+    wire.stream = true;
+    const sink = new StreamedResponse(res, this.config!.maxResponseHeaderBytes, this.config!.maxBodyBytes);
     const logs: LogLine[] = [];
     let outcome = 'ok';
     let coldStart = false;
     try {
-      const ran = await this.pool.track(this.pool.run(spec, 'fetch', wire, logs, body?.byteLength ?? 0));
+      const ran = await this.pool.track(this.pool.run(spec, 'fetch', wire, logs, body?.byteLength ?? 0, sink));
       coldStart = ran.coldStart;
-      this.respond(res, ran.value);
+      if (ran.value.streamed === true && sink.committed) sink.end();
+      else this.respond(res, ran.value);
     } catch (error) {
-      outcome = error instanceof TributaryError ? error.code : 'ERR_INTERNAL';
-      this.fail(res, error);
+      // What the sink refused (a bad head, a client gone) says more than the guest's echo of it.
+      const failure = sink.failure ?? error;
+      outcome = failure instanceof TributaryError ? failure.code : 'ERR_INTERNAL';
+      this.fail(res, failure);
     } finally {
       this.telemetry.record(spec.name, spec.version, outcome, (performance.now() - started) / 1000, coldStart, logs);
     }
@@ -221,5 +227,88 @@ export class HttpPlane {
     });
     req.on('error', () => upstream.destroy());
     req.pipe(upstream);
+  }
+}
+
+/**
+ * A response streamed as the function produces it: the head once checked (chunked framing, set by
+ * Node, never by the function), then each chunk, the next one asked for only once the socket took
+ * this one (backpressure down to the stream's `pull`). Bounded by the response body limit; a
+ * client that goes away fails the pending or next write, which cancels the function's stream.
+ */
+class StreamedResponse implements ResponseSink {
+  private readonly res: ServerResponse;
+  private readonly maxHeaderBytes: number;
+  private readonly maxBodyBytes: number;
+  private head: ResponseHead | null = null;
+  private bytes = 0;
+  private gone = false;
+  private waiting: ((failure: string | null) => void) | null = null;
+  committed = false;
+  /** Why the sink refused (the call fails with it rather than with the guest's echo). */
+  failure: TributaryError | null = null;
+
+  constructor(res: ServerResponse, maxHeaderBytes: number, maxBodyBytes: number) {
+    this.res = res;
+    this.maxHeaderBytes = maxHeaderBytes;
+    this.maxBodyBytes = maxBodyBytes;
+    res.once('close', () => {
+      this.gone = true;
+      this.wake('the client disconnected');
+    });
+    res.on('drain', () => this.wake(null));
+  }
+
+  check(head: unknown): string | null {
+    try {
+      this.head = checkResponseHead(head as WireResponse, this.maxHeaderBytes);
+      return null;
+    } catch (error) {
+      this.failure = error instanceof TributaryError ? error : new TributaryError('ERR_FN_BAD_RESPONSE', 'function returned a malformed response head');
+      return this.failure.message;
+    }
+  }
+
+  commit(): void {
+    const head = this.head!;
+    this.committed = true;
+    if (this.res.destroyed) return;
+    const flat: string[] = [];
+    for (const [key, value] of head.headers) flat.push(key, value);
+    this.res.writeHead(head.status, head.statusText, flat);
+    // The head now, not with the first chunk: an event stream's client learns at once that it is open.
+    this.res.flushHeaders();
+    if (head.nullBody) this.res.end();
+  }
+
+  write(bytes: unknown): Promise<string | null> {
+    if (this.gone || this.res.destroyed) {
+      this.clientGone();
+      return Promise.resolve('the client disconnected');
+    }
+    if (!(bytes instanceof Uint8Array)) return Promise.resolve('a response chunk must be bytes');
+    this.bytes += bytes.byteLength;
+    if (this.bytes > this.maxBodyBytes) {
+      this.failure = new TributaryError('ERR_FN_BAD_RESPONSE', `response body exceeds ${this.maxBodyBytes} bytes`);
+      return Promise.resolve(this.failure.message);
+    }
+    if (this.head?.nullBody || this.res.writableEnded) return Promise.resolve(null);
+    if (this.res.write(bytes)) return Promise.resolve(null);
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  end(): void {
+    if (!this.res.destroyed && !this.res.writableEnded) this.res.end();
+  }
+
+  private clientGone(): void {
+    this.failure ??= new TributaryError('ERR_BAD_REQUEST', 'the client disconnected during the streamed response');
+  }
+
+  private wake(failure: string | null): void {
+    if (failure !== null) this.clientGone();
+    const waiting = this.waiting;
+    this.waiting = null;
+    waiting?.(failure);
   }
 }
