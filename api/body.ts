@@ -9,6 +9,7 @@
  * @example
  *   const bytes = await readBody(c.req.raw, { maxBytes: MAX_BODY_BYTES, timeoutMs: BODY_READ_TIMEOUT_MS });
  */
+import type { Readable } from 'node:stream';
 import { TributaryError } from '../runtime/errors.ts';
 
 export interface BodyLimits {
@@ -66,10 +67,13 @@ export interface BodySource {
   cancel(): void;
 }
 
-/** A Node request (IncomingMessage) as a BodySource. */
-export function nodeBodySource(stream: AsyncIterable<Uint8Array> & { destroy(): void }): BodySource {
-  const iterator = stream[Symbol.asyncIterator]();
-  return { next: () => iterator.next(), cancel: () => stream.destroy() };
+/**
+ * A Node request (IncomingMessage) as a BodySource. Cancelling stops reading without destroying
+ * the socket: the error answer (413, 408) must still reach the client, on a connection then closed.
+ */
+export function nodeBodySource(stream: Readable): BodySource {
+  const iterator = stream.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array>;
+  return { next: () => iterator.next(), cancel: () => void iterator.return?.()?.catch(() => {}) };
 }
 
 /**

@@ -61,31 +61,32 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
     socket.resume();
   });
   const controlSocket = internalSocketPath(platform.dataDir);
+  const token = options.token ?? process.env.TRIBUTARY_TOKEN;
+  const config: HttpPlaneConfig = {
+    controlSocket,
+    ...(token ? { token: fingerprintToken(token) } : {}),
+    maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES,
+    bodyReadTimeoutMs,
+    maxInflightBodyBytes: Math.floor((options.maxInflightBodyBytes ?? MAX_INFLIGHT_BODY_BYTES) / platform.supervisor.size),
+    maxResponseHeaderBytes: MAX_RESPONSE_HEADER_BYTES,
+  };
+  const { supervisor, functions } = platform;
   try {
-    await listen(front, () => front.listen(options.port ?? 8787, hostname));
     rmSync(controlSocket, { force: true }); // a previous run that was killed left it
     await listen(app, () => app.listen(controlSocket));
+    if (handOver) {
+      await supervisor.serveConnections(async (index) => {
+        await supervisor.callHost(index, { op: 'plane', config });
+        await supervisor.callHost(index, { op: 'routes', replace: true, routes: functions.routeTable() });
+      });
+    }
+    // The public port opens last: its first connection already finds hosts that can take it.
+    await listen(front, () => front.listen(options.port ?? 8787, hostname));
   } catch (error) {
     front.close();
     app.close();
     await platform.close();
     throw error;
-  }
-  if (handOver) {
-    const token = options.token ?? process.env.TRIBUTARY_TOKEN;
-    const config: HttpPlaneConfig = {
-      controlSocket,
-      ...(token ? { token: fingerprintToken(token) } : {}),
-      maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES,
-      bodyReadTimeoutMs,
-      maxInflightBodyBytes: Math.floor((options.maxInflightBodyBytes ?? MAX_INFLIGHT_BODY_BYTES) / platform.supervisor.size),
-      maxResponseHeaderBytes: MAX_RESPONSE_HEADER_BYTES,
-    };
-    const { supervisor, functions } = platform;
-    await supervisor.serveConnections(async (index) => {
-      await supervisor.callHost(index, { op: 'plane', config });
-      await supervisor.callHost(index, { op: 'routes', replace: true, routes: functions.routeTable() });
-    });
   }
   const { port } = front.address() as AddressInfo;
   return {

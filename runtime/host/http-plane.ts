@@ -34,6 +34,8 @@ const MAX_CONNECTIONS = 16_384;
 const MAX_PROXY_SOCKETS = 256;
 /** A Host header we put in a URL as is; anything else goes to the control plane, which judges it. */
 const PLAIN_HOST = /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+/** Bodies up to this size are written together with the response head. */
+const JOIN_BODY_BELOW_BYTES = 16 * 1024;
 /** Request headers that describe the client's connection, not the request: not sent upstream. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'expect']);
 
@@ -83,6 +85,9 @@ export class HttpPlane {
       }
       socket.destroy();
     });
+    // This server never listens (its connections arrive over IPC), but Node arms the checks of
+    // headersTimeout and requestTimeout on 'listening': without them a stalled client would pin its connection.
+    server.emit('listening');
     this.server = server;
   }
 
@@ -123,7 +128,11 @@ export class HttpPlane {
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const spec = this.route(req);
     if (spec === null) return this.proxy(req, res);
-    this.invoke(spec.spec, spec.url, spec.name, spec.rest, req, res).catch((error: unknown) => this.fail(res, error));
+    this.invoke(spec.spec, spec.url, spec.name, spec.rest, req, res).catch((error: unknown) => {
+      // The body was refused or cut short: answer, then close (what is left of it is not read).
+      if (!req.complete) res.shouldKeepAlive = false;
+      this.fail(res, error);
+    });
   }
 
   /** The route of an invoke this host serves, or null (proxied). */
@@ -183,7 +192,10 @@ export class HttpPlane {
     if (!head.nullBody) flat.push('content-length', String(body?.byteLength ?? 0));
     if (res.destroyed) return;
     res.writeHead(head.status, head.statusText, flat);
-    res.end(body);
+    // A small body as a latin1 string leaves with the head in one write (Node joins string data to
+    // the head); bytes would take a writev of two buffers.
+    if (body !== null && body.byteLength <= JOIN_BODY_BELOW_BYTES) res.end(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('latin1'), 'latin1');
+    else res.end(body);
   }
 
   /** Renders a failure as the control plane would; once the head is out, the response is cut instead. */
@@ -226,6 +238,9 @@ export class HttpPlane {
       if (!res.writableFinished) upstream.destroy();
     });
     req.on('error', () => upstream.destroy());
+    // The head goes upstream now, not with the first body byte: the control plane answers 401, 404
+    // or 413 from the head alone, without waiting for a body nobody wants.
+    upstream.flushHeaders();
     req.pipe(upstream);
   }
 }
@@ -252,11 +267,6 @@ class StreamedResponse implements ResponseSink {
     this.res = res;
     this.maxHeaderBytes = maxHeaderBytes;
     this.maxBodyBytes = maxBodyBytes;
-    res.once('close', () => {
-      this.gone = true;
-      this.wake('the client disconnected');
-    });
-    res.on('drain', () => this.wake(null));
   }
 
   check(head: unknown): string | null {
@@ -272,6 +282,12 @@ class StreamedResponse implements ResponseSink {
   commit(): void {
     const head = this.head!;
     this.committed = true;
+    // Listeners only now: a buffered response (most calls) never pays for them.
+    this.res.once('close', () => {
+      this.gone = true;
+      this.wake('the client disconnected');
+    });
+    this.res.on('drain', () => this.wake(null));
     if (this.res.destroyed) return;
     const flat: string[] = [];
     for (const [key, value] of head.headers) flat.push(key, value);
