@@ -54,7 +54,8 @@ export async function startServer(options: ServerOptions = {}): Promise<RunningS
   const app = createAdaptorServer({ fetch: platform.app.fetch, serverOptions: httpServerOptions(bodyReadTimeoutMs) }) as Server;
   const handOver = options.dataPlane !== 'control-plane';
   const served = { host: platform.metrics.connections.labels({ served_by: 'host' }), controlPlane: platform.metrics.connections.labels({ served_by: 'control-plane' }) };
-  const front = createServer({ pauseOnConnect: true }, (socket: Socket) => {
+  // noDelay as node:http sets it on its own sockets (this option lives on the socket: it survives the hand-over).
+  const front = createServer({ pauseOnConnect: true, noDelay: true }, (socket: Socket) => {
     if (handOver && platform.supervisor.handOver(socket)) return served.host.inc();
     served.controlPlane.inc();
     app.emit('connection', socket);

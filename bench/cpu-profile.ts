@@ -62,5 +62,5 @@ for (const file of files) {
   const busyUs = totalUs - (hops.get('idle') ?? 0);
   console.log(`\n${file}: ${round(totalUs / 1e6, 2)} s profiled, ${round(busyUs / 1e6, 2)} s busy`);
   printTable('self time by hop (share of busy time)', [...hops].filter(([h]) => h !== 'idle').sort((a, b) => b[1] - a[1]).map(([hop, us]) => ({ hop, 'ms': round(us / 1000, 0), '%': round((100 * us) / busyUs, 1) })));
-  printTable(`top ${top} functions by self time`, [...fns].sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, us]) => ({ function: fn.slice(0, 110), ms: round(us / 1000, 0), '%': round((100 * us) / busyUs, 1) })));
+  printTable(`top ${top} functions by self time`, [...fns].filter(([fn]) => !fn.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, top).map(([fn, us]) => ({ function: fn.slice(0, 110), ms: round(us / 1000, 0), '%': round((100 * us) / busyUs, 1) })));
 }
