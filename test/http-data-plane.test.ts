@@ -188,6 +188,38 @@ describe('hosts serve invokes on handed-over connections', () => {
     }
   });
 
+  it('a host killed with -9 fails only the calls in flight on it; the other host serves on and the killed one returns', async () => {
+    hold.reset();
+    // One function per call: each has a lane of its own, so every call reaches the hold server wherever it runs.
+    const names = Array.from({ length: 6 }, (_, i) => `held-${i}`);
+    for (const name of names) await put(server, name, `export default { async fetch() { return new Response(await (await fetch('${holdUrl}/hold')).text()); } };`, '?timeoutMs=20000');
+    const calls: Array<Promise<{ status: number; text: string }>> = [];
+    for (const name of names) {
+      calls.push(fetch(`${server.url}/v1/invoke/${name}`, { headers: { connection: 'close' } }).then(
+        async (res) => ({ status: res.status, text: await res.text() }),
+        () => ({ status: 0, text: 'connection failed' }),
+      ));
+      // One at a time: each new connection goes to the host with fewer open ones.
+      await waitFor(() => hold.held.length === calls.length, 15_000, `call ${calls.length} in flight`);
+    }
+    const killed = server.platform.supervisor.pids()[0];
+    server.platform.supervisor.kill(0);
+    await waitFor(() => {
+      const pid = server.platform.supervisor.pids()[0];
+      return pid !== null && pid !== killed;
+    }, 20_000, 'host 0 to restart');
+    hold.release();
+    const results = await Promise.all(calls);
+    const ok = results.filter((r) => r.status === 200 && r.text === 'released');
+    const failed = results.filter((r) => r.status !== 200);
+    expect(ok.length + failed.length).toBe(6);
+    expect(ok.length).toBeGreaterThan(0);
+    expect(failed.length).toBeGreaterThan(0);
+    // Served again on both hosts once the restarted one has the routing table.
+    const after = await Promise.all(names.map(async (name) => (await fetch(`${server.url}/v1/invoke/${name}`, { headers: { connection: 'close' } })).text()));
+    expect(after).toEqual(Array(6).fill('released'));
+  });
+
   it('a streamed response reaches the client chunk by chunk, framed by the platform only', async () => {
     hold.reset();
     // The stream ends only after the function's fetch returns, which the test allows only once it has the first chunk:
@@ -305,33 +337,6 @@ describe('hosts serve invokes on handed-over connections', () => {
     expect(answers).toEqual(Array.from({ length: 200 }, (_, i) => `?i=${i}`));
   });
 
-  it('a host killed with -9 fails only the calls in flight on it; the other host serves on and the killed one returns', async () => {
-    hold.reset();
-    await put(server, 'held', `export default { async fetch() { return new Response(await (await fetch('${holdUrl}/hold')).text()); } };`, '?timeoutMs=20000');
-    const calls = Array.from({ length: 6 }, () =>
-      fetch(`${server.url}/v1/invoke/held`, { headers: { connection: 'close' } }).then(
-        async (res) => ({ status: res.status, text: await res.text() }),
-        () => ({ status: 0, text: 'connection failed' }),
-      ),
-    );
-    await waitFor(() => hold.held.length === 6, 15_000, 'six calls in flight');
-    const killed = server.platform.supervisor.pids()[0];
-    server.platform.supervisor.kill(0);
-    await waitFor(() => {
-      const pid = server.platform.supervisor.pids()[0];
-      return pid !== null && pid !== killed;
-    }, 20_000, 'host 0 to restart');
-    hold.release();
-    const results = await Promise.all(calls);
-    const ok = results.filter((r) => r.status === 200 && r.text === 'released');
-    const failed = results.filter((r) => r.status !== 200);
-    expect(ok.length + failed.length).toBe(6);
-    expect(ok.length).toBeGreaterThan(0);
-    expect(failed.length).toBeGreaterThan(0);
-    // Served again on both hosts once the restarted one has the routing table.
-    const after = await Promise.all(Array.from({ length: 6 }, async () => (await fetch(`${server.url}/v1/invoke/held`, { headers: { connection: 'close' } })).text()));
-    expect(after).toEqual(Array(6).fill('released'));
-  });
 });
 
 describe('with a management token', () => {
