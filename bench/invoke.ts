@@ -2,14 +2,15 @@
  * Invoke throughput and latency: a trivial function (`new Response('ok')`) on Tributary against
  * a bare hono handler (bench/bare-hono.ts, one process) and workerd (Cloudflare's runtime, from
  * the npm package, bench/workerd/hello.capnp), all in the same run, with the same load generator
- * (autocannon, in its own process), connections and duration. Each target is first driven flat
- * out (its peak), then at half its peak rate, where its p99 is read.
+ * (autocannon, in its own process), connections and duration. Each target is driven flat out in
+ * BENCH_ROUNDS interleaved rounds (its peak: the median), then at half its peak rate, where its
+ * p99 is read.
  *
  * Targets (issue 11): Tributary ≥ 1.0x workerd and ≥ 0.5x bare hono requests/s; p99 ≤ 5 ms at
  * half the peak rate. BENCH_CONTROL_PLANE=1 adds Tributary with every request served by the
  * control plane (the path used while no host is live: invokes cross the host channel).
  *
- *   BENCH_DURATION_S=10 BENCH_CONNECTIONS=32 npm run bench:invoke
+ *   BENCH_DURATION_S=10 BENCH_CONNECTIONS=32 BENCH_ROUNDS=3 npm run bench:invoke
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -23,6 +24,8 @@ import { printJson, printTable, round } from './report.ts';
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
 const WITH_CONTROL_PLANE = process.env.BENCH_CONTROL_PLANE === '1';
+/** Peak runs per target, interleaved across targets; the median counts. */
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 const AUTOCANNON = fileURLToPath(new URL('../node_modules/autocannon/autocannon.js', import.meta.url));
 const WORKERD = fileURLToPath(new URL('../node_modules/@cloudflare/workerd-linux-64/bin/workerd', import.meta.url));
 const WORKERD_CONFIG = fileURLToPath(new URL('./workerd/hello.capnp', import.meta.url));
@@ -118,29 +121,40 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Peak, then half the peak rate; one target at a time, nothing else running. */
-async function measure(start: () => Promise<Target>) {
-  const target = await start();
+/**
+ * Every target is started first (idle ones cost nothing), then driven in rounds — each round runs
+ * every target once, in turn — so a change in the machine's load hits all of them alike; a
+ * target's peak is its median round. Then each runs once at half its peak rate.
+ */
+async function measureAll(starts: Array<() => Promise<Target>>) {
+  const targets: Target[] = [];
   try {
-    await load(target.url).catch(() => null); // warm-up is not counted: a short JIT pass
-    const peak = await load(target.url);
-    const half = await load(target.url, peak.requestsPerSec / 2);
-    return { name: target.name, peak, half };
+    for (const start of starts) targets.push(await start());
+    for (const target of targets) await load(target.url).catch(() => null); // warm-up (JIT), not counted
+    const rounds: LoadResult[][] = targets.map(() => []);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let i = 0; i < targets.length; i++) rounds[i].push(await load(targets[i].url));
+    }
+    const results = [];
+    for (let i = 0; i < targets.length; i++) {
+      const sorted = [...rounds[i]].sort((a, b) => a.requestsPerSec - b.requestsPerSec);
+      const peak = sorted[Math.floor(sorted.length / 2)];
+      const half = await load(targets[i].url, peak.requestsPerSec / 2);
+      results.push({ name: targets[i].name, peak, half, rounds: rounds[i].map((r) => round(r.requestsPerSec, 0)) });
+    }
+    return results;
   } finally {
-    await target.stop();
+    for (const target of targets) await target.stop();
   }
 }
 
-const hono = await measure(bareHono);
-const cloudflare = await measure(workerd);
-const platform = await measure(() => tributary('hosts'));
-const viaControlPlane = WITH_CONTROL_PLANE ? await measure(() => tributary('control-plane')) : null;
-
+const [hono, cloudflare, platform, viaControlPlane = null] = await measureAll([bareHono, workerd, () => tributary('hosts'), ...(WITH_CONTROL_PLANE ? [() => tributary('control-plane')] : [])]);
 const results = [hono, cloudflare, platform, ...(viaControlPlane ? [viaControlPlane] : [])];
 const errorsOf = (r: LoadResult) => r.errors + r.non2xx;
 printTable(`Invoke, ${CONNECTIONS} connections × ${DURATION_S} s per run (targets: ≥ 1.0x workerd, ≥ 0.5x bare hono, p99 ≤ 5 ms at half peak)`, results.map((r) => ({
   target: r.name,
   'peak req/s': round(r.peak.requestsPerSec, 0),
+  rounds: r.rounds.join(' '),
   'p50 ms': r.peak.p50,
   'p99 ms': r.peak.p99,
   'half-peak req/s': round(r.half.requestsPerSec, 0),
@@ -153,4 +167,4 @@ const vsHono = round(platform.peak.requestsPerSec / hono.peak.requestsPerSec);
 const verdict = { vsWorkerd: vsWorkerd >= 1, vsHono: vsHono >= 0.5, p99AtHalfPeak: platform.half.p99 <= 5 };
 console.log(`\ntributary/workerd = ${vsWorkerd} (≥ 1.0: ${verdict.vsWorkerd ? 'met' : 'NOT met'}), tributary/bare hono = ${vsHono} (≥ 0.5: ${verdict.vsHono ? 'met' : 'NOT met'}), p99 at half peak = ${platform.half.p99} ms (≤ 5: ${verdict.p99AtHalfPeak ? 'met' : 'NOT met'})`);
 if (viaControlPlane) console.log(`hosts serving vs control plane serving: ${round(platform.peak.requestsPerSec / viaControlPlane.peak.requestsPerSec)}x`);
-printJson('invoke', { connections: CONNECTIONS, durationS: DURATION_S, results, ratios: { vsWorkerd, vsHono }, targetsMet: verdict });
+printJson('invoke', { connections: CONNECTIONS, durationS: DURATION_S, rounds: ROUNDS, results, ratios: { vsWorkerd, vsHono }, targetsMet: verdict });
