@@ -127,7 +127,13 @@ export class HttpPlane {
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const spec = this.route(req);
-    if (spec === null) return this.proxy(req, res);
+    if (spec === null) {
+      try {
+        return this.proxy(req, res);
+      } catch (error) {
+        return this.fail(res, error);
+      }
+    }
     this.invoke(spec.spec, spec.url, spec.name, spec.rest, req, res).catch((error: unknown) => {
       // The body was refused or cut short: answer, then close (what is left of it is not read).
       if (!req.complete) res.shouldKeepAlive = false;
@@ -291,10 +297,16 @@ class StreamedResponse implements ResponseSink {
     if (this.res.destroyed) return;
     const flat: string[] = [];
     for (const [key, value] of head.headers) flat.push(key, value);
-    this.res.writeHead(head.status, head.statusText, flat);
-    // The head now, not with the first chunk: an event stream's client learns at once that it is open.
-    this.res.flushHeaders();
-    if (head.nullBody) this.res.end();
+    try {
+      this.res.writeHead(head.status, head.statusText, flat);
+      // The head now, not with the first chunk: an event stream's client learns at once that it is open.
+      this.res.flushHeaders();
+      if (head.nullBody) this.res.end();
+    } catch {
+      // Called from the slot's completion of a host operation: nothing may throw out of it.
+      this.failure = new TributaryError('ERR_FN_BAD_RESPONSE', 'function returned a response head that cannot be written');
+      this.res.destroy();
+    }
   }
 
   write(bytes: unknown): Promise<string | null> {
@@ -309,7 +321,12 @@ class StreamedResponse implements ResponseSink {
       return Promise.resolve(this.failure.message);
     }
     if (this.head?.nullBody || this.res.writableEnded) return Promise.resolve(null);
-    if (this.res.write(bytes)) return Promise.resolve(null);
+    try {
+      if (this.res.write(bytes)) return Promise.resolve(null);
+    } catch {
+      this.clientGone();
+      return Promise.resolve('the client disconnected');
+    }
     return new Promise((resolve) => (this.waiting = resolve));
   }
 
