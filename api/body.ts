@@ -9,6 +9,7 @@
  * @example
  *   const bytes = await readBody(c.req.raw, { maxBytes: MAX_BODY_BYTES, timeoutMs: BODY_READ_TIMEOUT_MS });
  */
+import type { Readable } from 'node:stream';
 import { TributaryError } from '../runtime/errors.ts';
 
 export interface BodyLimits {
@@ -51,9 +52,36 @@ export class BodyBudget {
 /** The body's bytes (empty when there is none); the stream is cancelled on any failure. */
 export async function readBody(request: Request, limits: BodyLimits): Promise<Uint8Array> {
   const declared = request.headers.get('content-length');
-  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > limits.maxBytes) throw tooLarge(limits.maxBytes);
-  if (request.body === null) return new Uint8Array(0);
+  if (request.body === null) {
+    checkDeclared(declared, limits.maxBytes);
+    return new Uint8Array(0);
+  }
   const reader = request.body.getReader();
+  return readChunks({ next: () => reader.read(), cancel: () => void reader.cancel().catch(() => {}) }, declared, limits);
+}
+
+/** Where body bytes come from: a web stream's reader, or a Node stream's async iterator (the hosts' HTTP plane). */
+export interface BodySource {
+  next(): Promise<IteratorResult<Uint8Array, unknown>>;
+  /** Stops reading (the client's remaining bytes are not wanted). */
+  cancel(): void;
+}
+
+/**
+ * A Node request (IncomingMessage) as a BodySource. Cancelling stops reading without destroying
+ * the socket: the error answer (413, 408) must still reach the client, on a connection then closed.
+ */
+export function nodeBodySource(stream: Readable): BodySource {
+  const iterator = stream.iterator({ destroyOnReturn: false }) as AsyncIterator<Uint8Array>;
+  return { next: () => iterator.next(), cancel: () => void iterator.return?.()?.catch(() => {}) };
+}
+
+/**
+ * The one body reader behind every route and the hosts' invokes: `declared` (Content-Length) over
+ * the limit is refused unread, then bytes are counted as they arrive, within the timeout and the budget.
+ */
+export async function readChunks(source: BodySource, declared: string | null, limits: BodyLimits): Promise<Uint8Array> {
+  checkDeclared(declared, limits.maxBytes);
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -61,19 +89,21 @@ export async function readBody(request: Request, limits: BodyLimits): Promise<Ui
       limits.timeoutMs,
     );
   });
+  expired.catch(() => {});
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
     for (;;) {
-      const { done, value } = await Promise.race([reader.read(), expired]);
+      const { done, value } = await Promise.race([source.next(), expired]);
       if (done) break;
-      if (total + value.byteLength > limits.maxBytes) throw tooLarge(limits.maxBytes);
-      limits.budget?.take(value.byteLength);
-      total += value.byteLength;
-      chunks.push(value);
+      const chunk = value as Uint8Array;
+      if (total + chunk.byteLength > limits.maxBytes) throw tooLarge(limits.maxBytes);
+      limits.budget?.take(chunk.byteLength);
+      total += chunk.byteLength;
+      chunks.push(chunk);
     }
   } catch (error) {
-    reader.cancel().catch(() => {});
+    source.cancel();
     if (error instanceof TributaryError) throw error;
     // The client went away mid-body (reset, aborted): nothing to answer it, nothing to log.
     throw new TributaryError('ERR_BAD_REQUEST', 'request body could not be read (connection closed mid-body)');
@@ -83,6 +113,10 @@ export async function readBody(request: Request, limits: BodyLimits): Promise<Ui
     limits.budget?.give(total);
   }
   return concat(chunks, total);
+}
+
+function checkDeclared(declared: string | null, maxBytes: number): void {
+  if (declared !== null && /^\d+$/.test(declared) && Number(declared) > maxBytes) throw tooLarge(maxBytes);
 }
 
 /** The body as UTF-8 text (invalid sequences replaced: JSON parsing reports them). */

@@ -5,7 +5,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { TributaryError, asTributaryError, type ErrorCode } from '../runtime/errors.ts';
+import { TributaryError, asTributaryError, type ErrorBody, type ErrorCode } from '../runtime/errors.ts';
 
 /** Codes whose answer says when to retry: `details.retryAfterS` seconds, 1 unless the thrower knew better. */
 const RETRY_AFTER: ReadonlySet<ErrorCode> = new Set(['ERR_OVERLOADED', 'ERR_BACKPRESSURE']);
@@ -14,11 +14,25 @@ const DEFAULT_RETRY_AFTER_S = 1;
 export function errorResponse(c: Context, error: unknown): Response {
   // hono middleware (bearer auth) throws HTTPExceptions that already carry our JSON body.
   if (error instanceof HTTPException) return error.getResponse();
+  const rendered = renderError(error);
+  return c.json(rendered.body, rendered.status as ContentfulStatusCode, rendered.headers);
+}
+
+/** An error answer, without hono: what the control plane's routes and the hosts' HTTP plane both send. */
+export interface RenderedError {
+  status: number;
+  /** Besides `content-type: application/json`. */
+  headers: Record<string, string>;
+  body: { error: ErrorBody };
+}
+
+/** Renders any failure once: the known code, its status, `Retry-After` where the code asks for it. */
+export function renderError(error: unknown): RenderedError {
   const known = error instanceof TributaryError ? error : fromRangeError(error) ?? asTributaryError(error);
   if (known.code === 'ERR_INTERNAL' && !(error instanceof TributaryError)) console.error('internal error:', error);
   const headers: Record<string, string> = {};
   if (RETRY_AFTER.has(known.code)) headers['retry-after'] = String(retryAfterS(known.details.retryAfterS));
-  return c.json({ error: known.toJSON() }, known.status as ContentfulStatusCode, headers);
+  return { status: known.status, headers, body: { error: known.toJSON() } };
 }
 
 export function errorBody(code: ErrorCode, message: string) {

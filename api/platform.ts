@@ -124,6 +124,13 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
       metrics.hostRestarts.inc({ host: String(host), reason: restartReason(reason) });
       console.error(`tributary: host ${host} died (${reason}); restarting`);
     },
+    onTelemetry: (_host, telemetry) => {
+      try {
+        functions.recordRemote(telemetry);
+      } catch (error) {
+        guard.report('host.telemetry', {}, error);
+      }
+    },
     onStats: (host, stats) => {
       metrics.isolates.set({ host: String(host), state: 'warm' }, stats.warm);
       metrics.isolates.set({ host: String(host), state: 'loaded' }, stats.instances);
@@ -174,7 +181,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   if (shared) {
     shared.onFunction = (name, version) => {
       if (version === null) functions.forget(name).catch((error: unknown) => guard.report('shared.onFunction', { function: name }, error));
-      void supervisor.broadcast(version === null ? { op: 'unload', name } : { op: 'unload', name, exceptKey: specKey(version) });
+      void functions.pushRoute(name).then(() => supervisor.broadcast(version === null ? { op: 'unload', name } : { op: 'unload', name, exceptKey: specKey(version) }));
     };
     shared.onGraph = (name) => graphs.refresh(name);
     shared.start();

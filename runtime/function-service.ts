@@ -13,6 +13,8 @@ import type { HostSupervisor } from './host-supervisor.ts';
 import { MAX_CPU_LIMIT_MS, MAX_FUNCTIONS } from './limits.ts';
 import { LogBuffer } from './log-buffer.ts';
 import type { RuntimeMetrics } from './metrics.ts';
+import type { InvokeRoute } from './host-protocol.ts';
+import { replayDurations, type InvokeTelemetry } from './invoke-telemetry.ts';
 
 export interface DeployRequest extends FunctionLimits {
   name: string;
@@ -109,6 +111,8 @@ export class FunctionService {
         : this.registry.addVersion(request.name, request.kind, sha256, limits);
       if (bindingsId && request.bindings) version = this.registry.setBindings(version.name, version.version, bindingsId, bindingNames(request.bindings));
       recorded = true;
+      // Every live host routes invokes to the new version before the deploy returns.
+      await this.pushRoute(version.name);
       // Older (and pruned) versions finish their in-flight calls, then their isolates are released.
       void this.supervisor.broadcast({ op: 'unload', name: request.name, exceptKey: specKey(version) });
       return version;
@@ -167,9 +171,39 @@ export class FunctionService {
     }
   }
 
+  /**
+   * The invoke routing table hosts serve from: every function's latest version. Bounded by
+   * MAX_FUNCTIONS entries of a FunctionSpec each (~300 bytes).
+   */
+  routeTable(): InvokeRoute[] {
+    return this.registry.list().map((version) => [version.name, this.registry.specOf(version)]);
+  }
+
+  /** Tells every live host the current route of `name` (its latest version, or none); resolves once each acknowledged. */
+  async pushRoute(name: string): Promise<void> {
+    const version = this.registry.get(name);
+    await this.supervisor.broadcast({ op: 'routes', replace: false, routes: [[name, version ? this.registry.specOf(version) : null]] });
+  }
+
+  /** Applies what hosts report of the invokes they served themselves (runtime/invoke-telemetry.ts). */
+  recordRemote(telemetry: InvokeTelemetry): void {
+    for (const tally of telemetry.calls) {
+      // A function deleted since: its series are gone and stay gone.
+      if (this.registry.get(tally.function) === null) continue;
+      const labels = { function: tally.function, trigger: 'http' as const };
+      for (const [outcome, count] of Object.entries(tally.outcomes)) this.metrics.invocations.inc({ ...labels, outcome }, count);
+      if (tally.coldStarts > 0) this.metrics.coldStarts.inc({ function: tally.function }, tally.coldStarts);
+      const histogram = this.metrics.invocationDuration.labels(labels);
+      replayDurations(tally, (seconds) => histogram.observe(seconds));
+    }
+    for (const batch of telemetry.logs) this.logs.append(batch.function, batch.version, batch.lines);
+    if (telemetry.droppedLogLines > 0) console.error(`tributary: a host dropped ${telemetry.droppedLogLines} console lines (its buffer toward the control plane was full)`);
+  }
+
   async delete(name: string): Promise<void> {
     if (!(this.recorder ? await this.recorder.delete(name) : this.registry.delete(name))) throw new TributaryError('ERR_NOT_FOUND', `no function named '${name}'`);
     try {
+      await this.pushRoute(name);
       await this.supervisor.broadcast({ op: 'unload', name });
     } finally {
       // A namespace the bucket could not drop now stays behind (logged); the function is gone.

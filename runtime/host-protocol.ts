@@ -6,6 +6,8 @@ import type { ErrorBody } from './errors.ts';
 import type { FunctionSpec } from './function-spec.ts';
 import type { LogLine } from './host/function-instance.ts';
 import type { ModuleShape, WireBatch, WireBatchResult, WireRequest, WireResponse } from './guest/wire.ts';
+import type { InvokeTelemetry } from './invoke-telemetry.ts';
+import type { TokenFingerprint } from '../api/invoke-semantics.ts';
 
 export type HostRequest =
   | { id: number; op: 'validate'; spec: FunctionSpec; code: string | Uint8Array }
@@ -14,6 +16,14 @@ export type HostRequest =
   | { id: number; op: 'unload'; name: string; exceptKey?: string }
   | { id: number; op: 'unloadTag'; tag: string }
   | { id: number; op: 'stats' }
+  /** Configures the host's HTTP plane (runtime/host/http-plane.ts); sent before any connection is handed over. */
+  | { id: number; op: 'plane'; config: HttpPlaneConfig }
+  /**
+   * The invoke routing table, function name → its latest version (null: deleted): the whole
+   * table (`replace`) when a host starts, one entry on every deploy and delete. The reply is the
+   * host's acknowledgement: a deploy returns once every live host has sent it.
+   */
+  | { id: number; op: 'routes'; replace: boolean; routes: InvokeRoute[] }
   /** The answer to a host's `stateCall` (same id); not replied to. */
   | { id: number; op: 'stateReply'; result: unknown }
   /** The answer to a host's `bucketCall` (same id); not replied to. */
@@ -34,6 +44,23 @@ export interface HostResults {
   stats: HostStats;
   stateReply: null;
   bucketReply: null;
+  plane: null;
+  routes: null;
+}
+
+export type InvokeRoute = [name: string, spec: FunctionSpec | null];
+
+/** What a host's HTTP plane needs from its control plane: where to proxy what it does not serve, and the limits. */
+export interface HttpPlaneConfig {
+  /** The control plane's internal HTTP listener (a unix socket path) for management routes on handed-over connections. */
+  controlSocket: string;
+  /** The management token's fingerprint (never the token): headers carrying it are not forwarded. */
+  token?: TokenFingerprint;
+  maxBodyBytes: number;
+  bodyReadTimeoutMs: number;
+  /** This host's share of MAX_INFLIGHT_BODY_BYTES. */
+  maxInflightBodyBytes: number;
+  maxResponseHeaderBytes: number;
 }
 
 export type HostOp = HostRequest['op'];
@@ -57,6 +84,8 @@ export interface HostBeat {
   beat: true;
   /** process.memoryUsage.rss() of the host: the memory guard's reading where /proc is unavailable. */
   rssBytes: number;
+  /** Client connections the host's HTTP plane holds open (the control plane's routing policy). */
+  connections: number;
 }
 
 export const HEARTBEAT_INTERVAL_MS = 250;
@@ -91,4 +120,4 @@ export interface HostBucketCall {
   limits: { maxBytes: number; timeoutMs: number };
 }
 
-export type HostMessage = HostReply | HostReady | HostBeat | HostStateCall | HostBucketCall;
+export type HostMessage = HostReply | HostReady | HostBeat | HostStateCall | HostBucketCall | InvokeTelemetry;

@@ -22,6 +22,8 @@ import { availableParallelism, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { TributaryError } from './errors.ts';
 import type { HostMessage, HostOp, HostReply, HostRequest, HostResults, HostStats } from './host-protocol.ts';
+import type { InvokeTelemetry } from './invoke-telemetry.ts';
+import type { Socket } from 'node:net';
 import type { LogLine } from './host/function-instance.ts';
 
 const HOST_MAIN = fileURLToPath(new URL('./host/main.ts', import.meta.url));
@@ -51,6 +53,8 @@ export interface HostSupervisorOptions {
   /** After a host died or was recycled; `reason` starts with `watchdog:` or `memory:` for a recycle. */
   onRestart?: (hostIndex: number, reason: string) => void;
   onStats?: (hostIndex: number, stats: HostStats) => void;
+  /** Metrics and console lines of the invokes a host served on handed-over connections. */
+  onTelemetry?: (hostIndex: number, telemetry: InvokeTelemetry) => void;
 }
 
 export interface CallResult<T> {
@@ -111,7 +115,17 @@ class HostHandle {
   recycle: Recycle | null = null;
   backoffMs = MIN_BACKOFF_MS;
   readyWaiters: Array<() => void> = [];
+  /** Takes client connections: ready, and its HTTP plane configured and given the routing table. */
+  serving = false;
+  /** Connections the host reported in its last heartbeat, and those handed to it since. */
+  connections = 0;
+  handedSinceBeat = 0;
+  /** Connections sent over the IPC channel and not yet confirmed sent (bounded: MAX_HANDOVERS_IN_FLIGHT). */
+  handing = 0;
 }
+
+/** Hand-overs one host may have queued on its IPC channel; beyond, connections go elsewhere. */
+const MAX_HANDOVERS_IN_FLIGHT = 1024;
 
 export class HostSupervisor {
   private readonly hosts: HostHandle[];
@@ -121,6 +135,9 @@ export class HostSupervisor {
   private watchdog: NodeJS.Timeout | null = null;
   private readonly hostMemoryLimitMb: number;
   private readonly wedgedAfterMs: number;
+  /** Set by serveConnections: readies a (re)started host's HTTP plane before it takes connections. */
+  private prepareHost: ((index: number) => Promise<void>) | null = null;
+  private nextHandOver = 0;
 
   constructor(options: HostSupervisorOptions = {}) {
     this.options = options;
@@ -193,6 +210,61 @@ export class HostSupervisor {
     return { value: reply.value as HostResults[Op], logs: reply.logs, coldStart: reply.coldStart, hostIndex: index };
   }
 
+  /**
+   * From now on, hosts take client connections (handOver): each ready host — and every host that
+   * restarts — runs `prepare` (its HTTP plane's configuration and the routing table) first.
+   */
+  async serveConnections(prepare: (index: number) => Promise<void>): Promise<void> {
+    this.prepareHost = prepare;
+    await Promise.all(this.hosts.map((host, index) => (host.ready ? this.prepare(index) : null)));
+  }
+
+  private async prepare(index: number): Promise<void> {
+    const host = this.hosts[index];
+    const child = host.child;
+    if (!this.prepareHost || !child) return;
+    try {
+      await this.prepareHost(index);
+    } catch (error) {
+      if (host.child === child) console.error(`tributary: host ${index} could not be prepared for connections:`, error);
+      return;
+    }
+    if (host.child === child && host.ready) host.serving = true;
+  }
+
+  /**
+   * Hands an accepted (paused) client connection to the serving host with the fewest connections
+   * (reported at the last heartbeat plus those handed since; ties go round-robin), over the Node
+   * IPC channel. False when no host can take it: the caller serves it itself.
+   */
+  handOver(socket: Socket): boolean {
+    let best = -1;
+    let bestLoad = Infinity;
+    const count = this.hosts.length;
+    for (let step = 0; step < count; step++) {
+      const index = (this.nextHandOver + step) % count;
+      const host = this.hosts[index];
+      if (!host.serving || !host.child?.connected || host.handing >= MAX_HANDOVERS_IN_FLIGHT) continue;
+      const load = host.connections + host.handedSinceBeat;
+      if (load < bestLoad) [best, bestLoad] = [index, load];
+    }
+    if (best < 0) return false;
+    this.nextHandOver = (best + 1) % count;
+    const host = this.hosts[best];
+    host.handedSinceBeat++;
+    host.handing++;
+    try {
+      host.child!.send('conn', socket, { keepOpen: false }, (error) => {
+        host.handing--;
+        if (error) socket.destroy();
+      });
+    } catch {
+      host.handing--;
+      return false;
+    }
+    return true;
+  }
+
   /** Sends `request` to every ready host (e.g. unload after delete). */
   async broadcast(request: HostCall): Promise<void> {
     await Promise.allSettled(this.hosts.map((host, index) => (host.ready ? this.callHost(index, request) : null)));
@@ -219,7 +291,8 @@ export class HostSupervisor {
       // TRIBUTARY_HOST_NODE_FLAGS: extra node flags for hosts, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
       const extra = (process.env.TRIBUTARY_HOST_NODE_FLAGS ?? '').split(' ').filter(Boolean);
       const child = spawn(process.execPath, ['--no-node-snapshot', '--disable-warning=ExperimentalWarning', ...extra, HOST_MAIN], {
-        stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
+        // fd 3: the framed channel; fd 4: Node's IPC channel, which carries handed-over client connections.
+        stdio: ['ignore', 'inherit', 'inherit', 'pipe', 'ipc'],
         env: hostEnvironment({
           TRIBUTARY_WARM_SLOTS: String(this.options.warmSlots ?? 6),
           TRIBUTARY_HOST_CHANNEL_FD: '3',
@@ -229,7 +302,12 @@ export class HostSupervisor {
       });
       host.child = child;
       host.ready = false;
+      host.serving = false;
+      host.connections = 0;
+      host.handedSinceBeat = 0;
+      host.handing = 0;
       host.recycle = null;
+      child.on('error', () => {}); // a failed IPC send is reported to its callback
       host.startedAt = Date.now();
       host.spawnedAt = performance.now();
       host.lastHeardAt = host.spawnedAt;
@@ -237,6 +315,12 @@ export class HostSupervisor {
         host.lastHeardAt = performance.now();
         if ('beat' in message) {
           host.rssBytes = message.rssBytes;
+          host.connections = message.connections;
+          host.handedSinceBeat = 0;
+          return;
+        }
+        if ('telemetry' in message) {
+          this.options.onTelemetry?.(index, message);
           return;
         }
         if ('stateCall' in message) {
@@ -271,6 +355,7 @@ export class HostSupervisor {
           host.ready = host.recycle === null;
           for (const wake of host.readyWaiters.splice(0)) wake();
           resolve();
+          if (host.ready) void this.prepare(index);
           return;
         }
         const pending = host.pending.get(message.id);
@@ -283,6 +368,7 @@ export class HostSupervisor {
         const reason = recycle?.reason ?? (signal ? `signal ${signal}` : `exit code ${code}`);
         const message = recycle?.message ?? `the host process running this call died (${reason}); it is being restarted`;
         host.ready = false;
+        host.serving = false;
         host.child = null;
         host.channel = null;
         for (const pending of host.pending.values()) pending.reject(new TributaryError('ERR_HOST_CRASHED', message));
@@ -310,6 +396,7 @@ export class HostSupervisor {
     if (!host.child || host.recycle) return;
     host.recycle = recycle;
     host.ready = false;
+    host.serving = false;
     console.error(`tributary: recycling host ${index}: ${recycle.reason}`);
     host.child.kill('SIGKILL');
   }

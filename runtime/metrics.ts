@@ -3,6 +3,7 @@
  * tests can run several side by side.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { INVOCATION_DURATION_BUCKETS_S } from './invoke-telemetry.ts';
 
 export class RuntimeMetrics {
   readonly registry = new Registry();
@@ -16,9 +17,9 @@ export class RuntimeMetrics {
 
   readonly invocationDuration = new Histogram({
     name: 'tributary_invocation_duration_seconds',
-    help: 'Wall time of an invocation as the control plane sees it, host round trip included',
+    help: 'Wall time of an invocation: from its request head to its response (HTTP, as the serving process sees it: a host, or the control plane with the host round trip) or of a batch',
     labelNames: ['function', 'trigger'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: INVOCATION_DURATION_BUCKETS_S,
     registers: [this.registry],
   });
 
@@ -40,6 +41,13 @@ export class RuntimeMetrics {
     name: 'tributary_host_restarts_total',
     help: 'Host processes restarted, by reason: crash (V8 abort, kill -9, exit), watchdog (event loop blocked), memory (recycled over its RSS limit)',
     labelNames: ['host', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly connections = new Counter({
+    name: 'tributary_connections_total',
+    help: 'Client connections accepted on the public port, by who served them: a host (handed over) or the control plane (no host could take it)',
+    labelNames: ['served_by'] as const,
     registers: [this.registry],
   });
 

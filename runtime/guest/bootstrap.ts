@@ -64,6 +64,7 @@ export function install(host: HostRefs, options: InstallOptions) {
     env,
     fetchState: createFetchState(ops),
     bucketBinding: (name: string) => createBucketBinding(global, ops, name),
+    respond: { head: (head) => ops.run('respond', [head, null]), write: (bytes) => ops.run('write', [bytes, null]) },
   });
 
   function loadWasm(bytes: Uint8Array): GuestResult<ModuleShape> {

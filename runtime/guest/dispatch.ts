@@ -7,7 +7,8 @@ import { copyOutput, OutputRefused } from './output-copy.ts';
 import { listToArray, MapPrototypeForEach, newList, ObjectDefineProperty, ObjectFreeze, ObjectKeys, SafeMap, SafePromise, SafeRangeError, SafeTypeError } from './primordials.ts';
 import { isResponse, readResponse, responseHeadBytes } from './web/index.ts';
 import { byteLengthOf } from './web/bytes.ts';
-import { BodyDrainError, drainStream } from './web/streams.ts';
+import { BodyDrainError, drainStream, pumpStream } from './web/streams.ts';
+import type { OpOutcome } from './host-ops.ts';
 import { webGlobals } from './web-globals.ts';
 import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireEmit, WireRequest, WireResponse } from './wire.ts';
 import { createStateBinding, type StateValue } from './state-binding.ts';
@@ -32,6 +33,8 @@ export interface DispatchOptions {
   fetchState?: object;
   /** Makes the bucket binding `name` (bucket-binding.ts); absent in warmup. */
   bucketBinding?: (name: string) => object;
+  /** Streams a response to the host (WireRequest.stream): its head, then each chunk. */
+  respond?: { head(head: Omit<WireResponse, 'body'>): Promise<OpOutcome>; write(bytes: Uint8Array): Promise<OpOutcome> };
 }
 
 /** Results have no prototype: resolving a promise with them never consults Object.prototype.then. */
@@ -120,6 +123,25 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
       }
       const parts = readResponse(response);
       let body = parts.body;
+      const respond = options.respond;
+      if (parts.stream !== null && wire.stream === true && respond !== undefined) {
+        // Streamed to the client as it is produced: the host checks and writes the head, then each chunk.
+        const opened = await respond.head({ status: parts.status, statusText: parts.statusText, headers: parts.headers });
+        if (!opened.ok) return failure(guestError('ERR_FN_BAD_RESPONSE', opened.error.message));
+        try {
+          await pumpStream(parts.stream, options.maxBodyBytes, async (bytes) => {
+            const wrote = await respond.write(bytes);
+            return wrote.ok ? null : wrote.error.message;
+          });
+        } catch (thrown) {
+          if (thrown instanceof BodyDrainError) {
+            return failure(guestError('ERR_FN_BAD_RESPONSE', thrown.tooLarge ? `response body exceeds ${options.maxBodyBytes} bytes` : thrown.message));
+          }
+          return failure(describeThrown(thrown));
+        }
+        for (let i = 0; i < waitUntil.length; i++) if (waitUntil[i] instanceof SafePromise) await waitUntil[i];
+        return success({ status: parts.status, statusText: parts.statusText, headers: parts.headers, body: null, streamed: true });
+      }
       if (parts.stream !== null) {
         // A streamed body is drained here, bounded, chunk by chunk (see web/streams.ts).
         try {

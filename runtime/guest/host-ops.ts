@@ -16,7 +16,7 @@ interface Pending {
 
 export interface HostOps {
   /** Resolves with the host's outcome (never rejects): the caller maps failures to its own errors. */
-  run(kind: 'subtle' | 'fetch' | 'zlib' | 'state' | 'cache' | 'bucket', payload: unknown): Promise<OpOutcome>;
+  run(kind: 'subtle' | 'fetch' | 'zlib' | 'state' | 'cache' | 'bucket' | 'respond' | 'write', payload: unknown): Promise<OpOutcome>;
   complete(id: number, outcome: OpOutcome): void;
 }
 
@@ -30,7 +30,7 @@ export function createHostOps(host: HostRefs): HostOps {
       const armedBy = host.startOp.applySync(undefined, [id, kind, payload], { arguments: { copy: true } }) as number;
       if (armedBy === -1) throw new SafeRangeError('too many host operations (crypto.subtle, fetch, compression) pending in this invocation');
       if (armedBy === -2) throw new SafeRangeError('ERR_OVERLOADED: host operations (crypto.subtle, fetch, compression) pending in this invocation or on this host hold too many bytes; await some first');
-      if (typeof armedBy !== 'number' || armedBy <= 0) throw new SafeTypeError(`${kind === 'fetch' ? 'fetch()' : kind === 'zlib' ? 'CompressionStream' : kind === 'state' ? 'env.STATE in fetch' : kind === 'cache' ? 'The Cache API' : kind === 'bucket' ? 'A bucket binding' : 'crypto.subtle'} is only available while a request is being handled`);
+      if (typeof armedBy !== 'number' || armedBy <= 0) throw new SafeTypeError(`${kind === 'fetch' ? 'fetch()' : kind === 'zlib' ? 'CompressionStream' : kind === 'state' ? 'env.STATE in fetch' : kind === 'cache' ? 'The Cache API' : kind === 'bucket' ? 'A bucket binding' : kind === 'respond' || kind === 'write' ? 'A streamed response' : 'crypto.subtle'} is only available while a request is being handled`);
       if (armedBy !== epoch) {
         pending = new SafeMap<number, Pending>();
         epoch = armedBy;

@@ -9,6 +9,12 @@ export interface WireRequest {
   url: string;
   headers: [string, string][];
   body: Uint8Array | null;
+  /**
+   * The host can take a streamed response chunk by chunk (its HTTP plane writes to the client's
+   * socket): a stream body goes out through the `respond` and `write` host operations instead of
+   * being drained. Absent: the guest drains it (bounded) and returns the bytes.
+   */
+  stream?: boolean;
 }
 
 export interface WireResponse {
@@ -16,6 +22,8 @@ export interface WireResponse {
   statusText: string;
   headers: [string, string][];
   body: Uint8Array | null;
+  /** The body already went out through the `write` host operations (WireRequest.stream). */
+  streamed?: boolean;
 }
 
 /** A stream record as `process(record, env, ctx)` sees it. */

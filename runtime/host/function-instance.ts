@@ -12,7 +12,7 @@ import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireRequest,
 import type { Budget } from './budget.ts';
 import { compileError } from './compile-error.ts';
 import type { LogLevel } from './host-bindings.ts';
-import type { IsolateSlot } from './isolate-slot.ts';
+import type { IsolateSlot, ResponseSink } from './isolate-slot.ts';
 import { fromGuestError } from './translate-error.ts';
 
 export interface LogLine {
@@ -91,7 +91,7 @@ export class FunctionInstance {
   }
 
   /** Runs one call: its result directly when it finished within its synchronous entry, else a promise. */
-  run<Op extends EntryOp>(op: Op, payload: EntryPayload<Op>, logs: LogLine[], budget: Budget): EntryResult<Op> | Promise<EntryResult<Op>> {
+  run<Op extends EntryOp>(op: Op, payload: EntryPayload<Op>, logs: LogLine[], budget: Budget, sink?: ResponseSink): EntryResult<Op> | Promise<EntryResult<Op>> {
     if (this.running) throw new TributaryError('ERR_INTERNAL', 'function instance is busy');
     this.running = true;
     this.used = true;
@@ -105,6 +105,7 @@ export class FunctionInstance {
     // env.STATE in fetch is the function's own namespace (process gets its partition's state instead).
     this.slot.stateFunction = op === 'fetch' ? this.spec.name : null;
     this.slot.bucketBindingsId = this.spec.bindingsId ?? null;
+    this.slot.responseSink = op === 'fetch' ? (sink ?? null) : null;
     let result: GuestResult<unknown> | Promise<GuestResult<unknown>>;
     try {
       result = this.slot.runEntry(op, payload, budget);
@@ -116,13 +117,16 @@ export class FunctionInstance {
       this.running = false;
       return this.unwrap(result) as EntryResult<Op>;
     }
+    // A streamed response turns its call asynchronous midway (IsolateSlot.commitResponse): later calls stay so.
     return result.then(
       (settled) => {
         this.running = false;
+        if (budget.async) this.async = true;
         return this.unwrap(settled) as EntryResult<Op>;
       },
       (error: unknown) => {
         this.running = false;
+        if (budget.async) this.async = true;
         throw error;
       },
     );

@@ -16,6 +16,7 @@ import type { FunctionSpec } from '../function-spec.ts';
 import { MAX_INSTANCES_PER_FUNCTION, MAX_QUEUED_CALLS_PER_INSTANCE } from '../limits.ts';
 import { newBudget, SliceExpired, type Budget } from './budget.ts';
 import type { EntryOp, EntryPayload, EntryResult, FunctionInstance, LogLine } from './function-instance.ts';
+import type { ResponseSink } from './isolate-slot.ts';
 
 export interface LaneCall<Op extends EntryOp = EntryOp> {
   op: Op;
@@ -26,6 +27,8 @@ export interface LaneCall<Op extends EntryOp = EntryOp> {
   /** Created when the call first starts; a re-run keeps it. */
   budget: Budget | null;
   coldStart: boolean;
+  /** Where a streamed response goes (HTTP plane invokes only). */
+  sink?: ResponseSink;
   resolve(outcome: { value: EntryResult<Op>; coldStart: boolean }): void;
   reject(error: unknown): void;
 }
@@ -138,7 +141,7 @@ export class FunctionLane {
     const startedAt = performance.now();
     let result: unknown;
     try {
-      result = instance.run(call.op, call.payload as never, call.logs, budget);
+      result = instance.run(call.op, call.payload as never, call.logs, budget, call.sink);
     } catch (error) {
       return this.finished(instance, call, startedAt, coldStart, error, false);
     }

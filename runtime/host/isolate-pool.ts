@@ -16,7 +16,7 @@ import { newBudget, SliceExpired } from './budget.ts';
 import { EntryModes } from './entry-modes.ts';
 import { FunctionInstance, type EntryOp, type EntryPayload, type EntryResult, type LoadSource, type LogLine } from './function-instance.ts';
 import { FunctionLane, type LaneHost } from './function-lane.ts';
-import { IsolateSlot } from './isolate-slot.ts';
+import { IsolateSlot, type ResponseSink } from './isolate-slot.ts';
 import { capWasmMemory } from './wasm-limits.ts';
 
 /** Refill waits until the host has been idle this long, so slot building stays off callers' latency. */
@@ -103,10 +103,10 @@ export class IsolatePool implements LaneHost {
    * Runs one call of `spec` on one of its instances (loading one if needed). Rejects at once
    * with ERR_OVERLOADED when the function's queue on this host is full.
    */
-  run<Op extends EntryOp>(spec: FunctionSpec, op: Op, payload: EntryPayload<Op>, logs: LogLine[], bytes: number): Promise<Ran<Op>> {
+  run<Op extends EntryOp>(spec: FunctionSpec, op: Op, payload: EntryPayload<Op>, logs: LogLine[], bytes: number, sink?: ResponseSink): Promise<Ran<Op>> {
     const lane = this.laneFor(spec);
     return new Promise<Ran<Op>>((resolve, reject) => {
-      lane.submit({ op, payload, logs, bytes, budget: null, coldStart: false, resolve: resolve as (outcome: Ran<EntryOp>) => void, reject });
+      lane.submit({ op, payload, logs, bytes, budget: null, coldStart: false, sink, resolve: resolve as (outcome: Ran<EntryOp>) => void, reject });
     });
   }
 

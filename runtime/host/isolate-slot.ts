@@ -80,6 +80,19 @@ function guestLimits(options: SlotOptions) {
   };
 }
 
+/**
+ * Where a streamed response goes (the hosts' HTTP plane, runtime/host/http-plane.ts): the guest's
+ * `respond` operation hands over the head, `write` each chunk. Every argument comes from tenant code.
+ */
+export interface ResponseSink {
+  /** Checks a head; null when it may be sent, else the message of the failure the call ends with. */
+  check(head: unknown): string | null;
+  /** Sends the checked head: from now on the response is the client's. */
+  commit(): void;
+  /** Sends one chunk; resolves with null once the client can take more, or with why it cannot (gone, over the limit). */
+  write(bytes: unknown): Promise<string | null>;
+}
+
 type StateRpc = (fn: string, op: unknown, args: unknown) => Promise<unknown>;
 let stateRpc: StateRpc | null = null;
 
@@ -94,6 +107,10 @@ let bucketRpc: BucketRpc | null = null;
 /** How bucket bindings reach the control plane, which holds the S3 credentials (host/main.ts sets it). */
 export function setBucketRpc(rpc: BucketRpc): void {
   bucketRpc = rpc;
+}
+
+function sinkOutcome(failure: string | null): unknown {
+  return failure === null ? { ok: true, value: null } : { ok: false, error: { name: 'TypeError', message: failure } };
 }
 
 /** V8 code cache for the bootstrap bundle: produced once per host process, by us. */
@@ -131,6 +148,8 @@ export class IsolateSlot implements BindingSink {
   /** Bucket binding calls of the current invocation, and bytes it may still read and write through them. */
   private bucketCalls = 0;
   private bucketBytesLeft = MAX_BUCKET_BYTES_PER_INVOCATION;
+  /** Where the current invocation's streamed response goes (set by FunctionInstance; null: none, the guest drains). */
+  responseSink: ResponseSink | null = null;
   /** Receives console output; the owner points it at the current invocation. */
   onLog: (level: LogLevel, line: string) => void = () => {};
 
@@ -516,10 +535,12 @@ export class IsolateSlot implements BindingSink {
   startOp(id: unknown, kind: unknown, payload: unknown): number {
     const invocation = this.invocation;
     if (invocation === null || invocation.ended || !invocation.hostOps || !Number.isSafeInteger(id)) return 0;
-    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib' && kind !== 'state' && kind !== 'cache' && kind !== 'bucket') || !Array.isArray(payload) || payload.length !== 2) return 0;
+    if ((kind !== 'subtle' && kind !== 'fetch' && kind !== 'zlib' && kind !== 'state' && kind !== 'cache' && kind !== 'bucket' && kind !== 'respond' && kind !== 'write') || !Array.isArray(payload) || payload.length !== 2) return 0;
     const stateFunction = this.stateFunction;
     if (kind === 'state' && (stateFunction === null || stateRpc === null)) return 0;
     if (kind === 'cache' && stateFunction === null) return 0;
+    const sink = this.responseSink;
+    if ((kind === 'respond' || kind === 'write') && sink === null) return 0;
     if (this.pendingOps >= MAX_PENDING_HOST_OPS) return -1;
     // Held by the host until the work completes: bounded per invocation and per host.
     const bytes = payloadBytes(payload);
@@ -532,6 +553,8 @@ export class IsolateSlot implements BindingSink {
       : kind === 'state' ? stateRpc!(stateFunction!, payload[0], payload[1])
       : kind === 'cache' ? Promise.resolve(cacheOutcome(stateFunction!, payload[0], payload[1]))
       : kind === 'bucket' ? this.bucketOutcome(invocation, payload[0], payload[1])
+      : kind === 'respond' ? Promise.resolve(sinkOutcome(sink!.check(payload[0])))
+      : kind === 'write' ? sink!.write(payload[0]).then(sinkOutcome)
       : this.fetchOutcome(payload[0]);
     // Completed on a later turn of the event loop, never re-entrantly inside this call (an
     // operation that settles in microtasks would otherwise enter the isolate before startOp returns).
@@ -541,6 +564,7 @@ export class IsolateSlot implements BindingSink {
       if (this.invocation !== invocation || invocation.ended || this.isDisposed) return;
       this.pendingOpBytes -= bytes;
       this.pendingOps--;
+      if (kind === 'respond' && (outcome as { ok: boolean }).ok) this.commitResponse(invocation, sink!);
       this.completeOp(invocation, id as number, outcome);
     });
     return invocation.id;
@@ -574,6 +598,20 @@ export class IsolateSlot implements BindingSink {
     const body = outcome?.ok === true ? outcome.value?.body : undefined;
     if (body instanceof Uint8Array && this.invocation === invocation) this.bucketBytesLeft = Math.max(0, this.bucketBytesLeft - body.byteLength);
     return outcome;
+  }
+
+  /**
+   * The head goes out here, between entries, never from inside one: a call whose synchronous
+   * slice expires before it is re-run from scratch with nothing sent. From here on its entries
+   * are asynchronous (no slice to cut, the CPU monitor watches instead), since a call whose
+   * response has started cannot be run again.
+   */
+  private commitResponse(invocation: Invocation, sink: ResponseSink): void {
+    sink.commit();
+    if (!invocation.budget.async) {
+      invocation.budget.async = true;
+      this.watchCpu(invocation);
+    }
   }
 
   /** One outbound fetch of the current invocation, as a settled outcome (failures: TypeError with a stable code). */

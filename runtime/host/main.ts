@@ -12,6 +12,8 @@ import { IsolatePool } from './isolate-pool.ts';
 import { dropCachedResponses } from './response-cache.ts';
 import { egressPolicy, parseEgressAllow, setEgressPolicy } from './egress.ts';
 import { setBucketRpc, setStateRpc } from './isolate-slot.ts';
+import { HttpPlane } from './http-plane.ts';
+import { TelemetryTally } from '../invoke-telemetry.ts';
 
 if (process.env.TRIBUTARY_HOST_CHANNEL_FD !== '3') {
   console.error('runtime/host/main.ts is started by the control plane, not by hand');
@@ -44,6 +46,12 @@ async function handle(request: HostRequest, logs: LogLine[], bytes: number): Pro
       return { value: null, coldStart: false };
     case 'stats':
       return { value: pool.stats, coldStart: false };
+    case 'plane':
+      plane.configure(request.config);
+      return { value: null, coldStart: false };
+    case 'routes':
+      plane.setRoutes(request.replace, request.routes);
+      return { value: null, coldStart: false };
   }
 }
 
@@ -51,6 +59,17 @@ async function handle(request: HostRequest, logs: LogLine[], bytes: number): Pro
 // running. SIGKILL rather than process.exit: exit handlers wait on isolated-vm's threads, and a
 // host whose control plane was kill -9'd was seen hanging there for good. It has nothing to flush.
 const channel = new FramedChannel<HostMessage, HostRequest>(new Socket({ fd: 3, readable: true, writable: true }), receive, () => process.kill(process.pid, 'SIGKILL'));
+
+// Invokes on connections the control plane handed over (runtime/host/http-plane.ts); their
+// metrics and console lines go back as aggregated deltas.
+const telemetry = new TelemetryTally((message) => {
+  if (!channel.isClosed) channel.send(message);
+});
+const plane = new HttpPlane({ pool, telemetry });
+process.on('message', (message: unknown, handle: unknown) => {
+  if (message === 'conn' && handle !== undefined && handle !== null) plane.accept(handle as Socket);
+});
+process.on('disconnect', () => process.kill(process.pid, 'SIGKILL'));
 
 /**
  * Requests are started in arrival order, but one turn of the event loop starts them for at most
@@ -159,11 +178,17 @@ channel.send({ ready: true, pid: process.pid });
 
 // The watchdog's evidence that this event loop turns (see HostBeat).
 setInterval(() => {
-  if (!channel.isClosed) channel.send({ beat: true, rssBytes: process.memoryUsage.rss() });
+  if (!channel.isClosed) channel.send({ beat: true, rssBytes: process.memoryUsage.rss(), connections: plane.connections });
 }, HEARTBEAT_INTERVAL_MS);
 
-// A graceful stop from the supervisor: release the isolates and exit normally.
+/** How long a graceful stop lets requests in flight on this host's connections finish (the supervisor SIGKILLs after 3 s). */
+const STOP_GRACE_MS = 2000;
+
+// A graceful stop from the supervisor: finish the requests in flight, release the isolates, exit.
 process.once('SIGTERM', () => {
-  pool.close();
-  process.exit(0);
+  void plane.close(STOP_GRACE_MS).then(() => {
+    telemetry.flush();
+    pool.close();
+    process.exit(0);
+  });
 });

@@ -135,6 +135,31 @@ export async function drainStream(stream: AnyStream, maxBytes: number): Promise<
 }
 
 /**
+ * Sends a response body stream to the client chunk by chunk (the hosts' HTTP plane): each chunk
+ * is copied out and handed to `write`, and the next is read only once `write` resolved (the
+ * client took it: backpressure reaches the stream's `pull`). At most `maxBytes` in all. A write
+ * that fails (client gone, over a limit) cancels the stream, so its `cancel` callback runs.
+ */
+export async function pumpStream(stream: AnyStream, maxBytes: number, write: (bytes: Uint8Array) => Promise<string | null>): Promise<void> {
+  if (lockedGetter(stream)) throw new SafeTypeError('The body stream is locked to a reader');
+  if (isDisturbed(stream)) throw new SafeTypeError('Body has already been read');
+  let total = 0;
+  const sink = new WritableStream<unknown>({
+    async write(chunk) {
+      const view = viewOf(chunk);
+      if (view === null) throw new BodyDrainError('A body stream chunk must be a Uint8Array (or another BufferSource)', false);
+      const length = byteLengthOf(view);
+      if (total + length > maxBytes) throw new BodyDrainError(`body exceeds ${maxBytes} bytes`, true);
+      total += length;
+      if (length === 0) return;
+      const failed = await write(copyOf(view));
+      if (failed !== null) throw new BodyDrainError(failed, false);
+    },
+  });
+  await streamPipeTo(stream, sink);
+}
+
+/**
  * Drained bytes in an object without a prototype: resolving a promise with it looks up `then`
  * and finds nothing, where a Uint8Array would reach a `then` planted on Object.prototype.
  */
