@@ -147,7 +147,7 @@ describe('host environment', () => {
       const pid = hosts.supervisor.pids()[0]!;
       const environ = readFileSync(`/proc/${pid}/environ`, 'latin1');
       const names = environ.split('\0').filter(Boolean).map((entry) => entry.slice(0, entry.indexOf('=')));
-      for (const name of names) expect([...HOST_ENV_INHERITED, 'TRIBUTARY_WARM_SLOTS', 'TRIBUTARY_HOST_CHANNEL_FD']).toContain(name);
+      for (const name of names) expect([...HOST_ENV_INHERITED, 'TRIBUTARY_WARM_SLOTS', 'TRIBUTARY_HOST_CHANNEL_FD', 'NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE']).toContain(name); // the last two: Node's IPC channel, over which connections are handed to hosts
       for (const secret of Object.values(planted)) expect(environ).not.toContain(secret);
       // Node flags for hosts still travel, in argv.
       expect(readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0')).toContain('--stack-size=900');
