@@ -15,7 +15,8 @@
  * than linear, above = faster than linear; '-' for the baseline and for replicas).
  *
  * Records per configuration: BENCH_SCALE_RECORDS (default 20,000), capped at 64 MiB of values
- * per configuration. Prints a table per dimension and one JSON line.
+ * per configuration; BENCH_SCALE_ONLY (a regular expression over the dimension names) selects.
+ * Prints a table per dimension and one JSON line.
  */
 import { availableParallelism, tmpdir } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,6 +32,7 @@ const MAX_BYTES_PER_CONFIG = 64 * 1024 * 1024;
 const MAX_INGEST_BYTES = 1024 * 1024;
 const MAX_INGEST_RECORDS = 1000;
 const CORES = availableParallelism();
+const ONLY = process.env.BENCH_SCALE_ONLY ? new RegExp(process.env.BENCH_SCALE_ONLY) : null;
 
 interface Config {
   depth: number;
@@ -98,7 +100,7 @@ try {
   await measure({ ...BASE, depth: 2 }); // warm-up: isolates, code caches, JIT
   const baseline = await measure(BASE);
   const tables: Record<string, unknown[]> = {};
-  for (const dimension of DIMENSIONS) {
+  for (const dimension of DIMENSIONS.filter((d) => !ONLY || ONLY.test(d.name))) {
     const rows = [];
     const baseValue = BASE[dimension.name];
     for (const value of dimension.values) {

@@ -67,7 +67,7 @@ export interface EdgePartitionLog {
   readonly partition: number;
   /** Takes ownership (a transport with owners fences older ones) and returns the offset to resume from; may be called again. */
   open(): Promise<number>;
-  /** Up to `max` records from `from`; none at the head. */
+  /** Up to `max` records from `from` and about MAX_BATCH_INPUT_BYTES of them (at least one); none at the head. */
   read(from: number, max: number): Promise<EdgeRecord[]>;
   /** Resolves when a `read` from `from` would return records (or reject), or when `signal` aborts; never rejects. */
   waitForData(from: number, signal: AbortSignal): Promise<void>;

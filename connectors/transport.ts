@@ -53,10 +53,12 @@ export interface Transport {
   ensureTopic(topic: string, partitions: number): number;
   partitions(topic: string): number;
   /**
-   * Up to `max` records from `from` (inclusive); fewer or none at the head. Retention may have
-   * deleted the records below some offset: a read from below it starts at the first record kept.
+   * Up to `max` records from `from` (inclusive), stopping once they take `maxBytes` (default
+   * MAX_BATCH_INPUT_BYTES; at least one record is returned when any is there, however large); fewer
+   * or none at the head. Retention may have deleted the records below some offset: a read from
+   * below it starts at the first record kept.
    */
-  read(topic: string, partition: number, from: number, max: number): StoredRecord[];
+  read(topic: string, partition: number, from: number, max: number, maxBytes?: number): StoredRecord[];
   /** The next offset to be written. */
   head(topic: string, partition: number): number;
   committed(group: string, topic: string, partition: number): number;

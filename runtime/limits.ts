@@ -60,6 +60,12 @@ export const MAX_RESPONSE_HEADER_BYTES = 64 * 1024;
 export const MAX_EMITS_PER_RECORD = 10_000;
 /** Bytes of everything one batch emits (ERR_TOO_LARGE fails that batch). */
 export const MAX_BATCH_OUTPUT_BYTES = 64 * 1024 * 1024;
+/**
+ * Bytes of the records one batch reads from an edge (and one sink or dead-letter read returns),
+ * besides MAX_BATCH_RECORDS: a batch stops at whichever comes first, but always holds at least one
+ * record, so a record larger than this still goes, alone.
+ */
+export const MAX_BATCH_INPUT_BYTES = 4 * 1024 * 1024;
 /** Largest message on the control plane ↔ host channel; a bigger result fails its call with ERR_TOO_LARGE. */
 export const MAX_CHANNEL_MESSAGE_BYTES = 128 * 1024 * 1024;
 

@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { deserialize, serialize } from 'node:v8';
 import { defaultGuard, type Guard } from '../../runtime/guard.ts';
+import { MAX_BATCH_INPUT_BYTES } from '../../runtime/limits.ts';
 import { withDefaults } from '../../runtime/options.ts';
 import type { CommitSet, LogRecord, StateWrite, StoredRecord, Transport } from '../transport.ts';
 import { AppendWaiters } from './append-waiters.ts';
@@ -172,7 +173,7 @@ export class SqliteLog implements Transport {
     this.stmt = {
       insertBatch: this.db.prepare('INSERT INTO batches (topic, partition, base, count, bytes, appended_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       batchAt: this.db.prepare('SELECT base FROM batches WHERE topic = ? AND partition = ? AND base <= ? ORDER BY base DESC LIMIT 1'),
-      batchesFrom: this.db.prepare('SELECT base, count, payload FROM batches WHERE topic = ? AND partition = ? AND base >= ? ORDER BY base LIMIT ?'),
+      batchesFrom: this.db.prepare('SELECT base, count, payload FROM batches WHERE topic = ? AND partition = ? AND base >= ? ORDER BY base'),
       lastBatch: this.db.prepare('SELECT base + count AS head FROM batches WHERE topic = ? AND partition = ? ORDER BY base DESC LIMIT 1'),
       logStart: this.db.prepare('SELECT start FROM log_starts WHERE topic = ? AND partition = ?'),
       setLogStart: this.db.prepare('INSERT INTO log_starts (topic, partition, start) VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET start = max(start, excluded.start)'),
@@ -242,27 +243,26 @@ export class SqliteLog implements Transport {
     return start;
   }
 
-  read(topic: string, partition: number, from: number, max: number): StoredRecord[] {
+  read(topic: string, partition: number, from: number, max: number, maxBytes = MAX_BATCH_INPUT_BYTES): StoredRecord[] {
     if (from >= this.head(topic, partition) || max <= 0) return [];
-    const cached = this.tail.read(partitionId(topic, partition), from, max);
+    const cached = this.tail.read(partitionId(topic, partition), from, max, maxBytes);
     if (cached !== null) return cached;
     // Below the first batch kept, there is no batch at or before `from`: start at the first kept.
     const first = this.stmt.batchAt.get(topic, partition, from) as { base: number } | undefined;
     const out: StoredRecord[] = [];
-    let base = first?.base ?? 0;
-    while (out.length < max) {
-      const rows = this.stmt.batchesFrom.all(topic, partition, base, 64) as Array<{ base: number; count: number; payload: Uint8Array }>;
-      for (const row of rows) {
-        if (row.base + row.count <= from) continue;
-        const records = deserialize(row.payload) as EncodedRecord[];
-        for (let i = Math.max(0, from - row.base); i < records.length && out.length < max; i++) {
-          const [key, value, timestamp, headers] = records[i];
-          out.push({ offset: row.base + i, key, value, timestamp, headers });
-        }
-        if (out.length >= max) break;
+    let bytes = 0;
+    // Row by row: a batch is read whole, and the byte bound may stop at the first one.
+    for (const row of this.stmt.batchesFrom.iterate(topic, partition, first?.base ?? 0) as Iterable<{ base: number; count: number; payload: Uint8Array }>) {
+      if (row.base + row.count <= from) continue;
+      // A record counts as its batch's serialized bytes shared evenly (as the tail cache counts it).
+      const each = row.payload.length / row.count;
+      const records = deserialize(row.payload) as EncodedRecord[];
+      for (let i = Math.max(0, from - row.base); i < records.length; i++) {
+        if (out.length === max || (out.length > 0 && bytes + each > maxBytes)) return out;
+        bytes += each;
+        const [key, value, timestamp, headers] = records[i];
+        out.push({ offset: row.base + i, key, value, timestamp, headers });
       }
-      if (rows.length < 64) break;
-      base = rows[rows.length - 1].base + 1;
     }
     return out;
   }

@@ -107,8 +107,11 @@ export class TailCache {
     }
   }
 
-  /** Up to `max` records from `from`, or null when the tail does not hold `from`. */
-  read(id: string, from: number, max: number): StoredRecord[] | null {
+  /**
+   * Up to `max` records from `from` and about `maxBytes` (a record counts as its batch's bytes
+   * shared evenly; at least one record), or null when the tail does not hold `from`.
+   */
+  read(id: string, from: number, max: number, maxBytes: number): StoredRecord[] | null {
     const tail = this.tails.get(id);
     if (tail === undefined || from < tail.base || from >= tail.end) return null;
     this.tails.delete(id);
@@ -122,9 +125,15 @@ export class TailCache {
       else hi = mid - 1;
     }
     const out: StoredRecord[] = [];
+    let bytes = 0;
     for (let s = lo; s < segments.length && out.length < max; s++) {
       const { base, records } = segments[s];
-      for (let i = Math.max(0, from - base); i < records.length && out.length < max; i++) out.push({ offset: base + i, ...records[i] });
+      const each = segments[s].bytes / records.length;
+      for (let i = Math.max(0, from - base); i < records.length && out.length < max; i++) {
+        if (out.length > 0 && bytes + each > maxBytes) return out;
+        bytes += each;
+        out.push({ offset: base + i, ...records[i] });
+      }
     }
     return out;
   }

@@ -43,6 +43,7 @@ import { Backoff } from '../../runtime/backoff.ts';
 import type { SealedEntries } from './kafka-commit-ledger.ts';
 import type { KafkaStateLedger } from './kafka-state-ledger.ts';
 import { translateKafkaError } from './kafka-errors.ts';
+import { MAX_BATCH_INPUT_BYTES } from '../../runtime/limits.ts';
 
 export type KafkaDelivery = 'at-most-once' | 'at-least-once' | 'exactly-once';
 export type KafkaEdgeState = 'starting' | 'running' | 'degraded' | 'stopped';
@@ -446,7 +447,12 @@ export class KafkaPartitionLog implements EdgePartitionLog {
       this.buffer = this.buffer.slice(drop);
       wakeAll(this.spaceWaiters);
     }
-    return this.buffer.slice(0, max);
+    let end = 0;
+    for (let bytes = 0; end < Math.min(max, this.buffer.length); end++) {
+      bytes += approximateBytes(this.buffer[end]);
+      if (end > 0 && bytes > MAX_BATCH_INPUT_BYTES) break;
+    }
+    return this.buffer.slice(0, end);
   }
 
   waitForData(from: number, signal: AbortSignal): Promise<void> {

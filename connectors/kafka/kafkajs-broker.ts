@@ -30,6 +30,7 @@ import type { StoredRecord } from '../transport.ts';
 import { decodeRecord, encodeRecord, type FetchedMessage } from './codec.ts';
 import { isConcurrentTransactions, translateKafkaError } from './kafka-errors.ts';
 import type { TributaryError } from '../../runtime/errors.ts';
+import { MAX_BATCH_INPUT_BYTES } from '../../runtime/limits.ts';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
 
@@ -245,7 +246,8 @@ export class KafkaJsBroker implements Broker {
 
   /**
    * Reads committed records with a throwaway consumer group (kafkajs has no group-less fetch).
-   * Costs a group join, a few hundred ms: for the HTTP API's dead-letter and sink reads.
+   * Costs a group join, a few hundred ms: for the HTTP API's dead-letter and sink reads. At most
+   * MAX_BATCH_INPUT_BYTES of records (at least one), like every read from a log.
    */
   async read(topic: string, partition: number, from: number, limit: number): Promise<StoredRecord[]> {
     const head = (await this.highWatermarks(topic))[partition] ?? 0;
@@ -253,6 +255,8 @@ export class KafkaJsBroker implements Broker {
     const groupId = `tributary-reader-${randomUUID()}`;
     const consumer = this.kafka.consumer({ groupId, maxWaitTimeInMs: 100, sessionTimeout: 6000, heartbeatInterval: 1000 });
     const out: StoredRecord[] = [];
+    let wanted = limit;
+    let bytes = 0;
     let done!: () => void;
     const finished = new Promise<void>((resolve) => (done = resolve));
     consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
@@ -267,9 +271,13 @@ export class KafkaJsBroker implements Broker {
           if (batch.partition !== partition) return;
           for (const message of batch.messages) {
             const record = decodeRecord(message as FetchedMessage);
-            if (record.offset >= from && out.length < limit) out.push(record);
+            if (record.offset < from || out.length >= wanted) continue;
+            // As many bytes as a batch may read (at least one record), however many were asked for.
+            if (out.length > 0 && bytes + (record.bytes ?? 0) > MAX_BATCH_INPUT_BYTES) wanted = out.length;
+            else out.push(record);
+            bytes += record.bytes ?? 0;
           }
-          if (out.length >= limit) done();
+          if (out.length >= wanted) done();
         },
       });
       consumer.seek({ topic, partition, offset: String(from) });
