@@ -19,6 +19,7 @@ import { GraphLifecycle, type GraphState } from './graph-lifecycle.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
 import { PartitionWorker, type StatePartitions, type TaskContext } from './partition-worker.ts';
+import { TimerSchedule } from './timer-schedule.ts';
 import { Topology } from './topology.ts';
 import { KafkaGraph, type KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { isKafkaEdge, kafkaSinkOf, kafkaSourceOf } from './kafka/kafka-topics.ts';
@@ -139,6 +140,7 @@ export class GraphRuntime {
       wake: () => this.wake(node.id),
       replicaDone: (replica: number, records: number, elapsedMs: number) => this.replicaDone(node, replica, records, elapsedMs),
       epochs: this.statePartitions(node),
+      timers: new TimerSchedule(),
       maxBatchRecords: this.options.maxBatchRecords ?? 1000,
       maxAttempts: this.options.maxAttempts ?? 3,
       onSinkAppend: (records: LogRecord[]) => {
@@ -257,7 +259,9 @@ export class GraphRuntime {
     const running = new Set(input.workers.map((worker) => worker.log.partition));
     for (const p of toRun()) {
       if (running.has(p)) continue;
-      const worker = new PartitionWorker(this.taskContext(input.node), input.edge, log.partition(p));
+      // Partition p's timers are fired by the first input that has a partition p.
+      const timersInput = this.inputsByNode.get(input.node.id)!.find((other) => p < this.topology.partitions(this.topology.topicOf(other.edge)));
+      const worker = new PartitionWorker(this.taskContext(input.node), input.edge, log.partition(p), timersInput === input);
       input.workers.push(worker);
       worker.start();
     }
@@ -457,6 +461,7 @@ export class GraphRuntime {
         processed: stats.processed,
         failed: stats.failed,
         batches: stats.batches,
+        timers: { fired: stats.timersFired, ...this.taskContext(node).timers.summary() },
         latency: { batchMs: round(stats.batchMs), perRecordMs: round(stats.recordMs, 4) },
         lastError: stats.lastError,
         deadLetters: onKafka ? this.kafka!.deadLetterCount(node.id) : transport.head(this.topology.deadLetterTopic(node.id), 0),

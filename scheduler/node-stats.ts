@@ -3,6 +3,8 @@ export class NodeStats {
   processed = 0;
   failed = 0;
   batches = 0;
+  /** Timers whose onTimer ran (or that were dead-lettered). */
+  timersFired = 0;
   /** Exponentially weighted mean of batch wall time (dispatch to commit), ms. */
   batchMs = 0;
   /** Exponentially weighted mean service time per record, ms. */

@@ -29,6 +29,15 @@
  * worker open it again, which resumes from the last offset that did commit (state reloaded).
  * Records the transport could not decode are dead-lettered without running.
  *
+ * Timers (runtime/stream-timers.ts) are keys of the state partition, so a batch's timer writes
+ * commit with it. One worker per state partition fires them — the one of the node's first input
+ * edge that has the partition (`firesTimers`): when the partition's earliest timer is due (the
+ * node's TimerSchedule), it runs a timer batch, `onTimer` over the due timers, under the state
+ * partition's exclusion, and commits its outputs, state writes and the timers' deletions as one
+ * unit that moves no input offset; a crash before that commit fires them again, after it never.
+ * Timer batches and record batches alternate while both are due, so neither starves the other;
+ * an idle worker sleeps until the next due time, and a node scaled to zero is woken for it.
+ *
  * The worker holds only its log, the state store and the callbacks of its context, so where it
  * runs (the control plane, or a host process next to the isolates) is a placement choice.
  */
@@ -37,10 +46,12 @@ import type { StagedState, StateStore } from '../connectors/state/state-store.ts
 import type { LogRecord, StateWrite } from '../connectors/transport.ts';
 import { Backoff } from '../runtime/backoff.ts';
 import { TributaryError, asTributaryError } from '../runtime/errors.ts';
-import type { WireBatch, WireBatchResult, WireRecord } from '../runtime/guest/wire.ts';
+import type { WireBatch, WireBatchResult, WireRecord, WireTimer, WireTimerFire } from '../runtime/guest/wire.ts';
+import { MAX_TIMERS_PER_FIRE, earliestTimer } from '../runtime/stream-timers.ts';
 import type { GraphFaults } from './graph-faults.ts';
 import type { Delivery, EdgeSpec, NodeSpec } from './graph-spec.ts';
 import type { NodeStats } from './node-stats.ts';
+import type { TimerSchedule } from './timer-schedule.ts';
 import type { Topology } from './topology.ts';
 
 export interface StatePartitions {
@@ -72,6 +83,8 @@ export interface TaskContext {
   /** Reports a batch's service on a replica (straggler detection). */
   replicaDone(replica: number, records: number, elapsedMs: number): void;
   epochs: StatePartitions;
+  /** When each state partition's next timer is due, shared by the node's workers. */
+  timers: TimerSchedule;
   maxBatchRecords: number;
   maxAttempts: number;
   /** Called after a commit with the records it appended to sinks. */
@@ -107,12 +120,22 @@ export class PartitionWorker {
   private readonly backoff = new Backoff(20, 2000);
   /** Units committed to the log whose state it has not promoted yet, oldest first. */
   private pending: PendingWrites[] = [];
+  /** This worker fires the state partition's timers (see the header). */
+  private readonly firesTimers: boolean;
+  /** Timers the next timer batch may fire: halved while a failing timer batch is narrowed down. */
+  private timerLimit = MAX_TIMERS_PER_FIRE;
+  /** Failed runs of a timer batch of one; past maxAttempts its timer is dropped with `timerError`. */
+  private timerAttempts = 0;
+  private timerError: string | null = null;
+  /** A timer batch ran last: records get the next turn. */
+  private timersRanLast = false;
 
-  constructor(ctx: TaskContext, edge: EdgeSpec, log: EdgePartitionLog) {
+  constructor(ctx: TaskContext, edge: EdgeSpec, log: EdgePartitionLog, firesTimers: boolean) {
     this.ctx = ctx;
     this.edge = edge;
     this.log = log;
     this.batchLimit = ctx.maxBatchRecords;
+    this.firesTimers = firesTimers;
   }
 
   get partition(): number {
@@ -170,6 +193,7 @@ export class PartitionWorker {
           // Whatever was not committed is gone: the isolate reloads the committed state.
           this.pending = [];
           this.ctx.epochs.bump(this.partition);
+          if (this.firesTimers) await this.loadTimers();
         }
         await this.step();
       } catch (error) {
@@ -181,12 +205,18 @@ export class PartitionWorker {
     }
   }
 
-  /** Takes and processes one batch, or waits for one. */
+  /** Takes and processes one batch (of records, or of due timers), or waits for one. */
   private async step(): Promise<void> {
+    const timersDue = this.timersDue();
+    if (timersDue && !this.timersRanLast) {
+      this.timersRanLast = true;
+      return this.fireTimers();
+    }
+    this.timersRanLast = false;
     const records = await this.take();
     if (this.abandoned || !this.running) return;
     if (records.length === 0) {
-      await this.log.waitForData(this.next, this.idle.signal);
+      if (!timersDue) await this.waitForWork();
       return;
     }
     const { epochs } = this.ctx;
@@ -219,40 +249,56 @@ export class PartitionWorker {
   }
 
   private async processBatch(records: StoredRecord[]): Promise<void> {
-    const { topology, node, stats, stateStore } = this.ctx;
+    const { stats } = this.ctx;
     const started = performance.now();
     const end = records[records.length - 1].offset + 1;
     const runnable = records.filter((r) => r.decodeError === undefined);
     const result: WireBatchResult = runnable.length > 0 ? await this.dispatch(runnable) : { emits: [], failures: [], writes: [] };
     if (this.abandoned) return;
     const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: runnable[e.index].timestamp }));
-    const appends = topology.outputs(node.id).flatMap((route) => topology.route(route, emitted));
     const deadLetters = result.failures.map((f) => this.deadLetter(runnable[f.index], f.error.message));
     for (const r of records) if (r.decodeError !== undefined) deadLetters.push(this.deadLetter(r, `ERR_BAD_RECORD: ${r.decodeError}`));
+    const unit = await this.unitOf(result, emitted, deadLetters, started, end);
+    if (unit === null) return;
+    if (this.delivery === 'exactly-once') {
+      await this.log.commit({ ...unit, next: end });
+    } else {
+      if (unit.appends.length > 0 || unit.state !== null) await this.log.commit(unit);
+      // at-least-once: a crash right here redelivers the batch; at-most-once committed before.
+      if (this.delivery === 'at-least-once') await this.log.commit({ appends: [], state: null, next: end });
+    }
+    this.ctx.timers.set(this.partition, result.nextTimerAt);
+    this.advance(records.length, end);
+    stats.failed += deadLetters.length;
+    stats.recordBatch(records.length, performance.now() - started);
+    this.backoff.reset();
+  }
+
+  /**
+   * A batch's outputs, dead letters and staged state writes as one unit moving no offset (the
+   * caller sets `next`); null when the worker stopped meanwhile. `through`: the input offset the
+   * unit covers up to, for a batch of records.
+   */
+  private async unitOf(result: WireBatchResult, emitted: LogRecord[], deadLetters: LogRecord[], started: number, through?: number): Promise<EdgeCommit | null> {
+    const { topology, node, stateStore } = this.ctx;
+    const appends = topology.outputs(node.id).flatMap((route) => topology.route(route, emitted));
     if (deadLetters.length > 0) appends.push({ topic: this.ctx.deadLetterTopic, partition: 0, records: deadLetters });
     let state: StagedState | null = null;
     const writes = result.writes.map(([key, value]) => ({ key, value }));
     if (writes.length > 0) {
       // May fail (S3 down): the batch then fails before its commit, and is retried.
       state = await stateStore.stage({ namespace: topology.stateNamespace(node.id), partition: this.partition, epoch: this.ctx.epochs.get(this.partition), writes });
-      if (this.abandoned) return state.aborted();
+      if (this.abandoned) {
+        state.aborted();
+        return null;
+      }
     }
     // An S3 publish follows the commit: a power loss must not undo a commit already published.
     const durable = state !== null && stateStore.kind === 's3';
-    const unit: EdgeCommit = { appends, state: state && this.tracked(state, writes), next: null, through: end, durable, startedAt: started };
+    const unit: EdgeCommit = { appends, state: state && this.tracked(state, writes), next: null, through, durable, startedAt: started };
     const sinkRecords = appends.filter((a) => topology.isSinkTopic(a.topic)).flatMap((a) => a.records);
     if (sinkRecords.length > 0 && this.ctx.onSinkAppend) unit.onVisible = () => this.ctx.onSinkAppend!(sinkRecords);
-    if (this.delivery === 'exactly-once') {
-      await this.log.commit({ ...unit, next: end });
-    } else {
-      if (appends.length > 0 || state !== null) await this.log.commit(unit);
-      // at-least-once: a crash right here redelivers the batch; at-most-once committed before.
-      if (this.delivery === 'at-least-once') await this.log.commit({ appends: [], state: null, next: end });
-    }
-    this.advance(records.length, end);
-    stats.failed += deadLetters.length;
-    stats.recordBatch(records.length, performance.now() - started);
-    this.backoff.reset();
+    return unit;
   }
 
   /** The staged state, its writes kept in the overlay until the log commits or aborts it. */
@@ -287,7 +333,7 @@ export class PartitionWorker {
   }
 
   /** Dispatches to the owning replica; ships the state partition when the isolate lacks it. */
-  private async dispatch(records: StoredRecord[]): Promise<WireBatchResult> {
+  private async dispatch(records: StoredRecord[], fire?: WireTimerFire): Promise<WireBatchResult> {
     const { node, topology, stateStore, epochs } = this.ctx;
     let replica = this.ctx.replicaFor(this.partition);
     if (replica < 0) {
@@ -300,18 +346,111 @@ export class PartitionWorker {
     const wire: WireRecord[] = records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {}, offset: r.offset, timestamp: r.timestamp }));
     const namespace = topology.stateNamespace(node.id);
     const state = { namespace, partition: this.partition, epoch: epochs.get(this.partition) };
-    let result = await this.ctx.process({ records: wire, state, maxAttempts: this.ctx.maxAttempts }, tag);
+    const batch: WireBatch = { records: wire, state, maxAttempts: this.ctx.maxAttempts, ...(fire && { fire }) };
+    let result = await this.ctx.process(batch, tag);
     let loadMs = 0;
     if (result.needState) {
       const loading = performance.now();
       const snapshot = await this.stateSnapshot(namespace);
       // Loading state (S3: a listing and a GET per key) is not the replica's service time.
       loadMs = performance.now() - loading;
-      result = await this.ctx.process({ records: wire, state: { ...state, snapshot }, maxAttempts: this.ctx.maxAttempts }, tag);
+      result = await this.ctx.process({ ...batch, state: { ...state, snapshot } }, tag);
       if (result.needState) throw new TributaryError('ERR_INTERNAL', 'replica refused the state snapshot');
     }
-    this.ctx.replicaDone(replica, records.length, performance.now() - dispatched - loadMs);
+    if (records.length > 0) this.ctx.replicaDone(replica, records.length, performance.now() - dispatched - loadMs);
     return result;
+  }
+
+  private timersDue(): boolean {
+    if (!this.firesTimers) return false;
+    const at = this.ctx.timers.dueAt(this.partition);
+    return at !== undefined && at <= Date.now();
+  }
+
+  /** The partition's earliest timer, from its committed state (and the units not decided yet). */
+  private async loadTimers(): Promise<void> {
+    const namespace = this.ctx.topology.stateNamespace(this.ctx.node.id);
+    const entries = await this.ctx.epochs.exclusive(this.partition, () => this.stateSnapshot(namespace));
+    this.ctx.timers.set(this.partition, earliestTimer(entries.map(([key, value]) => ({ key, value }))));
+  }
+
+  /** Waits for records, or (the timers' worker) until the partition's next timer is due. */
+  private async waitForWork(): Promise<void> {
+    if (!this.firesTimers) return this.log.waitForData(this.next, this.idle.signal);
+    const wake = new AbortController();
+    const stopWaiting = () => wake.abort();
+    this.idle.signal.addEventListener('abort', stopWaiting, { once: true });
+    const unwatch = this.ctx.timers.watch(this.partition, stopWaiting);
+    const at = this.ctx.timers.dueAt(this.partition);
+    // setTimeout holds at most 2^31-1 ms; a later timer re-arms on waking.
+    const timer = at === undefined ? undefined : setTimeout(stopWaiting, Math.min(2 ** 31 - 1, Math.max(0, at - Date.now())));
+    try {
+      await this.log.waitForData(this.next, wake.signal);
+    } finally {
+      clearTimeout(timer);
+      unwatch();
+      this.idle.signal.removeEventListener('abort', stopWaiting);
+    }
+  }
+
+  /** Runs `onTimer` over the partition's due timers and commits what they did as one unit. */
+  private async fireTimers(): Promise<void> {
+    const { epochs } = this.ctx;
+    const failure = await epochs.exclusive(this.partition, async () => {
+      try {
+        await this.runTimers();
+        return null;
+      } catch (error) {
+        epochs.bump(this.partition);
+        return { error };
+      }
+    });
+    if (failure) await this.onTimerFailure(failure.error);
+  }
+
+  private async runTimers(): Promise<void> {
+    const { stats } = this.ctx;
+    const started = performance.now();
+    const drop = this.timerError !== null;
+    const result = await this.dispatch([], { now: Date.now(), limit: this.timerLimit, ...(drop && { drop }) });
+    if (this.abandoned) return;
+    const fired = result.fired ?? [];
+    // Outputs of a timer carry its due time as their timestamp.
+    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: fired[e.index].at }));
+    const deadLetters = result.failures.map((f) => this.timerDeadLetter(fired[f.index], drop ? this.timerError! : f.error.message));
+    const unit = await this.unitOf(result, emitted, deadLetters, started);
+    if (unit === null) return;
+    if (unit.appends.length > 0 || unit.state !== null) await this.log.commit(unit);
+    this.ctx.timers.set(this.partition, result.nextTimerAt ?? null);
+    stats.timersFired += fired.length;
+    stats.failed += deadLetters.length;
+    this.timerLimit = MAX_TIMERS_PER_FIRE;
+    this.timerAttempts = 0;
+    this.timerError = null;
+  }
+
+  /** A timer batch failed as a whole: retry, halve it, or drop its one timer to the dead letters. */
+  private async onTimerFailure(error: unknown): Promise<void> {
+    if (this.abandoned) return;
+    const { stats, node } = this.ctx;
+    if (!(error instanceof TributaryError)) this.ctx.faults.report('partition.timers', { node: node.id, topic: this.log.topic, partition: String(this.partition) }, error);
+    const known = asTributaryError(error);
+    stats.recordError(`${known.code}: ${known.message}`);
+    if (known.handling === 'retry') return this.backoff.sleep(this.idle.signal);
+    if (this.timerLimit > 1) {
+      this.timerLimit = Math.ceil(this.timerLimit / 2);
+      return;
+    }
+    if (known.handling === 'bisect' && ++this.timerAttempts < this.ctx.maxAttempts) return this.backoff.sleep(this.idle.signal);
+    this.timerError = `${known.code}: ${known.message}`;
+  }
+
+  private timerDeadLetter(timer: WireTimer, error: string): LogRecord {
+    return {
+      key: timer.key,
+      value: { error, timer: { key: timer.key, at: timer.at, kind: timer.kind }, source: { node: this.ctx.node.id, partition: this.partition } },
+      timestamp: Date.now(),
+    };
   }
 
   /** The committed state of the partition, with the writes of units the log has not decided yet on top. */

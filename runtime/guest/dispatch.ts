@@ -1,10 +1,15 @@
 /**
  * Calls into the user's module: `fetch(request, env, ctx)` for HTTP invokes and
- * `process(record, env, ctx)` looped over a whole batch (one boundary crossing per batch).
+ * `process(record, env, ctx)` looped over a whole batch (one boundary crossing per batch), and
+ * `onTimer(timer, env, ctx)` over a partition's due timers the same way.
  */
 import { describeThrown, guestError, type GuestError, type GuestErrorCode } from './errors.ts';
 import { copyOutput, OutputRefused } from './output-copy.ts';
-import { listToArray, MapPrototypeForEach, newList, ObjectDefineProperty, ObjectFreeze, ObjectKeys, SafeMap, SafePromise, SafeRangeError, SafeTypeError } from './primordials.ts';
+import {
+  DatePrototypeGetTime, listToArray, MapPrototypeForEach, MathFloor, newList, NumberIsFinite, ObjectDefineProperty, ObjectFreeze, ObjectKeys, SafeDate, SafeMap,
+  SafePromise, SafeRangeError, SafeTypeError, StringPrototypeSlice,
+} from './primordials.ts';
+import { MAX_TIMER_KEY_CHARS } from '../stream-timers.ts';
 import { isResponse, readResponse, responseHeadBytes } from './web/index.ts';
 import { byteLengthOf } from './web/bytes.ts';
 import { BodyDrainError, drainStream, pumpStream } from './web/streams.ts';
@@ -16,6 +21,7 @@ import { createStateBinding, type StateValue } from './state-binding.ts';
 export interface Handlers {
   fetch?: (request: unknown, env: unknown, ctx: unknown) => unknown;
   process?: (record: unknown, env: unknown, ctx: unknown) => unknown;
+  onTimer?: (timer: unknown, env: unknown, ctx: unknown) => unknown;
 }
 
 export interface DispatchOptions {
@@ -44,6 +50,19 @@ function success<T>(value: T): GuestResult<T> {
 
 function failure<T>(error: GuestError): GuestResult<T> {
   return { __proto__: null, ok: false, error } as unknown as GuestResult<T>;
+}
+
+/** Latest time a Date can hold (ms since the epoch). */
+const MAX_TIME_MS = 8.64e15;
+
+/** Thrown in place of `onTimer` for a timer being dropped (WireTimerFire.drop). */
+class DroppedTimer extends SafeRangeError {}
+
+function timerKey(key: unknown): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_TIMER_KEY_CHARS) {
+    throw new SafeTypeError(`timer keys are non-empty strings of at most ${MAX_TIMER_KEY_CHARS} characters`);
+  }
+  return key;
 }
 
 export function createDispatcher(global: typeof globalThis, options: DispatchOptions) {
@@ -78,15 +97,16 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     if (typeof exported !== 'object' || exported === null) {
       return failure(guestError('ERR_COMPILE', 'module must `export default { fetch, process }`'));
     }
-    const { fetch, process } = exported as Handlers;
+    const { fetch, process, onTimer } = exported as Handlers;
     if (typeof fetch !== 'function' && typeof process !== 'function') {
       return failure(guestError('ERR_COMPILE', 'default export has neither a fetch nor a process function'));
     }
     handlers = ObjectFreeze({
       fetch: typeof fetch === 'function' ? fetch.bind(exported) : undefined,
       process: typeof process === 'function' ? process.bind(exported) : undefined,
+      onTimer: typeof onTimer === 'function' ? onTimer.bind(exported) : undefined,
     });
-    return success({ fetch: handlers.fetch !== undefined, process: handlers.process !== undefined });
+    return success({ fetch: handlers.fetch !== undefined, process: handlers.process !== undefined, onTimer: handlers.onTimer !== undefined });
   }
 
   function install(custom: Handlers): void {
@@ -172,9 +192,11 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
    * again. Synchronous handlers are never awaited, so a batch of them costs no microtask per record.
    */
   async function dispatchBatch(batch: WireBatch): Promise<GuestResult<WireBatchResult>> {
-    const process = handlers?.process;
-    if (process === undefined) {
-      return failure(guestError('ERR_FN_BAD_RESPONSE', 'function has no process handler'));
+    const fire = batch.fire;
+    const onTimer = handlers?.onTimer;
+    const handler = fire === undefined ? handlers?.process : onTimer;
+    if (handler === undefined) {
+      return failure(guestError('ERR_FN_BAD_RESPONSE', fire === undefined ? 'function has no process handler' : 'function has no onTimer handler'));
     }
     if (!state.begin(batch.state)) return success({ needState: true, emits: [], failures: [], writes: [] });
     const { maxEmitsPerRecord, maxBatchOutputBytes, maxJsonDepth } = options;
@@ -183,8 +205,10 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     const emits = newList<WireEmit>();
     const failures = newList<WireBatchResult['failures'][number]>();
     const batchWrites = new SafeMap<string, StateValue | null>();
-    const records = batch.records;
+    const fired = fire === undefined ? null : state.dueTimers(fire.now, fire.limit);
+    const records: unknown[] = fired ?? batch.records;
     let index = 0;
+    let nextTimerAt: number | null = null;
     /** Where the current record's emits start in `emits`: a failed attempt is cut off there. */
     let recordStart = 0;
     /**
@@ -225,11 +249,36 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
       if (emittedBytes + writtenBytes + recordBytes > maxBatchOutputBytes) breakLimit('ERR_TOO_LARGE', `the batch's outputs exceed ${maxBatchOutputBytes} bytes`);
       emits[emits.length] = { index, key: keyText, value: out };
     };
-    const ctx = ObjectFreeze({ emit });
+    const timers = ObjectFreeze({
+      /** Sets (or moves) timer `key` to fire at `at` (ms since the epoch, or a Date): `onTimer` runs then. */
+      set(key: unknown, at: unknown, options?: { kind?: unknown }) {
+        if (onTimer === undefined) throw new SafeTypeError('ctx.timers needs an onTimer(timer, env, ctx) handler in the default export');
+        const k = timerKey(key);
+        const due = typeof at === 'number' ? at : at instanceof SafeDate ? DatePrototypeGetTime(at) : NaN;
+        if (!NumberIsFinite(due) || due < 0 || due > MAX_TIME_MS) throw new SafeTypeError('a timer is due at a time in ms since the epoch (a finite number or a Date)');
+        const kind = options === undefined || options === null ? undefined : options.kind;
+        if (kind !== undefined && kind !== 'processing') throw new SafeTypeError(`timer kind ${typeof kind === 'string' ? `'${StringPrototypeSlice(kind, 0, 40)}'` : typeof kind} is not supported (supported: 'processing')`);
+        state.timerSet(k, MathFloor(due));
+      },
+      delete(key: unknown) {
+        state.timerDelete(timerKey(key));
+      },
+      /** When timer `key` is due (ms since the epoch), or null when it is not set. */
+      get(key: unknown) {
+        return state.timerGet(timerKey(key));
+      },
+    });
+    const ctx = ObjectFreeze({ emit, timers });
     const fail = (error: GuestError) => {
       emits.length = recordStart;
       state.dropRecord();
       failures[failures.length] = { index, error };
+      if (fired !== null) {
+        // A failed timer is dead-lettered, not fired again: its deletion stays.
+        state.beginRecord();
+        state.timerDelete(fired[index].key);
+        state.keepRecord(batchWrites);
+      }
     };
     try {
       for (; index < records.length; index++) {
@@ -239,7 +288,12 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
           broken = null;
           state.beginRecord();
           try {
-            let returned = process(records[index], processEnv, ctx);
+            // A timer is deleted as it fires (the handler may set it again); in drop mode, that is all.
+            if (fired !== null) {
+              state.timerDelete(fired[index].key);
+              if (fire!.drop === true) throw new DroppedTimer();
+            }
+            let returned = handler(records[index], processEnv, ctx);
             if (returned instanceof SafePromise) returned = await returned;
             if (returned !== undefined) emit(returned);
             // O(1) upper bounds first; exact counts only near the limit.
@@ -259,7 +313,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
             }
             break;
           } catch (thrown) {
-            if (broken !== null || attempt >= batch.maxAttempts) {
+            if (broken !== null || attempt >= batch.maxAttempts || thrown instanceof DroppedTimer) {
               fail(broken ?? describeThrown(thrown));
               break;
             }
@@ -269,6 +323,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
         }
         recordStart = emits.length;
       }
+      if (onTimer !== undefined) nextTimerAt = state.nextTimerAt();
     } finally {
       state.end();
     }
@@ -276,7 +331,10 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     MapPrototypeForEach(batchWrites, (value: StateValue | null, key: string) => {
       writes[writes.length] = [key, value];
     });
-    return success({ emits: listToArray(emits), failures: listToArray(failures), writes: listToArray(writes) });
+    const result: WireBatchResult = { emits: listToArray(emits), failures: listToArray(failures), writes: listToArray(writes) };
+    if (fired !== null) result.fired = listToArray(fired);
+    if (onTimer !== undefined) result.nextTimerAt = nextTimerAt;
+    return success(result);
   }
 
   return { load, install, dispatchFetch, dispatchBatch };

@@ -4,14 +4,21 @@
  * snapshot, versioned by epoch), so reads cost no boundary crossing. Writes of one record are
  * kept apart until its `process` succeeds, then join the batch's write set, which the scheduler
  * commits with the batch — atomically with outputs and offsets on exactly-once edges.
+ *
+ * Stream timers (`ctx.timers`) are keys of the same partition under a reserved prefix
+ * (runtime/stream-timers.ts), written like any key, so they commit with their batch too. Each
+ * partition keeps a min-heap of its timers' due times, with lazy deletion: an entry counts only
+ * while the partition still holds that timer at that time.
  */
 import {
   ArrayBufferIsView, ArrayBufferPrototypeGetByteLength, ArrayPrototypePush, DataViewPrototypeGetBuffer, DataViewPrototypeGetByteLength,
   DataViewPrototypeGetByteOffset, JSONParse, MapPrototypeDelete, MapPrototypeForEach, MapPrototypeGet, MapPrototypeHas, MapPrototypeSet,
-  ObjectFreeze, PromiseResolve, SafeMap, SafeTypeError, SafeUint8Array, TypedArrayPrototypeGetBuffer, TypedArrayPrototypeGetByteLength,
+  newList, NumberParseFloat, ObjectFreeze, PromiseResolve, SafeMap, SafeRangeError, SafeTypeError, StringPrototypeCharCodeAt, StringPrototypeSlice,
+  StringPrototypeStartsWith, SafeUint8Array, TypedArrayPrototypeGetBuffer, TypedArrayPrototypeGetByteLength,
   TypedArrayPrototypeGetByteOffset, TypedArrayPrototypeGetSymbolToStringTag, TypedArrayPrototypeSet,
 } from './primordials.ts';
-import type { WireStateScope } from './wire.ts';
+import type { WireStateScope, WireTimer } from './wire.ts';
+import { MAX_TIMERS_PER_PARTITION, TIMER_KEY_PREFIX } from '../stream-timers.ts';
 import { webGlobals } from './web-globals.ts';
 
 /** Per-value ceiling; larger values belong in object storage. */
@@ -24,10 +31,85 @@ export type StateValue = string | Uint8Array;
 interface Partition {
   epoch: number;
   data: Map<string, StateValue>;
+  /** Timer keys in `data`. */
+  timerCount: number;
+  /** Min-heap of (due time, state key), possibly holding entries of timers since deleted or moved. */
+  heapAt: number[];
+  heapKey: string[];
+}
+
+const PREFIX_CHARS = TIMER_KEY_PREFIX.length;
+/** A reserved key (timers): starts with U+0000. */
+const reserved = (key: string): boolean => StringPrototypeCharCodeAt(key, 0) === 0;
+const isTimerKey = (key: string): boolean => StringPrototypeStartsWith(key, TIMER_KEY_PREFIX);
+/** Due time of a stored timer (`p:<at>`), NaN for anything else. */
+const dueAtOf = (value: StateValue | undefined | null): number =>
+  typeof value === 'string' && StringPrototypeCharCodeAt(value, 0) === 112 && StringPrototypeCharCodeAt(value, 1) === 58 ? NumberParseFloat(StringPrototypeSlice(value, 2)) : NaN;
+
+function heapPush(p: Partition, at: number, key: string): void {
+  let i = p.heapAt.length;
+  p.heapAt[i] = at;
+  p.heapKey[i] = key;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (p.heapAt[parent] <= at) break;
+    p.heapAt[i] = p.heapAt[parent];
+    p.heapKey[i] = p.heapKey[parent];
+    i = parent;
+  }
+  p.heapAt[i] = at;
+  p.heapKey[i] = key;
+}
+
+function heapPop(p: Partition): void {
+  const last = p.heapAt.length - 1;
+  const at = p.heapAt[last];
+  const key = p.heapKey[last];
+  p.heapAt.length = last;
+  p.heapKey.length = last;
+  if (last === 0) return;
+  let i = 0;
+  for (;;) {
+    let child = 2 * i + 1;
+    if (child >= last) break;
+    if (child + 1 < last && p.heapAt[child + 1] < p.heapAt[child]) child++;
+    if (p.heapAt[child] >= at) break;
+    p.heapAt[i] = p.heapAt[child];
+    p.heapKey[i] = p.heapKey[child];
+    i = child;
+  }
+  p.heapAt[i] = at;
+  p.heapKey[i] = key;
+}
+
+/** Drops heap entries of timers deleted or moved since; true while a valid one is on top. */
+function heapSettle(p: Partition): boolean {
+  while (p.heapAt.length > 0 && dueAtOf(MapPrototypeGet(p.data, p.heapKey[0])) !== p.heapAt[0]) heapPop(p);
+  return p.heapAt.length > 0;
+}
+
+function newPartition(epoch: number, data: Map<string, StateValue>): Partition {
+  const p: Partition = { epoch, data, timerCount: 0, heapAt: newList(), heapKey: newList() };
+  MapPrototypeForEach(data, (value: StateValue, key: string) => {
+    if (!isTimerKey(key)) return;
+    p.timerCount++;
+    const at = dueAtOf(value);
+    if (at === at) heapPush(p, at, key);
+  });
+  return p;
 }
 
 /** Pending writes of the record being processed: null = deleted. */
 type RecordWrites = Map<string, StateValue | null>;
+
+/** Rebuilds a partition's heap from its timers alone. */
+function compact(p: Partition): void {
+  p.heapAt = newList();
+  p.heapKey = newList();
+  MapPrototypeForEach(p.data, (value: StateValue, key: string) => {
+    if (isTimerKey(key)) heapPush(p, dueAtOf(value), key);
+  });
+}
 
 export function createStateBinding(global: typeof globalThis) {
   const web = webGlobals(global);
@@ -47,6 +129,7 @@ export function createStateBinding(global: typeof globalThis) {
     if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_CHARS) {
       throw new SafeTypeError(`state keys are non-empty strings of at most ${MAX_KEY_CHARS} characters`);
     }
+    if (reserved(key)) throw new SafeTypeError('state keys may not start with U+0000 (reserved for the platform)');
     return key;
   };
   const read = (key: string): StateValue | null => {
@@ -94,12 +177,26 @@ export function createStateBinding(global: typeof globalThis) {
   const sizeOf = (value: StateValue): number =>
     typeof value !== 'string' ? value.byteLength : value.length * 3 <= MAX_STATE_VALUE_BYTES ? value.length * 3 : encoder.encode(value).byteLength;
   // keepRecord's callback, made once: no closure allocated per record.
+  let keepPartition: Partition | null = null;
   let keepData: Map<string, StateValue> = new SafeMap();
   let keepBatch: Map<string, StateValue | null> = new SafeMap();
+  const keepTimer = (p: Partition, value: StateValue | null, key: string) => {
+    const had = MapPrototypeHas(p.data, key);
+    if (value === null) {
+      if (had) p.timerCount--;
+      return;
+    }
+    if (!had) p.timerCount++;
+    heapPush(p, dueAtOf(value), key);
+  };
   const keepEntry = (value: StateValue | null, key: string) => {
+    const timer = reserved(key) && isTimerKey(key);
+    if (timer) keepTimer(keepPartition!, value, key);
     if (value === null) MapPrototypeDelete(keepData, key);
     else MapPrototypeSet(keepData, key, value);
     MapPrototypeSet(keepBatch, key, value);
+    // Entries of moved and deleted timers go lazily; a partition re-setting timers in a loop compacts here.
+    if (timer && keepPartition!.heapAt.length > 2 * keepPartition!.timerCount + 1024) compact(keepPartition!);
   };
   const setPending = (key: string, value: StateValue | null) => {
     if (MapPrototypeHas(pending, key)) {
@@ -145,8 +242,9 @@ export function createStateBinding(global: typeof globalThis) {
       const limit = Math.min(Math.max(1, Number(options?.limit ?? 1000) | 0), 1000);
       const after = options?.cursor ?? '';
       const keys: string[] = [];
-      for (const key of active().data.keys()) if (!MapPrototypeHas(pending, key)) ArrayPrototypePush(keys, key);
-      for (const [key, value] of pending) if (value !== null) ArrayPrototypePush(keys, key);
+      // Reserved keys (timers) are never listed, whatever the prefix.
+      for (const key of active().data.keys()) if (!MapPrototypeHas(pending, key) && !reserved(key)) ArrayPrototypePush(keys, key);
+      for (const [key, value] of pending) if (value !== null && !reserved(key)) ArrayPrototypePush(keys, key);
       keys.sort();
       const objects: Array<{ key: string; size: number }> = [];
       let truncated = false;
@@ -173,7 +271,7 @@ export function createStateBinding(global: typeof globalThis) {
       if (scope.snapshot !== undefined) {
         const data = new SafeMap<string, StateValue>();
         for (let i = 0; i < scope.snapshot.length; i++) MapPrototypeSet(data, scope.snapshot[i][0], scope.snapshot[i][1]);
-        MapPrototypeSet(partitions, id, { epoch: scope.epoch, data });
+        MapPrototypeSet(partitions, id, newPartition(scope.epoch, data));
       }
       const partition = MapPrototypeGet(partitions, id);
       if (partition === undefined || partition.epoch !== scope.epoch) return false;
@@ -207,7 +305,8 @@ export function createStateBinding(global: typeof globalThis) {
     },
     /** The record succeeded: apply its writes to the partition and the batch write set. */
     keepRecord(batchWrites: Map<string, StateValue | null>): void {
-      keepData = active().data;
+      keepPartition = active();
+      keepData = keepPartition.data;
       keepBatch = batchWrites;
       MapPrototypeForEach(pending, keepEntry);
       pending = new SafeMap();
@@ -216,6 +315,39 @@ export function createStateBinding(global: typeof globalThis) {
     dropRecord(): void {
       pending = new SafeMap();
       pendingBytes = 0;
+    },
+    /** Timer `key`'s due time as the current record sees it, or null. */
+    timerGet(key: string): number | null {
+      const at = dueAtOf(read(TIMER_KEY_PREFIX + key));
+      return at === at ? at : null;
+    },
+    /** Sets timer `key` (a write of the current record); RangeError past the partition's ceiling. */
+    timerSet(key: string, at: number): void {
+      const p = active();
+      const stateKey = TIMER_KEY_PREFIX + key;
+      if (p.timerCount >= MAX_TIMERS_PER_PARTITION && !MapPrototypeHas(p.data, stateKey)) {
+        throw new SafeRangeError(`ERR_QUOTA_EXCEEDED: a state partition keeps at most ${MAX_TIMERS_PER_PARTITION} timers`);
+      }
+      setPending(stateKey, `p:${at}`);
+    },
+    timerDelete(key: string): void {
+      active();
+      setPending(TIMER_KEY_PREFIX + key, null);
+    },
+    /** Takes the partition's timers due at `now` off its heap, earliest first, at most `limit`. */
+    dueTimers(now: number, limit: number): WireTimer[] {
+      const p = active();
+      const due: WireTimer[] = [];
+      while (due.length < limit && heapSettle(p) && p.heapAt[0] <= now) {
+        due[due.length] = ObjectFreeze({ __proto__: null, key: StringPrototypeSlice(p.heapKey[0], PREFIX_CHARS), at: p.heapAt[0], kind: 'processing' }) as unknown as WireTimer;
+        heapPop(p);
+      }
+      return due;
+    },
+    /** The partition's earliest due timer, or null when it keeps none. */
+    nextTimerAt(): number | null {
+      const p = active();
+      return heapSettle(p) ? p.heapAt[0] : null;
     },
     end(): void {
       current = null;

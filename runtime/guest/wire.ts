@@ -52,8 +52,25 @@ export interface WireStateScope {
   snapshot?: [key: string, value: string | Uint8Array][];
 }
 
+/** A timer as `onTimer(timer, env, ctx)` sees it (runtime/stream-timers.ts). */
+export interface WireTimer {
+  key: string;
+  at: number;
+  kind: 'processing';
+}
+
+/** Instead of records: fire the partition's timers due at `now`, earliest first, at most `limit`. */
+export interface WireTimerFire {
+  now: number;
+  limit: number;
+  /** Delete them without running onTimer, each reported as a failure (a timer that fails every batch it is in). */
+  drop?: boolean;
+}
+
 export interface WireBatch {
   records: WireRecord[];
+  /** A timer batch: `records` is empty and the due timers are its inputs. */
+  fire?: WireTimerFire;
   state: WireStateScope;
   /** Attempts per record before it is reported as failed (dead-lettered). */
   maxAttempts: number;
@@ -67,6 +84,10 @@ export interface WireBatchResult {
   failures: { index: number; error: GuestError }[];
   /** Final value per key written by the batch's successful records; null deletes. */
   writes: [key: string, value: string | Uint8Array | null][];
+  /** A timer batch's inputs, in the order fired: emits' and failures' `index` points here. */
+  fired?: WireTimer[];
+  /** The partition's earliest due timer after the batch (null: none); absent for modules without onTimer. */
+  nextTimerAt?: number | null;
 }
 
 export type GuestResult<T> = { ok: true; value: T } | { ok: false; error: GuestError };
@@ -75,4 +96,5 @@ export type GuestResult<T> = { ok: true; value: T } | { ok: false; error: GuestE
 export interface ModuleShape {
   fetch: boolean;
   process: boolean;
+  onTimer?: boolean;
 }
