@@ -30,8 +30,6 @@ export interface FunctionVersion extends FunctionLimits {
   bindings?: BindingNames;
   /** Which bindings file the version uses; never leaves the control plane (not enumerable, so no API read shows it). */
   readonly bindingsId?: string;
-  /** The version's bindings object in a shared bucket (connectors/s3/shared-bindings.ts); not enumerable either. */
-  readonly bindingsKey?: string;
   /**
    * Why this control plane cannot give the version its bindings (shared deployments: the secrets
    * are sealed with another key, or the object is gone): its invokes fail with this code.
@@ -378,7 +376,6 @@ function fromRow(row: Row): FunctionVersion {
     version.bindings = row.binding_names ? (JSON.parse(row.binding_names) as BindingNames) : { vars: [], secrets: [] };
     if (row.bindings_id) Object.defineProperty(version, 'bindingsId', { value: row.bindings_id, enumerable: false });
   }
-  if (row.bindings_key) Object.defineProperty(version, 'bindingsKey', { value: row.bindings_key, enumerable: false });
   if (row.bindings_error) version.bindingsError = JSON.parse(row.bindings_error) as FunctionVersion['bindingsError'];
   return version;
 }
