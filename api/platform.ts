@@ -110,10 +110,11 @@ export interface Platform {
 
 export async function startPlatform(options: PlatformOptions = {}): Promise<Platform> {
   const dataDir = resolve(options.dataDir ?? './.tributary');
+  // A bad key setting fails before anything is created (ERR_SECRETS_KEY_INVALID).
+  const secretsKey = SecretsKey.load({ file: options.secretsKeyFile, env: process.env.TRIBUTARY_SECRETS_KEY });
   const metrics = new RuntimeMetrics();
   const guard = new Guard({ onError: ({ where }) => metrics.controlPlaneErrors.inc({ where }) });
   mkdirSync(dataDir, { recursive: true });
-  const secretsKey = SecretsKey.load({ file: options.secretsKeyFile, env: process.env.TRIBUTARY_SECRETS_KEY });
   // S3 is checked before any host starts, so that a bad setting fails fast and leaves nothing behind.
   const bucket = options.s3 ? await Bucket.open(options.s3) : null;
   // env.STATE of fetch handlers: one namespace per function, in the bucket or on the control plane (runtime/function-state.ts).

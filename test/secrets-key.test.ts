@@ -2,9 +2,11 @@
  * The operator's secrets key: AES-256-GCM sealing bound to a function name and version, key text
  * in base64 or hex, key files others can read refused, bad settings a stable code.
  */
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SecretsKey, secretsAad } from '../runtime/secrets-key.ts';
 import { tempDir } from './fixtures/platform.ts';
@@ -56,5 +58,20 @@ describe('SecretsKey', () => {
     expect(SecretsKey.load({ file: good, env: randomBytes(32).toString('hex') })!.id).toBe(key.id);
     expect(SecretsKey.load({ env: bytes.toString('hex') })!.id).toBe(key.id);
     expect(SecretsKey.load({})).toBeUndefined();
+  });
+
+  it('stops serve at startup with ERR_SECRETS_KEY_INVALID, before anything starts', async () => {
+    const cli = join(import.meta.dirname, '..', 'cli', 'tributary.ts');
+    const missing = join(dir, 'nope.key');
+    const failed = await promisify(execFile)(process.execPath, ['--no-node-snapshot', cli, 'serve', '--port', '0', '--data-dir', join(dir, 'data'), '--secrets-key-file', missing], {
+      timeout: 30_000,
+      env: { PATH: process.env.PATH ?? '' },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code?: number; stderr?: string }) => ({ code: error.code, stderr: error.stderr ?? '' }),
+    );
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain(`tributary: ERR_SECRETS_KEY_INVALID: --secrets-key-file ${missing}: cannot read it (ENOENT)`);
+    expect(existsSync(join(dir, 'data'))).toBe(false);
   });
 });
