@@ -153,6 +153,8 @@ describe('bindings through the shared bucket', () => {
       const body = await res.text();
       expect(JSON.parse(body).error.code).toBe('ERR_SECRETS_UNAVAILABLE');
       expect(body).not.toContain(SECRET);
+      // Hosts do not serve it themselves: their routing table leaves it to the control plane, which answers the error.
+      expect(wrong.functions.routeTable().map(([name]) => name)).not.toContain('greeter');
       // What needs no key is served as everywhere.
       expect(await env(wrong, 'with-bucket')).toBe(`200 ${JSON.stringify({ GREETING: 'b', API_KEY: null, has: 'object' })}`);
     } finally {
@@ -206,6 +208,18 @@ describe('bindings through the shared bucket', () => {
     expect((await deployEnvelope(a, 'churn', { secrets: { API_KEY: 'again' } })).status).toBe(201);
     expect((await bindingKeys('churn')).map((key) => /\/(\d{12})-/.exec(key)![1])).toEqual(['000000000013']);
     await waitFor(async () => (await env(b, 'churn')).includes('again'), PROPAGATION_MS, 'B to serve v13');
+  }, 60_000);
+});
+
+describe('concurrent deploys with bindings', () => {
+  it('seal each version for the number it got; a lost race leaves no object behind', async () => {
+    const deploys = Array.from({ length: 8 }, (_, i) => deployEnvelope(i % 2 ? a : b, 'raced-secrets', { secrets: { API_KEY: `${SECRET}-r${i}` } }));
+    const versions = await Promise.all(deploys.map(async (res) => (await json(res)).version as number));
+    expect(versions.sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    const keys = await bindingKeys('raced-secrets');
+    expect(keys.map((key) => Number(/\/(\d{12})-/.exec(key)![1])).sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    await waitFor(async () => (await env(a, 'raced-secrets')) === (await env(b, 'raced-secrets')), PROPAGATION_MS, 'A and B to serve the same latest version');
+    expect(await env(a, 'raced-secrets')).toMatch(new RegExp(`^200 .*${SECRET}-r\\d`));
   }, 60_000);
 });
 
