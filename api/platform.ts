@@ -27,6 +27,7 @@ import { SharedDeployments, deploymentsDir } from '../connectors/s3/shared-deplo
 import { specKey } from '../runtime/function-spec.ts';
 import { Guard } from '../runtime/guard.ts';
 import { BucketCalls } from '../runtime/bucket-calls.ts';
+import { SecretsKey } from '../runtime/secrets-key.ts';
 
 export interface PlatformOptions {
   /** Where functions and logs persist (default ./.tributary). */
@@ -67,6 +68,13 @@ export interface PlatformOptions {
    */
   s3?: S3Options & { pollIntervalMs?: number };
   /**
+   * File holding the secrets key (32 bytes, base64 or hex; mode 0600) with which functions' secrets
+   * are sealed in the `s3` bucket (default: $TRIBUTARY_SECRETS_KEY, else none). Every control plane
+   * sharing the bucket needs the same key; without one, deploys with secrets are refused there
+   * (ERR_SECRETS_KEY_REQUIRED). See runtime/secrets-key.ts.
+   */
+  secretsKeyFile?: string;
+  /**
    * The tenants' buckets: the only buckets bucket bindings (`env.ASSETS`) and graphs' S3 sinks may
    * name (`serve --user-buckets a,b`, default $TRIBUTARY_USER_BUCKETS), reached with the platform's
    * S3 settings — `endpoint`, `region` and `credentials` here, else those of `s3`, else the AWS
@@ -102,6 +110,8 @@ export interface Platform {
 
 export async function startPlatform(options: PlatformOptions = {}): Promise<Platform> {
   const dataDir = resolve(options.dataDir ?? './.tributary');
+  // A bad key setting fails before anything is created (ERR_SECRETS_KEY_INVALID).
+  const secretsKey = SecretsKey.load({ file: options.secretsKeyFile, env: process.env.TRIBUTARY_SECRETS_KEY });
   const metrics = new RuntimeMetrics();
   const guard = new Guard({ onError: ({ where }) => metrics.controlPlaneErrors.inc({ where }) });
   mkdirSync(dataDir, { recursive: true });
@@ -149,7 +159,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
   let stateStore: S3StateStore | undefined;
   if (bucket) {
     try {
-      shared = await SharedDeployments.open({ bucket, registry, graphs: graphStore, cursorPath: join(deployDir, 'deploy-log.json'), pollIntervalMs: options.s3?.pollIntervalMs, guard });
+      shared = await SharedDeployments.open({ bucket, registry, graphs: graphStore, cursorPath: join(deployDir, 'deploy-log.json'), pollIntervalMs: options.s3?.pollIntervalMs, guard, secretsKey });
       stateStore = await S3StateStore.open({ bucket, transport: log, guard });
     } catch (error) {
       for (const resource of [registry, graphStore, log, bucket]) resource.close();

@@ -2,7 +2,8 @@
  * `tributary deploy`: what wrangler's deploy does, for Tributary. A `.wasm` file is uploaded as
  * is; any other entry (`src/index.ts`, a `.js` with imports) is bundled with esbuild first
  * (runtime/function-bundle.ts; `--no-bundle` uploads a single-module `.js` untouched). Settings
- * come from `tributary.json` in the current directory (or `--config FILE`), then flags:
+ * come from `tributary.json` or `wrangler.toml` in the current directory (or `--config FILE`;
+ * cli/project-config.ts says which wrangler keys are mapped, ignored or refused), then flags:
  *
  * ```json
  * { "name": "my-fn", "main": "src/index.ts", "vars": { "GREETING": "hi" },
@@ -13,19 +14,22 @@
  * binds a bucket the operator allows (`serve --user-buckets`) as `env.ASSETS` (docs/buckets.md).
  *
  * `--var NAME=VALUE` adds a var; `--secret NAME=VALUE`, or `--secret NAME` to take the value from
- * the environment variable NAME (so it stays out of shell history). Secrets are never read from
- * the config file, which is usually committed.
+ * the environment variable NAME (so it stays out of shell history); `--secrets-file FILE` reads
+ * many, as a JSON object of strings (what `wrangler secret bulk` takes) or `.env` lines
+ * (`NAME=VALUE`, `#` comments, optional quotes); `--secret` wins over the file. Secrets are never
+ * read from the config file, which is usually committed.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, dirname, extname, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, extname, resolve } from 'node:path';
 import { bundleFunction, BundleError } from '../runtime/function-bundle.ts';
 import { client, UsageError, type Values } from './command.ts';
 import { ApiError, request } from './client.ts';
+import { readProjectConfig } from './project-config.ts';
 
 export const DEPLOY_USAGE =
   'tributary deploy [<entry.ts|entry.js|file.wasm>] [--name NAME] [--memory-limit-mb N] [--timeout-ms N] [--cpu-limit-ms N]\n' +
-  '                 [--var NAME=VALUE]... [--secret NAME[=VALUE]]... [--bucket NAME=BUCKET[/PREFIX]]...\n' +
-  '                 [--config tributary.json] [--nodejs-compat] [--no-bundle]';
+  '                 [--var NAME=VALUE]... [--secret NAME[=VALUE]]... [--secrets-file FILE] [--bucket NAME=BUCKET[/PREFIX]]...\n' +
+  '                 [--config tributary.json|wrangler.toml] [--nodejs-compat] [--no-bundle]';
 
 export const DEPLOY_OPTIONS = {
   name: { type: 'string' },
@@ -34,39 +38,12 @@ export const DEPLOY_OPTIONS = {
   'cpu-limit-ms': { type: 'string' },
   var: { type: 'string', multiple: true },
   secret: { type: 'string', multiple: true },
+  'secrets-file': { type: 'string' },
   bucket: { type: 'string', multiple: true },
   config: { type: 'string' },
   'nodejs-compat': { type: 'boolean', default: false },
   'no-bundle': { type: 'boolean', default: false },
 } as const;
-
-interface ProjectConfig {
-  name?: string;
-  main?: string;
-  vars?: Record<string, string>;
-  bindings?: Record<string, { bucket: string; prefix?: string }>;
-  compatibility_flags?: string[];
-  memoryLimitMb?: number;
-  timeoutMs?: number;
-  cpuLimitMs?: number;
-}
-
-function readConfig(path: string | undefined): { config: ProjectConfig; dir: string } {
-  const file = path ?? 'tributary.json';
-  if (!existsSync(file)) {
-    if (path !== undefined) throw new UsageError(`--config ${path}: no such file`);
-    return { config: {}, dir: process.cwd() };
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new UsageError(`${file} is not valid JSON: ${(error as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`${file} must hold a JSON object`);
-  if ('secrets' in parsed) throw new UsageError(`${file}: secrets do not belong in the config file; pass them with --secret NAME`);
-  return { config: parsed as ProjectConfig, dir: dirname(resolve(file)) };
-}
 
 /** `NAME=VALUE` pairs; for secrets a bare `NAME` reads $NAME. */
 function pairs(list: unknown, what: string, fromEnv: boolean): Record<string, string> {
@@ -83,10 +60,46 @@ function pairs(list: unknown, what: string, fromEnv: boolean): Record<string, st
   return out;
 }
 
+/** A secrets file: a JSON object of strings, or `.env` lines. */
+function secretsFile(path: string): Record<string, string> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--secrets-file ${path}: cannot read it (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const out: Record<string, string> = {};
+  if (text.trimStart().startsWith('{')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new UsageError(`--secrets-file ${path}: not valid JSON`); // the parser's message may quote a value
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`--secrets-file ${path}: must hold a JSON object of NAME: "value"`);
+    for (const [name, value] of Object.entries(parsed as Record<string, unknown>)) {
+      if (typeof value !== 'string') throw new UsageError(`--secrets-file ${path}: ${name} must be a string`);
+      out[name] = value;
+    }
+    return out;
+  }
+  for (const [index, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!match) throw new UsageError(`--secrets-file ${path}:${index + 1}: expected NAME=VALUE`);
+    const value = match[2];
+    const quoted = value.length >= 2 && (value[0] === '"' || value[0] === "'") && value.at(-1) === value[0];
+    out[match[1]] = quoted ? value.slice(1, -1) : value;
+  }
+  return out;
+}
+
 export async function deployCommand(values: Values, positionals: string[]): Promise<void> {
-  const { config, dir } = readConfig(values.config as string | undefined);
+  const { config, dir, warnings } = readProjectConfig(values.config as string | undefined);
+  for (const warning of warnings) console.error(`warning: ${warning}`);
   const entry = positionals[0] ?? (config.main ? resolve(dir, config.main) : undefined);
-  if (entry === undefined) throw new UsageError('missing <file>: name the entry to deploy, or set "main" in tributary.json');
+  if (entry === undefined) throw new UsageError('missing <file>: name the entry to deploy, or set "main" in tributary.json or wrangler.toml');
   const wasm = extname(entry) === '.wasm';
   const name = String(values.name ?? config.name ?? basename(entry, extname(entry)));
   const query = new URLSearchParams();
@@ -98,7 +111,7 @@ export async function deployCommand(values: Values, positionals: string[]): Prom
   limit('timeout-ms', 'timeoutMs', config.timeoutMs);
   limit('cpu-limit-ms', 'cpuLimitMs', config.cpuLimitMs);
   const vars = { ...(config.vars ?? {}), ...pairs(values.var, 'var', false) };
-  const secrets = pairs(values.secret, 'secret', true);
+  const secrets = { ...(values['secrets-file'] === undefined ? {} : secretsFile(String(values['secrets-file']))), ...pairs(values.secret, 'secret', true) };
   const buckets: Record<string, { bucket: string; prefix?: string }> = { ...(config.bindings ?? {}) };
   for (const [binding, where] of Object.entries(pairs(values.bucket, 'bucket', false))) {
     const slash = where.indexOf('/');
@@ -108,7 +121,7 @@ export async function deployCommand(values: Values, positionals: string[]): Prom
 
   let code: string | Uint8Array;
   if (wasm) code = readFileSync(entry);
-  else if (values['no-bundle'] === true) code = readFileSync(entry, 'utf8');
+  else if (values['no-bundle'] === true || config.noBundle === true) code = readFileSync(entry, 'utf8');
   else {
     try {
       const bundle = await bundleFunction({ entry, nodejsCompat });

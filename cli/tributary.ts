@@ -27,6 +27,8 @@ const commands: Record<string, Command | CommandGroup> = {
       '                [--host-memory-limit-mb N]   recycle a host process whose RSS passes N MiB (default 75% of RAM / hosts)\n' +
       '                [--s3-bucket NAME [--s3-endpoint URL]]   state and deployments in S3; region and\n' +
       '                credentials from AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)\n' +
+      '                [--secrets-key-file PATH]   key sealing functions\' secrets in the S3 bucket, the same on every control plane\n' +
+      '                (32 bytes base64/hex, mode 0600: openssl rand -base64 32; default $TRIBUTARY_SECRETS_KEY)\n' +
       '                [--kafka-brokers host:port,...]   Kafka edges (default $TRIBUTARY_KAFKA_BROKERS or 127.0.0.1:9092)\n' +
       '                [--user-buckets a,b [--s3-endpoint URL]]   buckets functions may bind and S3 sinks may write (default $TRIBUTARY_USER_BUCKETS)',
     summary: 'run the platform (control plane + isolate host processes)',
@@ -40,6 +42,7 @@ const commands: Record<string, Command | CommandGroup> = {
       'with-examples': { type: 'boolean', default: false },
       's3-bucket': { type: 'string' },
       's3-endpoint': { type: 'string' },
+      'secrets-key-file': { type: 'string' },
       'user-buckets': { type: 'string' },
       'kafka-brokers': { type: 'string' },
       help: common.help,
@@ -56,6 +59,7 @@ const commands: Record<string, Command | CommandGroup> = {
         hostMemoryLimitMb: intFlag(values, 'host-memory-limit-mb', 64, 1024 * 1024),
         durability: durabilityFlag(values.durability),
         kafkaBrokers: values['kafka-brokers'] as string | undefined,
+        secretsKeyFile: values['secrets-key-file'] as string | undefined,
         s3: values['s3-bucket'] === undefined ? undefined : { bucket: String(values['s3-bucket']), endpoint: values['s3-endpoint'] as string | undefined },
         ...(userBuckets ? { userBuckets: { buckets: userBuckets, endpoint: values['s3-endpoint'] as string | undefined } } : {}),
       });

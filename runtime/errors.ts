@@ -114,6 +114,20 @@ export const ERROR_CODES = {
   ERR_KAFKA_FENCED: { status: 409, kind: 'system', retriable: true, handling: 'retry' },
   /** The broker refused a request for good (authorization, invalid topic, record too large). */
   ERR_KAFKA_REJECTED: { status: 502, kind: 'system', retriable: false, handling: 'bisect' },
+  /**
+   * A deploy carries secrets to a shared bucket but this control plane has no secrets key
+   * (`serve --secrets-key-file`, $TRIBUTARY_SECRETS_KEY): secrets are never written to the bucket
+   * in plaintext. Nothing of the deploy was written; the operator configures the key.
+   */
+  ERR_SECRETS_KEY_REQUIRED: { status: 500, kind: 'user', retriable: false, handling: 'never' },
+  /** The secrets key setting is unreadable or not 32 bytes in base64 or hex (found at startup). */
+  ERR_SECRETS_KEY_INVALID: { status: 500, kind: 'user', retriable: false, handling: 'never' },
+  /**
+   * This control plane cannot open the function version's secrets from the shared bucket (another
+   * key sealed them, none is configured here, or the object is gone or altered): its invokes fail
+   * with this until the operator gives the right key (and restarts) or the function is redeployed.
+   */
+  ERR_SECRETS_UNAVAILABLE: { status: 503, kind: 'system', retriable: false, handling: 'retry' },
   /** A bug in Tributary itself. */
   ERR_INTERNAL: { status: 500, kind: 'system', retriable: false, handling: 'retry' },
 } as const satisfies Record<string, ErrorClass>;

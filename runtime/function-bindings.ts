@@ -4,7 +4,9 @@
  * (vars and secrets alike), nothing is logged or put in metrics or status. Each deploy with
  * bindings writes them to a file of its own, `<data-dir>/bindings/<id>.json` (mode 0600, `id`
  * random, so it says nothing about the values), which the host reads when it loads the version;
- * it is deleted with the versions that use it. Calls never carry them.
+ * it is deleted with the versions that use it. Calls never carry them. With shared deployments
+ * they also travel through the bucket, secrets sealed with the operator's key
+ * (connectors/s3/shared-bindings.ts), and each control plane writes its own file from there.
  */
 import { randomUUID } from 'node:crypto';
 import { TributaryError } from './errors.ts';

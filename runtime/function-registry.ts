@@ -10,7 +10,7 @@ import { mkdirSync, renameSync, writeFileSync, existsSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { LRUCache } from 'lru-cache';
-import { TributaryError } from './errors.ts';
+import { TributaryError, type ErrorCode } from './errors.ts';
 import { cpuLimitOf, type FunctionKind, type FunctionLimits, type FunctionSpec } from './function-spec.ts';
 import { MAX_VERSIONS_PER_FUNCTION } from './limits.ts';
 import { newBindingsId, type BindingNames, type Bindings } from './function-bindings.ts';
@@ -30,7 +30,18 @@ export interface FunctionVersion extends FunctionLimits {
   bindings?: BindingNames;
   /** Which bindings file the version uses; never leaves the control plane (not enumerable, so no API read shows it). */
   readonly bindingsId?: string;
+  /**
+   * Why this control plane cannot give the version its bindings (shared deployments: the secrets
+   * are sealed with another key, or the object is gone): its invokes fail with this code.
+   */
+  bindingsError?: { code: ErrorCode; message: string };
 }
+
+/**
+ * A replicated version's bindings as the deploy log gives them: the local file written from the
+ * bucket's object (`id`), or why there is none (`error`).
+ */
+export type AppliedBindings = { names: BindingNames; key: string } & ({ id: string; error?: never } | { error: { code: ErrorCode; message: string }; id?: never });
 
 interface Row {
   name: string;
@@ -45,6 +56,9 @@ interface Row {
   /** NULL without bindings (and on rows written before the columns existed). */
   bindings_id?: string | null;
   binding_names?: string | null;
+  bindings_key?: string | null;
+  /** JSON `{code, message}`; NULL when the bindings are in place. */
+  bindings_error?: string | null;
 }
 
 export interface RegistryOptions {
@@ -109,6 +123,10 @@ export class FunctionRegistry {
       this.db.exec('ALTER TABLE function_versions ADD COLUMN bindings_id TEXT');
       this.db.exec('ALTER TABLE function_versions ADD COLUMN binding_names TEXT');
     }
+    if (!columns.some((column) => column.name === 'bindings_key')) {
+      this.db.exec('ALTER TABLE function_versions ADD COLUMN bindings_key TEXT');
+      this.db.exec('ALTER TABLE function_versions ADD COLUMN bindings_error TEXT');
+    }
     this.bindingsDir = join(dataDir, 'bindings');
     mkdirSync(this.bindingsDir, { recursive: true, mode: 0o700 });
   }
@@ -132,12 +150,26 @@ export class FunctionRegistry {
     rmSync(this.bindingsPath(id), { force: true });
   }
 
-  /** Attaches a stored bindings file to a recorded version. */
+  /** Attaches a stored bindings file to a recorded version (idempotent; a file it replaces is removed). */
   setBindings(name: string, version: number, id: string, names: BindingNames): FunctionVersion {
+    this.dropReplaced(name, version, id);
     this.db.prepare('UPDATE function_versions SET bindings_id = ?, binding_names = ? WHERE name = ? AND version = ?').run(id, JSON.stringify(names), name, version);
     this.latest.delete(name);
     const row = this.db.prepare('SELECT * FROM function_versions WHERE name = ? AND version = ?').get(name, version) as unknown as Row;
     return fromRow(row);
+  }
+
+  private dropReplaced(name: string, version: number, id: string | null): void {
+    const before = this.db.prepare('SELECT bindings_id FROM function_versions WHERE name = ? AND version = ?').get(name, version) as { bindings_id: string | null } | undefined;
+    if (before?.bindings_id && before.bindings_id !== id) this.dropBindings(before.bindings_id);
+  }
+
+  /** Live versions whose replicated bindings could not be had here, with their bucket objects (retried at startup). */
+  unavailableBindings(): Array<{ name: string; version: number; key: string; names: BindingNames }> {
+    const rows = this.db
+      .prepare('SELECT name, version, bindings_key, binding_names FROM function_versions WHERE deleted = 0 AND bindings_error IS NOT NULL AND bindings_key IS NOT NULL ORDER BY name, version')
+      .all() as Array<{ name: string; version: number; bindings_key: string; binding_names: string }>;
+    return rows.map((row) => ({ name: row.name, version: row.version, key: row.bindings_key, names: JSON.parse(row.binding_names) as BindingNames }));
   }
 
   /** Entries of the latest-version cache (tests assert it stays bounded). */
@@ -228,7 +260,7 @@ export class FunctionRegistry {
    * Records a version numbered elsewhere (shared deployments replaying the bucket's deploy log):
    * idempotent, and live even if an earlier delete marked its row. Its code must be stored first.
    */
-  applyVersion(version: FunctionVersion): FunctionVersion[] {
+  applyVersion(version: FunctionVersion, bindings?: AppliedBindings): FunctionVersion[] {
     this.db
       .prepare(
         `INSERT INTO function_versions (name, version, kind, sha256, created_at, memory_limit_mb, timeout_ms, cpu_limit_ms, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)
@@ -236,8 +268,18 @@ export class FunctionRegistry {
            memory_limit_mb = excluded.memory_limit_mb, timeout_ms = excluded.timeout_ms, cpu_limit_ms = excluded.cpu_limit_ms, deleted = 0`,
       )
       .run(version.name, version.version, version.kind, version.sha256, version.createdAt, version.memoryLimitMb, version.timeoutMs, version.cpuLimitMs ?? null);
+    if (bindings) this.applyBindings(version.name, version.version, bindings);
     this.latest.delete(version.name);
     return this.prune(version.name);
+  }
+
+  /** Sets a replicated version's bindings, or why it has none here (FunctionService refuses to run it then). */
+  applyBindings(name: string, version: number, bindings: AppliedBindings): void {
+    this.dropReplaced(name, version, bindings.id ?? null);
+    this.db
+      .prepare('UPDATE function_versions SET bindings_id = ?, binding_names = ?, bindings_key = ?, bindings_error = ? WHERE name = ? AND version = ?')
+      .run(bindings.id ?? null, JSON.stringify(bindings.names), bindings.key, bindings.error ? JSON.stringify(bindings.error) : null, name, version);
+    this.latest.delete(name);
   }
 
   hasCode(sha256: string, kind: FunctionKind): boolean {
@@ -330,9 +372,10 @@ function fromRow(row: Row): FunctionVersion {
     timeoutMs: row.timeout_ms,
     cpuLimitMs: row.cpu_limit_ms ?? cpuLimitOf({ memoryLimitMb: row.memory_limit_mb, timeoutMs: row.timeout_ms }),
   };
-  if (row.bindings_id) {
+  if (row.bindings_id || row.binding_names) {
     version.bindings = row.binding_names ? (JSON.parse(row.binding_names) as BindingNames) : { vars: [], secrets: [] };
-    Object.defineProperty(version, 'bindingsId', { value: row.bindings_id, enumerable: false });
+    if (row.bindings_id) Object.defineProperty(version, 'bindingsId', { value: row.bindings_id, enumerable: false });
   }
+  if (row.bindings_error) version.bindingsError = JSON.parse(row.bindings_error) as FunctionVersion['bindingsError'];
   return version;
 }

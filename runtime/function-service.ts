@@ -20,7 +20,7 @@ export interface DeployRequest extends FunctionLimits {
   name: string;
   kind: FunctionKind;
   code: string | Uint8Array;
-  /** vars and secrets the function sees as `env` (function-bindings.ts); kept by this control plane only. */
+  /** vars, secrets and bucket bindings the function sees as `env` (function-bindings.ts); a recorder carries them to other control planes. */
   bindings?: Bindings;
 }
 
@@ -29,8 +29,13 @@ export interface DeployRequest extends FunctionLimits {
  * connectors/s3/shared-deployments.ts). Without one, the local registry alone is the record.
  */
 export interface FunctionRecorder {
-  /** Records a new version (its code already in the local registry) and returns it, numbered. */
-  addVersion(request: { name: string; kind: FunctionKind; sha256: string; code: string | Uint8Array } & FunctionLimits): Promise<FunctionVersion>;
+  /**
+   * Records a new version (its code already in the local registry) and returns it, numbered,
+   * with its `bindings` if any (`bindingsId`: the local bindings file already written for them).
+   */
+  addVersion(request: { name: string; kind: FunctionKind; sha256: string; code: string | Uint8Array; bindings?: Bindings; bindingsId?: string } & FunctionLimits): Promise<FunctionVersion>;
+  /** Throws when these bindings cannot be recorded (ERR_SECRETS_KEY_REQUIRED); asked before anything is written. */
+  assertBindings?(bindings: Bindings | undefined): void;
   /** Marks every version deleted; false when there was none. */
   delete(name: string): Promise<boolean>;
   /** Catches up with deploys made elsewhere; called when a name is not found locally. */
@@ -94,6 +99,7 @@ export class FunctionService {
       const refused = this.options.bucketRefused ? this.options.bucketRefused(bucket) : 'no buckets are configured for bindings on this platform';
       if (refused !== null) throw new TributaryError('ERR_BAD_REQUEST', `bindings.${binding}: ${refused}`);
     }
+    this.recorder?.assertBindings?.(request.bindings);
     const arriving = this.registry.get(request.name) === null && !this.arriving.has(request.name);
     if (arriving) this.arriving.add(request.name);
     const bindingsId = request.bindings ? this.registry.storeBindings(request.bindings) : undefined;
@@ -107,7 +113,7 @@ export class FunctionService {
       this.registry.storeCode(request.code, request.kind);
       // Versions beyond MAX_VERSIONS_PER_FUNCTION are pruned as this one is recorded (FunctionRegistry.prune).
       let version = this.recorder
-        ? await this.recorder.addVersion({ name: request.name, kind: request.kind, sha256, code: request.code, ...limits })
+        ? await this.recorder.addVersion({ name: request.name, kind: request.kind, sha256, code: request.code, ...limits, bindings: request.bindings, bindingsId })
         : this.registry.addVersion(request.name, request.kind, sha256, limits);
       if (bindingsId && request.bindings) version = this.registry.setBindings(version.name, version.version, bindingsId, bindingNames(request.bindings));
       recorded = true;
@@ -155,6 +161,8 @@ export class FunctionService {
     const started = performance.now();
     const labels = { function: version.name, trigger };
     try {
+      // Run without its env it would misbehave quietly: refuse, saying why (shared deployments).
+      if (version.bindingsError) throw new TributaryError(version.bindingsError.code, `function '${version.name}' v${version.version}: ${version.bindingsError.message}`);
       const result = await send(this.registry.specOf(version));
       this.logs.append(version.name, version.version, result.logs);
       if (result.coldStart) this.metrics.coldStarts.inc({ function: version.name });
@@ -176,13 +184,13 @@ export class FunctionService {
    * MAX_FUNCTIONS entries of a FunctionSpec each (~300 bytes).
    */
   routeTable(): InvokeRoute[] {
-    return this.registry.list().map((version) => [version.name, this.registry.specOf(version)]);
+    return this.registry.list().filter(servable).map((version) => [version.name, this.registry.specOf(version)]);
   }
 
   /** Tells every live host the current route of `name` (its latest version, or none); resolves once each acknowledged. */
   async pushRoute(name: string): Promise<void> {
     const version = this.registry.get(name);
-    await this.supervisor.broadcast({ op: 'routes', replace: false, routes: [[name, version ? this.registry.specOf(version) : null]] });
+    await this.supervisor.broadcast({ op: 'routes', replace: false, routes: [[name, version && servable(version) ? this.registry.specOf(version) : null]] });
   }
 
   /** Applies what hosts report of the invokes they served themselves (runtime/invoke-telemetry.ts). */
@@ -220,4 +228,9 @@ export class FunctionService {
     this.logs.drop(name);
     await this.metrics.forgetFunction(name);
   }
+}
+
+/** Whether hosts may serve a version themselves: not one whose bindings are missing here (the control plane answers it, with the error). */
+function servable(version: FunctionVersion): boolean {
+  return version.bindingsError === undefined;
 }

@@ -2,7 +2,8 @@
  * `tributary deploy` as a user runs it (the real CLI, as a child process, against a started
  * server): a TypeScript entry with imports is bundled with esbuild, tributary.json supplies the
  * name, vars and limits, --var/--secret add bindings (a bare --secret NAME reads $NAME),
- * nodejs_compat provides node:buffer, and other node: imports fail with a clear message.
+ * nodejs_compat provides node:buffer, and other node: imports fail with a clear message; a
+ * wrangler.toml is read as wrangler reads it, or refused key by key.
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer } from '../api/server.ts';
+import { fromWrangler } from '../cli/project-config.ts';
 import { tempDir } from './fixtures/platform.ts';
 
 const CLI = join(import.meta.dirname, '..', 'cli', 'tributary.ts');
@@ -51,10 +53,10 @@ afterAll(async () => {
   rmSync(project, { recursive: true, force: true });
 });
 
-async function cli(args: string[], env: Record<string, string> = {}) {
+async function cli(args: string[], env: Record<string, string> = {}, cwd = project) {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--no-node-snapshot', CLI, ...args, '--url', server.url], {
-      cwd: project,
+      cwd,
       timeout: 60_000,
       env: { PATH: process.env.PATH ?? '', ...env },
     });
@@ -111,5 +113,98 @@ describe('tributary deploy', () => {
     const refused = await cli(['deploy', '--config', config, '--secret', 'TOKEN=t', '--bucket', 'ASSETS=someone-elses']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/ERR_BAD_REQUEST: bindings.ASSETS: bucket 'someone-elses' is not configured/);
+  });
+});
+
+describe('tributary deploy with a wrangler.toml', () => {
+  it('maps name, main, [vars], compatibility_flags, [[r2_buckets]] and [limits]; secrets come from --secrets-file', async () => {
+    const dir = join(project, 'workers-project');
+    mkdirSync(join(dir, 'src'), { recursive: true });
+    writeFileSync(
+      join(dir, 'src', 'worker.ts'),
+      `import { Buffer } from 'node:buffer';
+export default { fetch(_req: Request, env: { GREETING: string; TOKEN: string; OTHER: string; ASSETS?: object }) {
+  return Response.json({ greeting: env.GREETING, token: Buffer.from(env.TOKEN).toString('base64'), other: env.OTHER, assets: typeof env.ASSETS });
+} };
+`,
+    );
+    writeFileSync(
+      join(dir, 'wrangler.toml'),
+      `name = "from-wrangler"
+main = "src/worker.ts"
+compatibility_date = "2024-09-23"
+compatibility_flags = ["nodejs_compat"]
+workers_dev = true
+
+[vars]
+GREETING = "howdy"
+
+[[r2_buckets]]
+binding = "ASSETS"
+bucket_name = "cli-assets"
+
+[limits]
+cpu_ms = 50
+`,
+    );
+    writeFileSync(join(dir, '.secrets'), '# local secrets\nTOKEN="t0ken"\nexport OTHER=o\n');
+    const out = await cli(['deploy', '--config', join(dir, 'wrangler.toml'), '--secrets-file', join(dir, '.secrets')]);
+    expect(out.code, out.stderr).toBe(0);
+    expect(out.stderr).toContain('compatibility_date is ignored');
+    expect(out.stderr).toContain('workers_dev is ignored');
+    expect(out.stdout).not.toContain('t0ken');
+    expect(JSON.parse(out.stdout)).toMatchObject({
+      name: 'from-wrangler',
+      cpuLimitMs: 50,
+      bindings: { vars: ['GREETING'], secrets: ['OTHER', 'TOKEN'], buckets: [{ name: 'ASSETS', bucket: 'cli-assets', prefix: '' }] },
+    });
+    const res = await fetch(`${server.url}/v1/invoke/from-wrangler`);
+    expect(await res.json()).toEqual({ greeting: 'howdy', token: Buffer.from('t0ken').toString('base64'), other: 'o', assets: 'object' });
+  });
+
+  it('finds wrangler.toml in the current directory, and refuses keys that would change behaviour', async () => {
+    const dir = join(project, 'kv-project');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'index.js'), 'export default { fetch() { return new Response("kv"); } };\n');
+    writeFileSync(join(dir, 'wrangler.toml'), 'name = "kv"\nmain = "index.js"\n\n[[kv_namespaces]]\nbinding = "KV"\nid = "abc"\n');
+    const refused = await cli(['deploy'], {}, dir);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/wrangler.toml: kv_namespaces: KV is not offered/);
+    expect((await fetch(`${server.url}/v1/functions/kv`)).status).toBe(404);
+    writeFileSync(join(dir, 'tributary.json'), '{}');
+    const both = await cli(['deploy'], {}, dir);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/both tributary.json and wrangler.toml are here/);
+  });
+});
+
+describe('wrangler.toml mapping', () => {
+  const wrangler = (text: string) => fromWrangler('wrangler.toml', text);
+  it('maps what it supports', () => {
+    expect(wrangler('name = "a"\nmain = "b.ts"\nno_bundle = true\ncompatibility_flags = ["nodejs_compat_v2"]\n[vars]\nX = "1"\n')).toEqual({
+      config: { name: 'a', main: 'b.ts', noBundle: true, compatibility_flags: ['nodejs_compat'], vars: { X: '1' } },
+      warnings: [],
+    });
+    expect(wrangler('[env.production]\nname = "p"\n').warnings).toEqual(['wrangler.toml: env is ignored (environments: the top-level settings are deployed)']);
+    expect(wrangler('[[r2_buckets]]\nbinding = "B"\nbucket_name = "b"\npreview_bucket_name = "p"\n')).toEqual({
+      config: { bindings: { B: { bucket: 'b' } } },
+      warnings: ['wrangler.toml: r2_buckets[0].preview_bucket_name is ignored (there is one bucket per binding)'],
+    });
+  });
+
+  it('refuses what it cannot honour, naming the key', () => {
+    const cases: Array<[string, RegExp]> = [
+      ['name = "a"\nname = "b"\n', /wrangler.toml:2:\d+: not valid TOML/],
+      ['[vars]\nN = 1\n', /vars.N: only string vars are supported/],
+      ['compatibility_flags = ["streams_enable_constructors"]\n', /unsupported compatibility flag 'streams_enable_constructors'/],
+      ['[[r2_buckets]]\nbinding = "B"\n', /r2_buckets\[0\].bucket_name: must be a non-empty string/],
+      ['[[r2_buckets]]\nbinding = "B"\nbucket_name = "b"\njurisdiction = "eu"\n', /jurisdictions are not offered/],
+      ['[limits]\nsubrequests = 10\n', /limits.subrequests: unsupported limit/],
+      ['[secrets]\nTOKEN = "x"\n', /secrets never come from wrangler.toml/],
+      ['[triggers]\ncrons = ["* * * * *"]\n', /triggers: cron triggers are not offered/],
+      ['[build]\ncommand = "make"\n', /build: a custom build command is not run/],
+      ['something_new = true\n', /something_new: unsupported key/],
+    ];
+    for (const [text, message] of cases) expect(() => wrangler(text), text).toThrow(message);
   });
 });

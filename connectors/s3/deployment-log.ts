@@ -4,6 +4,9 @@
  *
  *   deploy/log/<seq, 12 digits>.json   one event: a function version, a function delete, a graph put or delete
  *   deploy/code/<sha256>.<js|wasm>     function code, content-addressed, uploaded before any event names it
+ *   deploy/bindings/<name>/<version>-<uuid>.json
+ *                                      a version's vars, bucket bindings and sealed secrets, written before
+ *                                      the event that names it (shared-bindings.ts); deleted with the version
  *
  * Appending is a compare-and-set on the next sequence number: `PUT deploy/log/<n+1>` with
  * `If-None-Match: *` (S3 conditional writes). A writer first catches up to the last event, builds
@@ -19,17 +22,27 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { FunctionKind } from '../../runtime/function-spec.ts';
+import type { BindingNames } from '../../runtime/function-bindings.ts';
 import type { FunctionVersion } from '../../runtime/function-registry.ts';
 import type { StoredGraph } from '../../scheduler/graph-store.ts';
 import type { Bucket } from './bucket.ts';
 
 export type DeploymentEvent =
-  | { type: 'function-version'; version: FunctionVersion }
+  /** `bindings`: the version's bindings object in the bucket, and their names (what a control plane that cannot open it still reports). */
+  | { type: 'function-version'; version: FunctionVersion; bindings?: { key: string; names: BindingNames } }
   | { type: 'function-delete'; name: string }
   | { type: 'graph-put'; graph: StoredGraph }
   | { type: 'graph-delete'; name: string };
 
 export type EventOrigin = 'local' | 'remote';
+
+/** What an append does around its conditional write of an event it built (each attempt builds it anew). */
+export interface AppendHooks<E> {
+  /** Writes what the event names (e.g. its bindings object) before the event itself. */
+  beforePut?(event: E): Promise<void>;
+  /** Undoes `beforePut` when the event was not written: another writer took the slot, or the write failed. */
+  discard?(event: E): Promise<void>;
+}
 
 export interface DeploymentLogOptions {
   bucket: Bucket;
@@ -104,19 +117,28 @@ export class DeploymentLog {
    * Appends the event `make` builds from the caught-up local state (null: nothing to append),
    * applies it locally, and returns it. Throws ERR_S3_UNAVAILABLE when the bucket fails.
    */
-  append<E extends DeploymentEvent>(make: () => E | null): Promise<E | null> {
+  append<E extends DeploymentEvent>(make: () => E | null, hooks: AppendHooks<E> = {}): Promise<E | null> {
     return this.exclusive(async () => {
       for (let attempt = 0; attempt < MAX_APPEND_ATTEMPTS; attempt++) {
         await this.catchUp();
         const event = make();
         if (event === null) return null;
         const seq = this.applied + 1;
-        if (await this.options.bucket.putIfAbsent(logKey(seq), JSON.stringify(event))) {
+        await hooks.beforePut?.(event);
+        let written: boolean;
+        try {
+          written = await this.options.bucket.putIfAbsent(logKey(seq), JSON.stringify(event));
+        } catch (error) {
+          await hooks.discard?.(event).catch(() => {});
+          throw error;
+        }
+        if (written) {
           await this.options.apply(event, seq, 'local');
           this.advance(seq);
           return event;
         }
         // Another control plane appended first: catch up with it and build the event again.
+        await hooks.discard?.(event).catch(() => {});
       }
       throw new Error(`could not append to the deploy log after ${MAX_APPEND_ATTEMPTS} attempts`);
     });
