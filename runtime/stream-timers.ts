@@ -20,7 +20,11 @@ export const MAX_TIMER_KEY_CHARS = 256;
 /** Timers one timer batch fires at most (then the partition's records get their turn). */
 export const MAX_TIMERS_PER_FIRE = 1000;
 
-export type TimerKind = 'processing';
+/** State key of a partition's watermarks per origin (scheduler/watermarks.ts). */
+export const WATERMARKS_KEY = '\u0000watermarks';
+
+/** 'processing': due by the wall clock; 'event': due once the partition's watermark passes it. */
+export type TimerKind = 'processing' | 'event';
 
 export interface StreamTimer {
   key: string;
@@ -29,24 +33,20 @@ export interface StreamTimer {
   kind: TimerKind;
 }
 
-/** The stored value of a timer: `p:<at>`. */
-export function encodeTimer(at: number): string {
-  return `p:${at}`;
+/** A stored timer's value: `p:<at>` (processing time) or `e:<at>` (event time). */
+export function parseTimer(value: string | Uint8Array): { kind: TimerKind; at: number } | null {
+  if (typeof value !== 'string' || value.length < 3 || value[1] !== ':' || (value[0] !== 'p' && value[0] !== 'e')) return null;
+  const at = Number(value.slice(2));
+  return Number.isFinite(at) ? { kind: value[0] === 'p' ? 'processing' : 'event', at } : null;
 }
 
-/** The due time of a stored timer value, or NaN when it is not one. */
-export function timerDueAt(value: string | Uint8Array): number {
-  if (typeof value !== 'string' || value.length < 3 || value[0] !== 'p' || value[1] !== ':') return NaN;
-  return Number(value.slice(2));
-}
-
-/** The earliest due time among a partition's state entries, or null when it keeps no timer. */
-export function earliestTimer(entries: Iterable<{ key: string; value: string | Uint8Array | null }>): number | null {
-  let earliest: number | null = null;
+/** The earliest due time of each kind among a partition's state entries (null: none of that kind). */
+export function earliestTimers(entries: Iterable<{ key: string; value: string | Uint8Array | null }>): { processing: number | null; event: number | null } {
+  const earliest: { processing: number | null; event: number | null } = { processing: null, event: null };
   for (const { key, value } of entries) {
     if (value === null || !key.startsWith(TIMER_KEY_PREFIX)) continue;
-    const at = timerDueAt(value);
-    if (at === at && (earliest === null || at < earliest)) earliest = at;
+    const timer = parseTimer(value);
+    if (timer !== null && (earliest[timer.kind] === null || timer.at < earliest[timer.kind]!)) earliest[timer.kind] = timer.at;
   }
   return earliest;
 }

@@ -17,6 +17,8 @@ export class GraphMetrics {
   readonly measuredLatency: Gauge<'graph' | 'node'>;
   readonly decisions: Counter<'graph' | 'node' | 'action'>;
   readonly stragglers: Counter<'graph' | 'node'>;
+  /** How far a node's lowest event-time watermark trails the clock (graphs with event time only). */
+  readonly watermarkLag: Gauge<'graph' | 'node'>;
   readonly endToEnd: Histogram<'graph'>;
   /** Deleted graphs whose Kafka topics and groups are not removed yet (scheduler/kafka/kafka-cleanup.ts). */
   readonly kafkaCleanupsPending: Gauge;
@@ -48,6 +50,7 @@ export class GraphMetrics {
     this.measuredLatency = new Gauge({ name: 'tributary_node_measured_latency_seconds', help: 'Measured node sojourn (Little: queue / arrival rate + batch time)', labelNames: ['graph', 'node'], registers });
     this.decisions = new Counter({ name: 'tributary_autoscaler_decisions_total', help: 'Autoscaler decisions by action (up, down, zero, wake, hold)', labelNames: ['graph', 'node', 'action'], registers });
     this.stragglers = new Counter({ name: 'tributary_stragglers_total', help: 'Replicas found straggling and recycled', labelNames: ['graph', 'node'], registers });
+    this.watermarkLag = new Gauge({ name: 'tributary_node_watermark_lag_seconds', help: 'Wall clock minus the lowest event-time watermark over a node partitions', labelNames: ['graph', 'node'], registers });
     this.endToEnd = new Histogram({
       name: 'tributary_graph_e2e_latency_seconds',
       help: 'Source ingest to sink commit, per record',

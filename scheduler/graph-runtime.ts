@@ -20,6 +20,7 @@ import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
 import { PartitionWorker, type StatePartitions, type TaskContext } from './partition-worker.ts';
 import { TimerSchedule } from './timer-schedule.ts';
+import { DEFAULT_IDLE_TIMEOUT_MS, NodeWatermarks, readEventTime } from './watermarks.ts';
 import { Topology } from './topology.ts';
 import { KafkaGraph, type KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { isKafkaEdge, kafkaSinkOf, kafkaSourceOf } from './kafka/kafka-topics.ts';
@@ -55,6 +56,8 @@ export interface GraphRuntimeOptions {
 export interface IngestRecord {
   key?: string | null;
   value: unknown;
+  /** Event time, ms since the epoch (default: the arrival time; a source's `eventTime.field` overrides both). */
+  timestamp?: number;
 }
 
 /** One input edge of a node: its log, and the workers of the partitions this process owns. */
@@ -97,6 +100,11 @@ export class GraphRuntime {
   private readonly busyMs = new Map<string, number>();
   private readonly epochs = new Map<string, number>();
   private readonly contexts = new Map<string, TaskContext>();
+  /** The graph's idle timeout for watermarks (the least its sources set); null without event time. */
+  private get eventTimeIdleMs(): number | null {
+    const timed = this.spec.sources.filter((s) => s.eventTime !== undefined);
+    return timed.length === 0 ? null : Math.min(...timed.map((s) => s.eventTime!.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS));
+  }
   /** A new runtime (deploy, restart) starts a new epoch: isolates reload state they may hold from before. */
   private readonly epochSeed = ++epochBase;
 
@@ -141,6 +149,11 @@ export class GraphRuntime {
       replicaDone: (replica: number, records: number, elapsedMs: number) => this.replicaDone(node, replica, records, elapsedMs),
       epochs: this.statePartitions(node),
       timers: new TimerSchedule(),
+      watermarks: this.eventTimeIdleMs === null ? null : new NodeWatermarks(this.eventTimeIdleMs),
+      sourceEventTime: (from: string) => {
+        const source = this.spec.sources.find((s) => s.id === from);
+        return source?.eventTime === undefined ? undefined : { spec: source.eventTime, kafka: source.type === 'kafka' };
+      },
       maxBatchRecords: this.options.maxBatchRecords ?? 1000,
       maxAttempts: this.options.maxAttempts ?? 3,
       onSinkAppend: (records: LogRecord[]) => {
@@ -286,6 +299,12 @@ export class GraphRuntime {
     if (this.lifecycle.state === 'deleting') this.lifecycle.to('stopped');
   }
 
+  /** How far the node's lowest watermark trails the clock; null without event time (or before any record). */
+  watermarkLagMs(node: string): number | null {
+    const spec = this.nodeSpecs.get(node);
+    return spec === undefined ? null : (this.taskContext(spec).watermarks?.summary(Date.now()).lagMs ?? null);
+  }
+
   replicaCount(node: string): number {
     return this.replicas.get(node) ?? 0;
   }
@@ -404,7 +423,8 @@ export class GraphRuntime {
       }
     }
     const now = Date.now();
-    const log: LogRecord[] = records.map((r) => ({ key: r.key ?? null, value: r.value, timestamp: now }));
+    const field = this.spec.sources.find((s) => s.id === source)?.eventTime?.field;
+    const log: LogRecord[] = records.map((r, i) => ({ key: r.key ?? null, value: r.value, timestamp: field === undefined ? (r.timestamp ?? now) : eventTimeAt(r.value, field, i) }));
     const appended = this.options.transport.commit({
       appends: routes.flatMap((route) => this.topology.route(route, log)),
       offsets: [],
@@ -462,6 +482,7 @@ export class GraphRuntime {
         failed: stats.failed,
         batches: stats.batches,
         timers: { fired: stats.timersFired, ...this.taskContext(node).timers.summary() },
+        ...(this.eventTimeIdleMs !== null && { watermark: this.taskContext(node).watermarks!.summary(Date.now()) }),
         latency: { batchMs: round(stats.batchMs), perRecordMs: round(stats.recordMs, 4) },
         lastError: stats.lastError,
         deadLetters: onKafka ? this.kafka!.deadLetterCount(node.id) : transport.head(this.topology.deadLetterTopic(node.id), 0),
@@ -509,4 +530,11 @@ export class GraphRuntime {
 
 function round(value: number, digits = 3): number {
   return Number(value.toFixed(digits));
+}
+
+/** A record's event time from its value's `field`, or a clear refusal of the whole request. */
+function eventTimeAt(value: unknown, field: string, index: number): number {
+  const at = readEventTime(value, field);
+  if (at === null) throw new TributaryError('ERR_BAD_REQUEST', `record ${index}: no event time at "${field}" in its value (ms since the epoch or an ISO 8601 string)`);
+  return at;
 }

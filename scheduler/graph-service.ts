@@ -203,6 +203,8 @@ export class GraphService {
           metrics?.busyFraction.set(labels(node), Math.min(1, runtime.takeBusyMs(node) / intervalMs / Math.max(1, runtime.replicaCount(node))));
           if (decision.predictedMs !== null) metrics?.predictedLatency.set(labels(node), decision.predictedMs / 1000);
           if (decision.measuredMs !== null) metrics?.measuredLatency.set(labels(node), decision.measuredMs / 1000);
+          const lagMs = runtime.watermarkLagMs(node);
+          if (lagMs !== null) metrics?.watermarkLag.set(labels(node), lagMs / 1000);
         },
       });
       this.autoscalers.set(graph.name, autoscaler);

@@ -33,9 +33,27 @@ export interface NodeSpec {
   replicas: { min: number; max: number };
   /** Idle time before a node with replicas.min 0 scales to zero (default: the graph's, else 60000). */
   scaleToZeroAfterMs?: number;
+  /**
+   * Event time: records older than the partition's watermark by more than `allowedMs` (default 0)
+   * are not run but dead-lettered with ERR_LATE_RECORD. Without it a node runs every record.
+   */
+  late?: { allowedMs: number };
 }
 
-export type SourceSpec = { id: string; type: 'http' } | KafkaSourceSpec;
+/**
+ * How a source's records carry event time (scheduler/watermarks.ts): `field`, a dot path into the
+ * value holding ms since the epoch or an ISO 8601 string (default: the record's own timestamp —
+ * the ingest request's `timestamp`, else the arrival time; Kafka's record timestamp); watermarks
+ * trail the highest event time seen by `outOfOrdernessMs` (default 0); an input silent for
+ * `idleTimeoutMs` (default 10000) stops holding watermarks back.
+ */
+export interface EventTimeSpec {
+  field?: string;
+  outOfOrdernessMs?: number;
+  idleTimeoutMs?: number;
+}
+
+export type SourceSpec = ({ id: string; type: 'http' } | KafkaSourceSpec) & { eventTime?: EventTimeSpec };
 
 /** Records of an existing Kafka topic (created with the edge's `partitions` if missing). */
 export interface KafkaSourceSpec {
@@ -181,9 +199,13 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
       if (Number.isInteger(min) && Number.isInteger(max) && (min as number) > (max as number)) problem(`${path}.replicas`, 'min must not exceed max');
     }
     checkScaleToZero(node.scaleToZeroAfterMs, `${path}.scaleToZeroAfterMs`, problem);
+    if (node.late !== undefined && !(isObject(node.late) && (node.late.allowedMs === undefined || isMs(node.late.allowedMs, MAX_EVENT_TIME_MS)))) {
+      problem(`${path}.late`, `late must be {allowedMs?: integer in [0, ${MAX_EVENT_TIME_MS}]}`);
+    }
   });
   sources.forEach((source, i) => {
     declare(source, `$.sources[${i}]`, 'source');
+    checkEventTime(source.eventTime, `$.sources[${i}].eventTime`, problem);
     if (source.type === 'kafka') checkKafkaSource(source, `$.sources[${i}]`, problem);
     else if (source.type !== 'http') problem(`$.sources[${i}].type`, `unsupported source type '${shown(source.type)}' (supported: http, kafka)`);
   });
@@ -265,12 +287,14 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
       function: n.function as string,
       replicas: isObject(n.replicas) ? { min: n.replicas.min as number, max: n.replicas.max as number } : { min: 1, max: 1 },
       ...(n.scaleToZeroAfterMs !== undefined ? { scaleToZeroAfterMs: n.scaleToZeroAfterMs as number } : {}),
+      ...(isObject(n.late) ? { late: { allowedMs: (n.late.allowedMs as number | undefined) ?? 0 } } : {}),
     })),
-    sources: sources.map((s): SourceSpec =>
-      s.type === 'kafka'
-        ? { id: s.id as string, type: 'kafka', topic: s.topic as string, ...(s.group !== undefined ? { group: s.group as string } : {}), ...kafkaBrokers(s.brokers) }
-        : { id: s.id as string, type: 'http' },
-    ),
+    sources: sources.map((s): SourceSpec => ({
+      ...(s.type === 'kafka'
+        ? { id: s.id as string, type: 'kafka' as const, topic: s.topic as string, ...(s.group !== undefined ? { group: s.group as string } : {}), ...kafkaBrokers(s.brokers) }
+        : { id: s.id as string, type: 'http' as const }),
+      ...(isObject(s.eventTime) ? { eventTime: eventTimeOf(s.eventTime) } : {}),
+    })),
     sinks: sinks.map((s): SinkSpec =>
       s.type === 'kafka'
         ? { id: s.id as string, type: 'kafka', topic: s.topic as string, ...kafkaBrokers(s.brokers) }
@@ -290,6 +314,30 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
     ...(isObject(slo) ? { slo: { latencyMs: slo.latencyMs as number, percentile: slo.percentile as number } } : {}),
     ...(input.scaleToZeroAfterMs !== undefined ? { scaleToZeroAfterMs: input.scaleToZeroAfterMs as number } : {}),
     ...(isObject(input.retention) ? { retention: retentionOf(input.retention) } : {}),
+  };
+}
+
+/** Longest out-of-orderness, idle timeout or allowed lateness: a day. */
+export const MAX_EVENT_TIME_MS = 86_400_000;
+const FIELD_PATTERN = /^[A-Za-z0-9_$-]{1,64}(\.[A-Za-z0-9_$-]{1,64}){0,7}$/;
+const isMs = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+
+function checkEventTime(value: unknown, path: string, problem: (path: string, message: string) => void): void {
+  if (value === undefined) return;
+  if (!isObject(value)) return problem(path, 'eventTime must be {field?, outOfOrdernessMs?, idleTimeoutMs?}');
+  for (const key of Object.keys(value)) if (!['field', 'outOfOrdernessMs', 'idleTimeoutMs'].includes(key)) problem(`${path}.${key.slice(0, 64)}`, 'unknown eventTime setting (known: field, outOfOrdernessMs, idleTimeoutMs)');
+  if (value.field !== undefined && !(typeof value.field === 'string' && FIELD_PATTERN.test(value.field) && !value.field.split('.').some((s) => s === '__proto__' || s === 'constructor' || s === 'prototype'))) {
+    problem(`${path}.field`, 'field must be a dot path of up to 8 names of [A-Za-z0-9_$-] (not __proto__, constructor, prototype)');
+  }
+  if (value.outOfOrdernessMs !== undefined && !isMs(value.outOfOrdernessMs, MAX_EVENT_TIME_MS)) problem(`${path}.outOfOrdernessMs`, `outOfOrdernessMs must be an integer in [0, ${MAX_EVENT_TIME_MS}]`);
+  if (value.idleTimeoutMs !== undefined && !(isMs(value.idleTimeoutMs, MAX_EVENT_TIME_MS) && (value.idleTimeoutMs as number) >= 1)) problem(`${path}.idleTimeoutMs`, `idleTimeoutMs must be an integer in [1, ${MAX_EVENT_TIME_MS}]`);
+}
+
+function eventTimeOf(value: Record<string, unknown>): EventTimeSpec {
+  return {
+    ...(value.field !== undefined ? { field: value.field as string } : {}),
+    ...(value.outOfOrdernessMs !== undefined ? { outOfOrdernessMs: value.outOfOrdernessMs as number } : {}),
+    ...(value.idleTimeoutMs !== undefined ? { idleTimeoutMs: value.idleTimeoutMs as number } : {}),
   };
 }
 

@@ -47,11 +47,13 @@ import type { LogRecord, StateWrite } from '../connectors/transport.ts';
 import { Backoff } from '../runtime/backoff.ts';
 import { TributaryError, asTributaryError } from '../runtime/errors.ts';
 import type { WireBatch, WireBatchResult, WireRecord, WireTimer, WireTimerFire } from '../runtime/guest/wire.ts';
-import { MAX_TIMERS_PER_FIRE, earliestTimer } from '../runtime/stream-timers.ts';
+import { MAX_TIMERS_PER_FIRE, WATERMARKS_KEY, earliestTimers } from '../runtime/stream-timers.ts';
 import type { GraphFaults } from './graph-faults.ts';
 import type { Delivery, EdgeSpec, NodeSpec } from './graph-spec.ts';
 import type { NodeStats } from './node-stats.ts';
 import type { TimerSchedule } from './timer-schedule.ts';
+import { WATERMARK_HEADER, readEventTime, type NodeWatermarks } from './watermarks.ts';
+import type { EventTimeSpec } from './graph-spec.ts';
 import type { Topology } from './topology.ts';
 
 export interface StatePartitions {
@@ -85,6 +87,10 @@ export interface TaskContext {
   epochs: StatePartitions;
   /** When each state partition's next timer is due, shared by the node's workers. */
   timers: TimerSchedule;
+  /** The node's event-time watermarks; null when the graph has no event time. */
+  watermarks: NodeWatermarks | null;
+  /** How the source an input edge comes from carries event time (undefined: not a source, or none). */
+  sourceEventTime(from: string): { spec: EventTimeSpec; kafka: boolean } | undefined;
   maxBatchRecords: number;
   maxAttempts: number;
   /** Called after a commit with the records it appended to sinks. */
@@ -92,6 +98,17 @@ export interface TaskContext {
 }
 
 type StoredRecord = EdgeRecord;
+
+/** How often an idle worker with event timers pending looks whether its watermark moved (inputs going idle move it). */
+const EVENT_TIMER_RECHECK_MS = 250;
+
+/** A record's headers as its function sees them: without the platform's own. */
+function userHeaders(headers: Record<string, string> | undefined): Record<string, string> {
+  if (headers === undefined) return {};
+  if (!(WATERMARK_HEADER in headers)) return headers;
+  const { [WATERMARK_HEADER]: _, ...rest } = headers;
+  return rest;
+}
 
 /** Writes of a unit whose commit the log has not decided yet. */
 interface PendingWrites {
@@ -129,6 +146,8 @@ export class PartitionWorker {
   private timerError: string | null = null;
   /** A timer batch ran last: records get the next turn. */
   private timersRanLast = false;
+  /** Set when the edge comes from a source with event time: this worker derives its partition's watermark. */
+  private readonly source: { spec: EventTimeSpec; kafka: boolean; origin: string } | undefined;
 
   constructor(ctx: TaskContext, edge: EdgeSpec, log: EdgePartitionLog, firesTimers: boolean) {
     this.ctx = ctx;
@@ -136,6 +155,8 @@ export class PartitionWorker {
     this.log = log;
     this.batchLimit = ctx.maxBatchRecords;
     this.firesTimers = firesTimers;
+    const source = ctx.watermarks === null ? undefined : ctx.sourceEventTime(edge.from);
+    this.source = source && { ...source, origin: `${edge.from}/${log.partition}` };
   }
 
   get partition(): number {
@@ -248,16 +269,65 @@ export class PartitionWorker {
     return this.held.slice(0, this.batchLimit);
   }
 
+  /**
+   * Event time: what the batch's records tell of their origins' watermarks (a source edge: its
+   * highest event time less the out-of-orderness; otherwise each record's header), the partition's
+   * watermark before and after them, and the records late against it (when the node asks).
+   */
+  private observeWatermarks(records: StoredRecord[]): { records: StoredRecord[]; before: number | null; watermark: number | null; late: Set<StoredRecord> } {
+    const marks = this.ctx.watermarks!;
+    const now = Date.now();
+    const before = marks.of(this.partition, now);
+    const source = this.source;
+    if (source !== undefined) {
+      const field = source.kafka ? source.spec.field : undefined;
+      if (field !== undefined) {
+        // A Kafka source's event time is read here (an HTTP source's at ingest).
+        records = records.map((r) => {
+          if (r.decodeError !== undefined) return r;
+          const at = readEventTime(r.value, field);
+          return at === null ? { ...r, decodeError: `no event time (ms or ISO 8601) in field '${field}'` } : { ...r, timestamp: at };
+        });
+      }
+      let highest = -Infinity;
+      for (const r of records) if (r.decodeError === undefined && r.timestamp > highest) highest = r.timestamp;
+      marks.observe(this.partition, source.origin, highest - (source.spec.outOfOrdernessMs ?? 0), now);
+    } else {
+      for (const r of records) marks.observeHeader(this.partition, r.headers?.[WATERMARK_HEADER], now);
+    }
+    const late = new Set<StoredRecord>();
+    const allowed = this.ctx.node.late?.allowedMs;
+    if (allowed !== undefined && before !== null) for (const r of records) if (r.decodeError === undefined && r.timestamp < before - allowed) late.add(r);
+    return { records, before, watermark: marks.of(this.partition, now), late };
+  }
+
+  /** The header a node's outputs carry its partition's watermark in; none without event time. */
+  private watermarkHeaders(watermark: number | undefined): { headers?: Record<string, string> } {
+    return watermark === undefined ? {} : { headers: { [WATERMARK_HEADER]: `${this.ctx.node.id}/${this.partition}:${watermark}` } };
+  }
+
+  /** Adds the partition's origins' watermarks to the batch's state writes when they moved. */
+  private persistWatermarks(result: WireBatchResult): void {
+    const stored = this.ctx.watermarks?.persisted(this.partition) ?? null;
+    if (stored !== null) result.writes.push([WATERMARKS_KEY, stored]);
+  }
+
   private async processBatch(records: StoredRecord[]): Promise<void> {
     const { stats } = this.ctx;
     const started = performance.now();
     const end = records[records.length - 1].offset + 1;
-    const runnable = records.filter((r) => r.decodeError === undefined);
-    const result: WireBatchResult = runnable.length > 0 ? await this.dispatch(runnable) : { emits: [], failures: [], writes: [] };
+    const timed = this.ctx.watermarks === null ? null : this.observeWatermarks(records);
+    if (timed !== null) records = timed.records;
+    const runnable = records.filter((r) => r.decodeError === undefined && !timed?.late.has(r));
+    const watermark = timed?.watermark ?? undefined;
+    const result: WireBatchResult = runnable.length > 0 ? await this.dispatch(runnable, undefined, watermark) : { emits: [], failures: [], writes: [] };
     if (this.abandoned) return;
-    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: runnable[e.index].timestamp }));
+    const headers = this.watermarkHeaders(watermark);
+    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: runnable[e.index].timestamp, ...headers }));
     const deadLetters = result.failures.map((f) => this.deadLetter(runnable[f.index], f.error.message));
     for (const r of records) if (r.decodeError !== undefined) deadLetters.push(this.deadLetter(r, `ERR_BAD_RECORD: ${r.decodeError}`));
+    if (timed !== null) for (const r of timed.late) deadLetters.push(this.deadLetter(r, `ERR_LATE_RECORD: event time ${r.timestamp} is ${timed.before! - r.timestamp} ms behind the watermark ${timed.before} (allowed lateness ${this.ctx.node.late!.allowedMs} ms)`));
+    this.persistWatermarks(result);
     const unit = await this.unitOf(result, emitted, deadLetters, started, end);
     if (unit === null) return;
     if (this.delivery === 'exactly-once') {
@@ -267,7 +337,8 @@ export class PartitionWorker {
       // at-least-once: a crash right here redelivers the batch; at-most-once committed before.
       if (this.delivery === 'at-least-once') await this.log.commit({ appends: [], state: null, next: end });
     }
-    this.ctx.timers.set(this.partition, result.nextTimerAt);
+    this.ctx.timers.set(this.partition, result.nextTimers);
+    if (timed !== null) this.ctx.timers.poke(this.partition);
     this.advance(records.length, end);
     stats.failed += deadLetters.length;
     stats.recordBatch(records.length, performance.now() - started);
@@ -333,7 +404,7 @@ export class PartitionWorker {
   }
 
   /** Dispatches to the owning replica; ships the state partition when the isolate lacks it. */
-  private async dispatch(records: StoredRecord[], fire?: WireTimerFire): Promise<WireBatchResult> {
+  private async dispatch(records: StoredRecord[], fire?: WireTimerFire, watermark?: number): Promise<WireBatchResult> {
     const { node, topology, stateStore, epochs } = this.ctx;
     let replica = this.ctx.replicaFor(this.partition);
     if (replica < 0) {
@@ -343,10 +414,10 @@ export class PartitionWorker {
     epochs.use(this.partition, replica);
     const tag = `${topology.graph}/${node.id}#${replica}`;
     const dispatched = performance.now();
-    const wire: WireRecord[] = records.map((r) => ({ key: r.key, value: r.value, headers: r.headers ?? {}, offset: r.offset, timestamp: r.timestamp }));
+    const wire: WireRecord[] = records.map((r) => ({ key: r.key, value: r.value, headers: userHeaders(r.headers), offset: r.offset, timestamp: r.timestamp }));
     const namespace = topology.stateNamespace(node.id);
     const state = { namespace, partition: this.partition, epoch: epochs.get(this.partition) };
-    const batch: WireBatch = { records: wire, state, maxAttempts: this.ctx.maxAttempts, ...(fire && { fire }) };
+    const batch: WireBatch = { records: wire, state, maxAttempts: this.ctx.maxAttempts, ...(fire && { fire }), ...(watermark !== undefined && { watermark }) };
     let result = await this.ctx.process(batch, tag);
     let loadMs = 0;
     if (result.needState) {
@@ -363,15 +434,19 @@ export class PartitionWorker {
 
   private timersDue(): boolean {
     if (!this.firesTimers) return false;
-    const at = this.ctx.timers.dueAt(this.partition);
-    return at !== undefined && at <= Date.now();
+    const next = this.ctx.timers.of(this.partition);
+    const now = Date.now();
+    if (next.processing !== null && next.processing <= now) return true;
+    const watermark = next.event === null ? null : (this.ctx.watermarks?.of(this.partition, now) ?? null);
+    return watermark !== null && watermark >= next.event!;
   }
 
   /** The partition's earliest timer, from its committed state (and the units not decided yet). */
   private async loadTimers(): Promise<void> {
     const namespace = this.ctx.topology.stateNamespace(this.ctx.node.id);
     const entries = await this.ctx.epochs.exclusive(this.partition, () => this.stateSnapshot(namespace));
-    this.ctx.timers.set(this.partition, earliestTimer(entries.map(([key, value]) => ({ key, value }))));
+    this.ctx.timers.set(this.partition, earliestTimers(entries.map(([key, value]) => ({ key, value }))));
+    this.ctx.watermarks?.load(this.partition, entries.find(([key]) => key === WATERMARKS_KEY)?.[1], Date.now());
   }
 
   /** Waits for records, or (the timers' worker) until the partition's next timer is due. */
@@ -381,9 +456,12 @@ export class PartitionWorker {
     const stopWaiting = () => wake.abort();
     this.idle.signal.addEventListener('abort', stopWaiting, { once: true });
     const unwatch = this.ctx.timers.watch(this.partition, stopWaiting);
-    const at = this.ctx.timers.dueAt(this.partition);
+    const next = this.ctx.timers.of(this.partition);
+    // Event timers wait for the watermark, which an input going idle can move too: look again now and then.
+    const recheck = next.event !== null && this.ctx.watermarks !== null ? Date.now() + EVENT_TIMER_RECHECK_MS : null;
+    const at = next.processing === null ? recheck : recheck === null ? next.processing : Math.min(next.processing, recheck);
     // setTimeout holds at most 2^31-1 ms; a later timer re-arms on waking.
-    const timer = at === undefined ? undefined : setTimeout(stopWaiting, Math.min(2 ** 31 - 1, Math.max(0, at - Date.now())));
+    const timer = at === null ? undefined : setTimeout(stopWaiting, Math.min(2 ** 31 - 1, Math.max(0, at - Date.now())));
     try {
       await this.log.waitForData(this.next, wake.signal);
     } finally {
@@ -412,16 +490,19 @@ export class PartitionWorker {
     const { stats } = this.ctx;
     const started = performance.now();
     const drop = this.timerError !== null;
-    const result = await this.dispatch([], { now: Date.now(), limit: this.timerLimit, ...(drop && { drop }) });
+    const now = Date.now();
+    const watermark = this.ctx.watermarks?.of(this.partition, now) ?? undefined;
+    const result = await this.dispatch([], { now, limit: this.timerLimit, ...(drop && { drop }) }, watermark);
     if (this.abandoned) return;
     const fired = result.fired ?? [];
     // Outputs of a timer carry its due time as their timestamp.
-    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: fired[e.index].at }));
+    const headers = this.watermarkHeaders(watermark);
+    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: fired[e.index].at, ...headers }));
     const deadLetters = result.failures.map((f) => this.timerDeadLetter(fired[f.index], drop ? this.timerError! : f.error.message));
     const unit = await this.unitOf(result, emitted, deadLetters, started);
     if (unit === null) return;
     if (unit.appends.length > 0 || unit.state !== null) await this.log.commit(unit);
-    this.ctx.timers.set(this.partition, result.nextTimerAt ?? null);
+    this.ctx.timers.set(this.partition, result.nextTimers ?? { processing: null, event: null });
     stats.timersFired += fired.length;
     stats.failed += deadLetters.length;
     this.timerLimit = MAX_TIMERS_PER_FIRE;

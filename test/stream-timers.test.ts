@@ -153,7 +153,7 @@ describe('processing-time timers', () => {
         await attempt('nan', () => ctx.timers.set('x', NaN));
         await attempt('kind', () => ctx.timers.set('x', 1, { kind: 'bogus' }));
         await attempt('date', () => ctx.timers.set('d', new Date(Date.now() + 60_000)));
-        ctx.emit({ tried, listed: listed.objects.length, all: all.objects.map((o) => o.key), get: ctx.timers.get('t') > Date.now(), missing: ctx.timers.get('nope') });
+        ctx.emit({ tried, listed: listed.objects.length, all: all.objects.map((o) => o.key), get: ctx.timers.get('t').at > Date.now() && ctx.timers.get('t').kind === 'processing', missing: ctx.timers.get('nope') });
       },
       onTimer() {},
     };`;

@@ -17,7 +17,7 @@ export interface RecordOptions {
 }
 
 /**
- * A JSON array, or NDJSON (one record per line), of `{"key"?, "value"}`. Depth is checked before
+ * A JSON array, or NDJSON (one record per line), of `{"key"?, "value", "timestamp"?}`. Depth is checked before
  * parsing: a record's value nests at most `maxValueDepth` arrays/objects (ERR_TOO_DEEP beyond).
  */
 export function parseRecords(text: string, contentType: string | undefined, options: RecordOptions = {}): IngestRecord[] {
@@ -40,9 +40,12 @@ export function parseRecords(text: string, contentType: string | undefined, opti
     if (typeof item !== 'object' || item === null || Array.isArray(item) || !('value' in item)) {
       throw new TributaryError('ERR_BAD_REQUEST', `record ${index} must be an object with a "value"`);
     }
-    const { key, value } = item as { key?: unknown; value: unknown };
+    const { key, value, timestamp } = item as { key?: unknown; value: unknown; timestamp?: unknown };
     if (key !== undefined && key !== null && typeof key !== 'string') throw new TributaryError('ERR_BAD_REQUEST', `record ${index}: "key" must be a string`);
-    return { key: (key as string | undefined) ?? null, value };
+    if (timestamp === undefined || timestamp === null) return { key: (key as string | undefined) ?? null, value };
+    const at = typeof timestamp === 'number' ? timestamp : typeof timestamp === 'string' && timestamp.length <= 64 ? Date.parse(timestamp) : NaN;
+    if (!Number.isFinite(at) || at < 0 || at > 8.64e15) throw new TributaryError('ERR_BAD_REQUEST', `record ${index}: "timestamp" must be ms since the epoch or an ISO 8601 string`);
+    return { key: (key as string | undefined) ?? null, value, timestamp: Math.floor(at) };
   });
 }
 

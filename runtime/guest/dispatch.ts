@@ -205,10 +205,11 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     const emits = newList<WireEmit>();
     const failures = newList<WireBatchResult['failures'][number]>();
     const batchWrites = new SafeMap<string, StateValue | null>();
-    const fired = fire === undefined ? null : state.dueTimers(fire.now, fire.limit);
+    const watermark = typeof batch.watermark === 'number' ? batch.watermark : null;
+    const fired = fire === undefined ? null : state.dueTimers(fire.now, watermark, fire.limit);
     const records: unknown[] = fired ?? batch.records;
     let index = 0;
-    let nextTimerAt: number | null = null;
+    let nextTimers: WireBatchResult['nextTimers'];
     /** Where the current record's emits start in `emits`: a failed attempt is cut off there. */
     let recordStart = 0;
     /**
@@ -257,18 +258,21 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
         const due = typeof at === 'number' ? at : at instanceof SafeDate ? DatePrototypeGetTime(at) : NaN;
         if (!NumberIsFinite(due) || due < 0 || due > MAX_TIME_MS) throw new SafeTypeError('a timer is due at a time in ms since the epoch (a finite number or a Date)');
         const kind = options === undefined || options === null ? undefined : options.kind;
-        if (kind !== undefined && kind !== 'processing') throw new SafeTypeError(`timer kind ${typeof kind === 'string' ? `'${StringPrototypeSlice(kind, 0, 40)}'` : typeof kind} is not supported (supported: 'processing')`);
-        state.timerSet(k, MathFloor(due));
+        if (kind !== undefined && kind !== 'processing' && kind !== 'event') {
+          throw new SafeTypeError(`timer kind ${typeof kind === 'string' ? `'${StringPrototypeSlice(kind, 0, 40)}'` : typeof kind} is not supported (supported: 'processing', 'event')`);
+        }
+        state.timerSet(k, MathFloor(due), kind ?? 'processing');
       },
       delete(key: unknown) {
         state.timerDelete(timerKey(key));
       },
-      /** When timer `key` is due (ms since the epoch), or null when it is not set. */
+      /** Timer `key` as `{at, kind}`, or null when it is not set. */
       get(key: unknown) {
         return state.timerGet(timerKey(key));
       },
     });
-    const ctx = ObjectFreeze({ emit, timers });
+    // The event-time watermark of the partition (null without event time), as of the batch's start.
+    const ctx = ObjectFreeze({ emit, timers, watermark });
     const fail = (error: GuestError) => {
       emits.length = recordStart;
       state.dropRecord();
@@ -323,7 +327,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
         }
         recordStart = emits.length;
       }
-      if (onTimer !== undefined) nextTimerAt = state.nextTimerAt();
+      if (onTimer !== undefined) nextTimers = state.nextTimers();
     } finally {
       state.end();
     }
@@ -333,7 +337,7 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     });
     const result: WireBatchResult = { emits: listToArray(emits), failures: listToArray(failures), writes: listToArray(writes) };
     if (fired !== null) result.fired = listToArray(fired);
-    if (onTimer !== undefined) result.nextTimerAt = nextTimerAt;
+    if (nextTimers !== undefined) result.nextTimers = nextTimers;
     return success(result);
   }
 

@@ -28,86 +28,102 @@ const MAX_KEY_CHARS = 1024;
 /** Strings stay strings (no UTF-8 round trip per access); binary values are bytes. */
 export type StateValue = string | Uint8Array;
 
+/** Pending writes of the record being processed: null = deleted. */
+type RecordWrites = Map<string, StateValue | null>;
+
+interface Heap {
+  at: number[];
+  key: string[];
+}
+
 interface Partition {
   epoch: number;
   data: Map<string, StateValue>;
   /** Timer keys in `data`. */
   timerCount: number;
-  /** Min-heap of (due time, state key), possibly holding entries of timers since deleted or moved. */
-  heapAt: number[];
-  heapKey: string[];
+  /** Min-heaps of (due time, state key) per kind, possibly holding entries of timers since deleted or moved. */
+  processing: Heap;
+  event: Heap;
 }
 
 const PREFIX_CHARS = TIMER_KEY_PREFIX.length;
-/** A reserved key (timers): starts with U+0000. */
+const PROCESSING = 112; // 'p'
+const EVENT = 101; // 'e'
+/** A reserved key (timers, watermarks): starts with U+0000. */
 const reserved = (key: string): boolean => StringPrototypeCharCodeAt(key, 0) === 0;
 const isTimerKey = (key: string): boolean => StringPrototypeStartsWith(key, TIMER_KEY_PREFIX);
-/** Due time of a stored timer (`p:<at>`), NaN for anything else. */
-const dueAtOf = (value: StateValue | undefined | null): number =>
-  typeof value === 'string' && StringPrototypeCharCodeAt(value, 0) === 112 && StringPrototypeCharCodeAt(value, 1) === 58 ? NumberParseFloat(StringPrototypeSlice(value, 2)) : NaN;
+/** Kind of a stored timer (`p:<at>` or `e:<at>`) as a char code, NaN for anything else. */
+const kindOf = (value: StateValue | undefined | null): number => (typeof value === 'string' && StringPrototypeCharCodeAt(value, 1) === 58 ? StringPrototypeCharCodeAt(value, 0) : NaN);
+const dueAtOf = (value: StateValue | undefined | null): number => (kindOf(value) === kindOf(value) ? NumberParseFloat(StringPrototypeSlice(value as string, 2)) : NaN);
+const newHeap = (): Heap => ({ at: newList(), key: newList() });
+const heapOf = (p: Partition, kind: number): Heap | null => (kind === PROCESSING ? p.processing : kind === EVENT ? p.event : null);
 
-function heapPush(p: Partition, at: number, key: string): void {
-  let i = p.heapAt.length;
-  p.heapAt[i] = at;
-  p.heapKey[i] = key;
+function heapPush(h: Heap, at: number, key: string): void {
+  let i = h.at.length;
   while (i > 0) {
     const parent = (i - 1) >> 1;
-    if (p.heapAt[parent] <= at) break;
-    p.heapAt[i] = p.heapAt[parent];
-    p.heapKey[i] = p.heapKey[parent];
+    if (h.at[parent] <= at) break;
+    h.at[i] = h.at[parent];
+    h.key[i] = h.key[parent];
     i = parent;
   }
-  p.heapAt[i] = at;
-  p.heapKey[i] = key;
+  h.at[i] = at;
+  h.key[i] = key;
 }
 
-function heapPop(p: Partition): void {
-  const last = p.heapAt.length - 1;
-  const at = p.heapAt[last];
-  const key = p.heapKey[last];
-  p.heapAt.length = last;
-  p.heapKey.length = last;
+function heapPop(h: Heap): void {
+  const last = h.at.length - 1;
+  const at = h.at[last];
+  const key = h.key[last];
+  h.at.length = last;
+  h.key.length = last;
   if (last === 0) return;
   let i = 0;
   for (;;) {
     let child = 2 * i + 1;
     if (child >= last) break;
-    if (child + 1 < last && p.heapAt[child + 1] < p.heapAt[child]) child++;
-    if (p.heapAt[child] >= at) break;
-    p.heapAt[i] = p.heapAt[child];
-    p.heapKey[i] = p.heapKey[child];
+    if (child + 1 < last && h.at[child + 1] < h.at[child]) child++;
+    if (h.at[child] >= at) break;
+    h.at[i] = h.at[child];
+    h.key[i] = h.key[child];
     i = child;
   }
-  p.heapAt[i] = at;
-  p.heapKey[i] = key;
+  h.at[i] = at;
+  h.key[i] = key;
 }
 
-/** Drops heap entries of timers deleted or moved since; true while a valid one is on top. */
-function heapSettle(p: Partition): boolean {
-  while (p.heapAt.length > 0 && dueAtOf(MapPrototypeGet(p.data, p.heapKey[0])) !== p.heapAt[0]) heapPop(p);
-  return p.heapAt.length > 0;
+/** Drops entries of timers deleted or moved since; true while a valid one is on top. */
+function heapSettle(p: Partition, h: Heap, kind: number): boolean {
+  while (h.at.length > 0) {
+    const value = MapPrototypeGet(p.data, h.key[0]);
+    if (kindOf(value) === kind && dueAtOf(value) === h.at[0]) return true;
+    heapPop(h);
+  }
+  return false;
+}
+
+function pushTimer(p: Partition, key: string, value: StateValue): void {
+  const heap = heapOf(p, kindOf(value));
+  const at = dueAtOf(value);
+  if (heap !== null && at === at) heapPush(heap, at, key);
 }
 
 function newPartition(epoch: number, data: Map<string, StateValue>): Partition {
-  const p: Partition = { epoch, data, timerCount: 0, heapAt: newList(), heapKey: newList() };
+  const p: Partition = { epoch, data, timerCount: 0, processing: newHeap(), event: newHeap() };
   MapPrototypeForEach(data, (value: StateValue, key: string) => {
     if (!isTimerKey(key)) return;
     p.timerCount++;
-    const at = dueAtOf(value);
-    if (at === at) heapPush(p, at, key);
+    pushTimer(p, key, value);
   });
   return p;
 }
 
-/** Pending writes of the record being processed: null = deleted. */
-type RecordWrites = Map<string, StateValue | null>;
-
-/** Rebuilds a partition's heap from its timers alone. */
+/** Rebuilds a partition's heaps from its timers alone. */
 function compact(p: Partition): void {
-  p.heapAt = newList();
-  p.heapKey = newList();
+  p.processing = newHeap();
+  p.event = newHeap();
   MapPrototypeForEach(p.data, (value: StateValue, key: string) => {
-    if (isTimerKey(key)) heapPush(p, dueAtOf(value), key);
+    if (isTimerKey(key)) pushTimer(p, key, value);
   });
 }
 
@@ -187,7 +203,7 @@ export function createStateBinding(global: typeof globalThis) {
       return;
     }
     if (!had) p.timerCount++;
-    heapPush(p, dueAtOf(value), key);
+    pushTimer(p, key, value);
   };
   const keepEntry = (value: StateValue | null, key: string) => {
     const timer = reserved(key) && isTimerKey(key);
@@ -196,7 +212,7 @@ export function createStateBinding(global: typeof globalThis) {
     else MapPrototypeSet(keepData, key, value);
     MapPrototypeSet(keepBatch, key, value);
     // Entries of moved and deleted timers go lazily; a partition re-setting timers in a loop compacts here.
-    if (timer && keepPartition!.heapAt.length > 2 * keepPartition!.timerCount + 1024) compact(keepPartition!);
+    if (timer && keepPartition!.processing.at.length + keepPartition!.event.at.length > 2 * keepPartition!.timerCount + 1024) compact(keepPartition!);
   };
   const setPending = (key: string, value: StateValue | null) => {
     if (MapPrototypeHas(pending, key)) {
@@ -316,38 +332,51 @@ export function createStateBinding(global: typeof globalThis) {
       pending = new SafeMap();
       pendingBytes = 0;
     },
-    /** Timer `key`'s due time as the current record sees it, or null. */
-    timerGet(key: string): number | null {
-      const at = dueAtOf(read(TIMER_KEY_PREFIX + key));
-      return at === at ? at : null;
+    /** Timer `key` as the current record sees it, or null. */
+    timerGet(key: string): { at: number; kind: WireTimer['kind'] } | null {
+      const value = read(TIMER_KEY_PREFIX + key);
+      const kind = kindOf(value);
+      if (kind !== PROCESSING && kind !== EVENT) return null;
+      return ObjectFreeze({ __proto__: null, at: dueAtOf(value), kind: kind === PROCESSING ? 'processing' : 'event' }) as unknown as { at: number; kind: WireTimer['kind'] };
     },
     /** Sets timer `key` (a write of the current record); RangeError past the partition's ceiling. */
-    timerSet(key: string, at: number): void {
+    timerSet(key: string, at: number, kind: WireTimer['kind']): void {
       const p = active();
       const stateKey = TIMER_KEY_PREFIX + key;
       if (p.timerCount >= MAX_TIMERS_PER_PARTITION && !MapPrototypeHas(p.data, stateKey)) {
         throw new SafeRangeError(`ERR_QUOTA_EXCEEDED: a state partition keeps at most ${MAX_TIMERS_PER_PARTITION} timers`);
       }
-      setPending(stateKey, `p:${at}`);
+      setPending(stateKey, `${kind === 'processing' ? 'p' : 'e'}:${at}`);
     },
     timerDelete(key: string): void {
       active();
       setPending(TIMER_KEY_PREFIX + key, null);
     },
-    /** Takes the partition's timers due at `now` off its heap, earliest first, at most `limit`. */
-    dueTimers(now: number, limit: number): WireTimer[] {
+    /**
+     * Takes the partition's due timers off its heaps, earliest first, at most `limit`: processing
+     * timers due at `now`, event timers at or below `watermark` (none while it is null).
+     */
+    dueTimers(now: number, watermark: number | null, limit: number): WireTimer[] {
       const p = active();
-      const due: WireTimer[] = [];
-      while (due.length < limit && heapSettle(p) && p.heapAt[0] <= now) {
-        due[due.length] = ObjectFreeze({ __proto__: null, key: StringPrototypeSlice(p.heapKey[0], PREFIX_CHARS), at: p.heapAt[0], kind: 'processing' }) as unknown as WireTimer;
-        heapPop(p);
+      const due: WireTimer[] = newList();
+      while (due.length < limit) {
+        const processing = heapSettle(p, p.processing, PROCESSING) && p.processing.at[0] <= now;
+        const event = watermark !== null && heapSettle(p, p.event, EVENT) && p.event.at[0] <= watermark;
+        if (!processing && !event) break;
+        const takeEvent = event && (!processing || p.event.at[0] < p.processing.at[0]);
+        const heap = takeEvent ? p.event : p.processing;
+        due[due.length] = ObjectFreeze({ __proto__: null, key: StringPrototypeSlice(heap.key[0], PREFIX_CHARS), at: heap.at[0], kind: takeEvent ? 'event' : 'processing' }) as unknown as WireTimer;
+        heapPop(heap);
       }
       return due;
     },
-    /** The partition's earliest due timer, or null when it keeps none. */
-    nextTimerAt(): number | null {
+    /** The partition's earliest due timer of each kind (null: none of that kind). */
+    nextTimers(): { processing: number | null; event: number | null } {
       const p = active();
-      return heapSettle(p) ? p.heapAt[0] : null;
+      return {
+        processing: heapSettle(p, p.processing, PROCESSING) ? p.processing.at[0] : null,
+        event: heapSettle(p, p.event, EVENT) ? p.event.at[0] : null,
+      };
     },
     end(): void {
       current = null;

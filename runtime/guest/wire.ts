@@ -56,10 +56,13 @@ export interface WireStateScope {
 export interface WireTimer {
   key: string;
   at: number;
-  kind: 'processing';
+  kind: 'processing' | 'event';
 }
 
-/** Instead of records: fire the partition's timers due at `now`, earliest first, at most `limit`. */
+/**
+ * Instead of records: fire the partition's due timers, earliest first, at most `limit` —
+ * processing timers due at `now`, event timers at or below the batch's `watermark`.
+ */
 export interface WireTimerFire {
   now: number;
   limit: number;
@@ -71,6 +74,8 @@ export interface WireBatch {
   records: WireRecord[];
   /** A timer batch: `records` is empty and the due timers are its inputs. */
   fire?: WireTimerFire;
+  /** The state partition's event-time watermark (ms; absent when the graph has no event time): `ctx.watermark`. */
+  watermark?: number;
   state: WireStateScope;
   /** Attempts per record before it is reported as failed (dead-lettered). */
   maxAttempts: number;
@@ -86,8 +91,8 @@ export interface WireBatchResult {
   writes: [key: string, value: string | Uint8Array | null][];
   /** A timer batch's inputs, in the order fired: emits' and failures' `index` points here. */
   fired?: WireTimer[];
-  /** The partition's earliest due timer after the batch (null: none); absent for modules without onTimer. */
-  nextTimerAt?: number | null;
+  /** The partition's earliest due timers of each kind after the batch (null: none); absent for modules without onTimer. */
+  nextTimers?: { processing: number | null; event: number | null };
 }
 
 export type GuestResult<T> = { ok: true; value: T } | { ok: false; error: GuestError };

@@ -1,0 +1,142 @@
+/**
+ * Event-time watermarks of a node, per state partition. A graph has event time when one of its
+ * sources says how to read it (`eventTime` in the source spec: a field of the value, else the
+ * ingest or Kafka timestamp; and a bounded out-of-orderness). Then:
+ *
+ * - The consumer of a source edge's partition derives that partition's watermark from the
+ *   records it reads: the highest event time seen minus `outOfOrdernessMs` (origin
+ *   `<source>/<partition>`).
+ * - Every record a node emits carries its partition's watermark in a header
+ *   (`tributary-watermark: <node>/<partition>:<ms>`, never shown to functions), so a consumer
+ *   downstream learns the watermark of each upstream partition that sends to it.
+ * - A state partition's watermark is the minimum over its origins (every input edge and every
+ *   upstream partition seen), leaving out origins silent for longer than the idle timeout, and
+ *   never moves back. While every origin is idle it holds.
+ * - The origins' watermarks are state: written to the partition's reserved key with the batch that
+ *   moved them, so a restart resumes from them instead of from nothing.
+ *
+ * Event-time timers of a partition fire once its watermark reaches them; records older than the
+ * watermark by more than a node's allowed lateness go to its dead letters (`ERR_LATE_RECORD`)
+ * when the node asks for it (`late` in its spec).
+ */
+export const WATERMARK_HEADER = 'tributary-watermark';
+/** How long an origin may stay silent before it stops holding its partitions back (default). */
+export const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
+/** Origins kept per state partition: upstream partitions and sources, each at most 256 per edge. */
+const MAX_ORIGINS = 4096;
+
+interface Origin {
+  watermark: number;
+  seenAt: number;
+}
+
+interface PartitionMarks {
+  origins: Map<string, Origin>;
+  /** The partition's watermark so far (it never moves back); null before any origin. */
+  current: number | null;
+  /** Origins moved since the last `persisted`. */
+  dirty: boolean;
+}
+
+export class NodeWatermarks {
+  private readonly partitions = new Map<number, PartitionMarks>();
+  private readonly idleTimeoutMs: number;
+
+  constructor(idleTimeoutMs: number) {
+    this.idleTimeoutMs = idleTimeoutMs;
+  }
+
+  private marks(partition: number): PartitionMarks {
+    let marks = this.partitions.get(partition);
+    if (marks === undefined) this.partitions.set(partition, (marks = { origins: new Map(), current: null, dirty: false }));
+    return marks;
+  }
+
+  /** An origin's watermark as a record showed it (only forward). */
+  observe(partition: number, origin: string, watermark: number, now: number): void {
+    if (!Number.isFinite(watermark)) return;
+    const marks = this.marks(partition);
+    const known = marks.origins.get(origin);
+    if (known === undefined) {
+      if (marks.origins.size >= MAX_ORIGINS) return;
+      marks.origins.set(origin, { watermark, seenAt: now });
+      marks.dirty = true;
+    } else {
+      known.seenAt = now;
+      if (watermark > known.watermark) {
+        known.watermark = watermark;
+        marks.dirty = true;
+      }
+    }
+  }
+
+  /** The watermark carried by a record's header, parsed: `<origin>:<ms>`. */
+  observeHeader(partition: number, header: string | undefined, now: number): void {
+    if (header === undefined) return;
+    const colon = header.lastIndexOf(':');
+    if (colon <= 0) return;
+    this.observe(partition, header.slice(0, colon), Number(header.slice(colon + 1)), now);
+  }
+
+  /** The partition's watermark now: the minimum over origins heard within the idle timeout; null before any. */
+  of(partition: number, now: number): number | null {
+    const marks = this.partitions.get(partition);
+    if (marks === undefined) return null;
+    let min = Infinity;
+    for (const origin of marks.origins.values()) {
+      if (now - origin.seenAt <= this.idleTimeoutMs && origin.watermark < min) min = origin.watermark;
+    }
+    if (min !== Infinity && (marks.current === null || min > marks.current)) marks.current = min;
+    return marks.current;
+  }
+
+  /** The origins' watermarks to store with the batch, when they moved since the last call; else null. */
+  persisted(partition: number): string | null {
+    const marks = this.partitions.get(partition);
+    if (marks === undefined || !marks.dirty) return null;
+    marks.dirty = false;
+    const out: Record<string, number> = {};
+    for (const [origin, { watermark }] of marks.origins) out[origin] = watermark;
+    return JSON.stringify({ current: marks.current, origins: out });
+  }
+
+  /** Merges what the partition's committed state held (a restart: origins count as just heard). */
+  load(partition: number, stored: string | Uint8Array | undefined, now: number): void {
+    if (typeof stored !== 'string') return;
+    let parsed: { current?: unknown; origins?: unknown };
+    try {
+      parsed = JSON.parse(stored);
+    } catch {
+      return;
+    }
+    const marks = this.marks(partition);
+    if (typeof parsed.current === 'number' && (marks.current === null || parsed.current > marks.current)) marks.current = parsed.current;
+    if (typeof parsed.origins !== 'object' || parsed.origins === null) return;
+    for (const [origin, watermark] of Object.entries(parsed.origins)) if (typeof watermark === 'number') this.observe(partition, origin, watermark, now);
+    marks.dirty = false;
+  }
+
+  /** The lowest watermark over the node's partitions, and how far it trails the clock: for status. */
+  summary(now: number): { watermark: number | null; lagMs: number | null; partitions: number } {
+    let min: number | null = null;
+    for (const partition of this.partitions.keys()) {
+      const watermark = this.of(partition, now);
+      if (watermark !== null && (min === null || watermark < min)) min = watermark;
+    }
+    return { watermark: min, lagMs: min === null ? null : Math.max(0, now - min), partitions: this.partitions.size };
+  }
+}
+
+/**
+ * The event time a record's value holds at the dot path `field` (ms since the epoch, or an ISO
+ * 8601 string), or null when it holds none. Own properties only.
+ */
+export function readEventTime(value: unknown, field: string): number | null {
+  let at: unknown = value;
+  for (const name of field.split('.')) {
+    if (typeof at !== 'object' || at === null || !Object.hasOwn(at, name)) return null;
+    at = (at as Record<string, unknown>)[name];
+  }
+  const ms = typeof at === 'number' ? at : typeof at === 'string' && at.length <= 64 ? Date.parse(at) : NaN;
+  return Number.isFinite(ms) && ms >= 0 && ms <= 8.64e15 ? Math.floor(ms) : null;
+}
