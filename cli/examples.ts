@@ -28,21 +28,28 @@ export async function deployExamples(functions: FunctionService): Promise<string
 }
 
 /**
- * Deploys the WordCount graph and feeds it a few lines of text per second, so a newcomer sees
- * counts flowing: `curl 'http://127.0.0.1:8787/v1/graphs/wordcount/sinks/counts?limit=20'`.
+ * Deploys the WordCount graph and its windowed twin (words per 10 s tumbling window, through
+ * `tributary:windows`) and feeds both the same few lines of text per second, so a newcomer sees
+ * counts flowing: `curl 'http://127.0.0.1:8787/v1/graphs/wordcount/sinks/counts?limit=20'`, and
+ * every 10 s `curl 'http://127.0.0.1:8787/v1/graphs/wordcount-windowed/sinks/windows?limit=20'`.
  * Returns a function that stops the generator.
  */
 export async function startWordCountDemo(graphs: GraphService, linesPerSecond = 5): Promise<() => void> {
-  const spec = JSON.parse(readFileSync(join(FUNCTIONS_DIR, 'wordcount.graph.json'), 'utf8'));
-  await graphs.deploy('wordcount', spec);
+  const demos = [
+    { graph: 'wordcount', spec: 'wordcount.graph.json' },
+    { graph: 'wordcount-windowed', spec: 'wordcount-windowed.graph.json' },
+  ];
+  for (const demo of demos) await graphs.deploy(demo.graph, JSON.parse(readFileSync(join(FUNCTIONS_DIR, demo.spec), 'utf8')));
   const lines = readFileSync(join(FUNCTIONS_DIR, 'wordcount-lines.txt'), 'utf8').split('\n').filter(Boolean);
   let next = 0;
   const timer = setInterval(() => {
     const batch = Array.from({ length: linesPerSecond }, () => ({ value: lines[next++ % lines.length] }));
-    try {
-      graphs.ingest('wordcount', 'lines', batch);
-    } catch {
-      // Backpressure or a redeploy in progress: skip this tick.
+    for (const demo of demos) {
+      try {
+        graphs.ingest(demo.graph, 'lines', batch);
+      } catch {
+        // Backpressure or a redeploy in progress: skip this tick.
+      }
     }
   }, 1000);
   timer.unref();

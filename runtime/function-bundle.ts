@@ -69,6 +69,8 @@ export async function bundleFunction(options: BundleOptions): Promise<BundleResu
       legalComments: 'none',
       logLevel: 'silent',
       plugins: [nodeModules(nodejsCompat)],
+      // The platform's own modules (runtime/host/builtin-modules.ts) are resolved in the isolate.
+      external: ['tributary:*'],
       define: nodejsCompat ? { global: 'globalThis' } : {},
     });
     return {

@@ -59,6 +59,19 @@ describe('tributary CLI against a running server', () => {
     }, 15_000, 'word counts from the demo');
   });
 
+  it('runs the windowed WordCount next to it: words per 10 s window, through tributary:windows', async () => {
+    const windows = await waitFor(async () => {
+      const res = await fetch(`${url}/v1/graphs/wordcount-windowed/sinks/windows?limit=1000`);
+      const records = res.ok ? ((await res.json()) as { records: Array<{ value: { key: string; start: number; end: number; value: number } }> }).records : [];
+      return records.length > 0 ? records.map((r) => r.value) : null;
+    }, 30_000, 'a closed 10 s window from the demo');
+    for (const w of windows) {
+      expect(w.end - w.start).toBe(10_000);
+      expect(w.start % 10_000).toBe(0);
+      expect(w.value).toBeGreaterThan(0);
+    }
+  }, 40_000);
+
   it('deploy, list, invoke, logs and rm', async () => {
     const file = join(dataDir, 'shout.js');
     writeFileSync(file, `export default { async fetch(req) { const t = await req.text(); console.log('got', t); return new Response(t.toUpperCase()); } };`);

@@ -10,6 +10,7 @@ import { readBindingsText } from '../function-bindings.ts';
 import { MAX_LOG_LINES_PER_INVOCATION } from '../limits.ts';
 import type { GuestResult, ModuleShape, WireBatch, WireBatchResult, WireRequest, WireResponse } from '../guest/wire.ts';
 import type { Budget } from './budget.ts';
+import { BUILTIN_MODULES, builtinModule, isBuiltinModule } from './builtin-modules.ts';
 import { compileError } from './compile-error.ts';
 import type { LogLevel } from './host-bindings.ts';
 import type { IsolateSlot, ResponseSink } from './isolate-slot.ts';
@@ -165,12 +166,12 @@ async function loadInto(spec: FunctionSpec, slot: IsolateSlot, source: LoadSourc
     throw compileError(error);
   }
   const produced = module as ivm.Module & { cachedData?: ivm.ExternalCopy<ArrayBuffer>; cachedDataRejected?: boolean };
-  if (module.dependencySpecifiers.length > 0) {
-    throw new TributaryError('ERR_COMPILE', `imports are not supported in functions (found '${module.dependencySpecifiers[0]}'); bundle your code into one module`);
+  const foreign = module.dependencySpecifiers.find((specifier) => !isBuiltinModule(specifier));
+  if (foreign !== undefined) {
+    throw new TributaryError('ERR_COMPILE', `imports are not supported in functions (found '${foreign}'); bundle your code into one module (built in: ${BUILTIN_MODULES.join(', ')})`);
   }
-  module.instantiateSync(slot.context, (specifier) => {
-    throw new Error(`cannot import '${specifier}'`);
-  });
+  const builtins = new Map<string, ivm.Module>();
+  module.instantiateSync(slot.context, (specifier) => builtinModule(slot.isolate, slot.context, specifier, builtins));
   const bound = spec.bindingsPath ? envOf(spec.bindingsPath) : undefined;
   const result = (await slot.invoke(budget, async (call) => {
     await call.evaluate(module);
