@@ -20,7 +20,7 @@ import { LatencyRecorder } from './latency-recorder.ts';
 import { NodeStats } from './node-stats.ts';
 import { PartitionWorker, type StatePartitions, type TaskContext } from './partition-worker.ts';
 import { TimerSchedule } from './timer-schedule.ts';
-import { DEFAULT_IDLE_TIMEOUT_MS, NodeWatermarks, readEventTime } from './watermarks.ts';
+import { DEFAULT_IDLE_TIMEOUT_MS, INGESTED_HEADER, NodeWatermarks, readEventTime } from './watermarks.ts';
 import { Topology } from './topology.ts';
 import { KafkaGraph, type KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { isKafkaEdge, kafkaSinkOf, kafkaSourceOf } from './kafka/kafka-topics.ts';
@@ -154,11 +154,17 @@ export class GraphRuntime {
         const source = this.spec.sources.find((s) => s.id === from);
         return source?.eventTime === undefined ? undefined : { spec: source.eventTime, kafka: source.type === 'kafka' };
       },
+      upstreamOrigins: (from: string) => {
+        const inputs = this.inputsByNode.get(from) ?? [];
+        const partitions = Math.max(0, ...inputs.map((input) => this.topology.partitions(this.topology.topicOf(input.edge))));
+        return Array.from({ length: partitions }, (_, p) => `${from}/${p}`);
+      },
       maxBatchRecords: this.options.maxBatchRecords ?? 1000,
       maxAttempts: this.options.maxAttempts ?? 3,
       onSinkAppend: (records: LogRecord[]) => {
         const now = Date.now();
-        const latencies = records.map((record) => now - record.timestamp);
+        // From arrival: a record whose timestamp is its event time carries its arrival in a header.
+        const latencies = records.map((record) => now - Number(record.headers?.[INGESTED_HEADER] ?? record.timestamp));
         for (const ms of latencies) this.latency.record(ms);
         this.options.onSinkLatency?.(latencies);
       },
@@ -424,7 +430,11 @@ export class GraphRuntime {
     }
     const now = Date.now();
     const field = this.spec.sources.find((s) => s.id === source)?.eventTime?.field;
-    const log: LogRecord[] = records.map((r, i) => ({ key: r.key ?? null, value: r.value, timestamp: field === undefined ? (r.timestamp ?? now) : eventTimeAt(r.value, field, i) }));
+    const arrival = { [INGESTED_HEADER]: String(now) };
+    const log: LogRecord[] = records.map((r, i) => {
+      const timestamp = field === undefined ? (r.timestamp ?? now) : eventTimeAt(r.value, field, i);
+      return timestamp === now ? { key: r.key ?? null, value: r.value, timestamp } : { key: r.key ?? null, value: r.value, timestamp, headers: arrival };
+    });
     const appended = this.options.transport.commit({
       appends: routes.flatMap((route) => this.topology.route(route, log)),
       offsets: [],

@@ -52,7 +52,7 @@ import type { GraphFaults } from './graph-faults.ts';
 import type { Delivery, EdgeSpec, NodeSpec } from './graph-spec.ts';
 import type { NodeStats } from './node-stats.ts';
 import type { TimerSchedule } from './timer-schedule.ts';
-import { WATERMARK_HEADER, readEventTime, type NodeWatermarks } from './watermarks.ts';
+import { INGESTED_HEADER, WATERMARK_HEADER, readEventTime, type NodeWatermarks } from './watermarks.ts';
 import type { EventTimeSpec } from './graph-spec.ts';
 import type { Topology } from './topology.ts';
 
@@ -91,6 +91,8 @@ export interface TaskContext {
   watermarks: NodeWatermarks | null;
   /** How the source an input edge comes from carries event time (undefined: not a source, or none). */
   sourceEventTime(from: string): { spec: EventTimeSpec; kafka: boolean } | undefined;
+  /** The watermark origins of an upstream node: each of its partitions (`<node>/<p>`). */
+  upstreamOrigins(from: string): string[];
   maxBatchRecords: number;
   maxAttempts: number;
   /** Called after a commit with the records it appended to sinks. */
@@ -102,11 +104,21 @@ type StoredRecord = EdgeRecord;
 /** How often an idle worker with event timers pending looks whether its watermark moved (inputs going idle move it). */
 const EVENT_TIMER_RECHECK_MS = 250;
 
+/**
+ * The watermark a batch's outputs carry downstream: the partition's, held below its earliest
+ * event timer still pending — that timer's outputs, stamped with its time, are yet to come (a
+ * timer batch fires at most MAX_TIMERS_PER_FIRE of the due ones).
+ */
+function forwardedWatermark(watermark: number | undefined, result: WireBatchResult): number | undefined {
+  const pending = result.nextTimers?.event ?? null;
+  return watermark === undefined || pending === null ? watermark : Math.min(watermark, pending - 1);
+}
+
 /** A record's headers as its function sees them: without the platform's own. */
 function userHeaders(headers: Record<string, string> | undefined): Record<string, string> {
   if (headers === undefined) return {};
-  if (!(WATERMARK_HEADER in headers)) return headers;
-  const { [WATERMARK_HEADER]: _, ...rest } = headers;
+  if (!(WATERMARK_HEADER in headers) && !(INGESTED_HEADER in headers)) return headers;
+  const { [WATERMARK_HEADER]: _watermark, [INGESTED_HEADER]: _ingested, ...rest } = headers;
   return rest;
 }
 
@@ -215,6 +227,7 @@ export class PartitionWorker {
           this.pending = [];
           this.ctx.epochs.bump(this.partition);
           if (this.firesTimers) await this.loadTimers();
+          if (this.ctx.watermarks !== null && this.source === undefined) this.ctx.watermarks.expect(this.partition, this.ctx.upstreamOrigins(this.edge.from));
         }
         await this.step();
       } catch (error) {
@@ -286,7 +299,9 @@ export class PartitionWorker {
         records = records.map((r) => {
           if (r.decodeError !== undefined) return r;
           const at = readEventTime(r.value, field);
-          return at === null ? { ...r, decodeError: `no event time (ms or ISO 8601) in field '${field}'` } : { ...r, timestamp: at };
+          return at === null
+            ? { ...r, decodeError: `no event time (ms or ISO 8601) in field '${field}'` }
+            : { ...r, timestamp: at, headers: { ...r.headers, [INGESTED_HEADER]: String(r.timestamp) } };
         });
       }
       let highest = -Infinity;
@@ -301,9 +316,13 @@ export class PartitionWorker {
     return { records, before, watermark: marks.of(this.partition, now), late };
   }
 
-  /** The header a node's outputs carry its partition's watermark in; none without event time. */
-  private watermarkHeaders(watermark: number | undefined): { headers?: Record<string, string> } {
-    return watermark === undefined ? {} : { headers: { [WATERMARK_HEADER]: `${this.ctx.node.id}/${this.partition}:${watermark}` } };
+  /** The headers of a node's outputs: its partition's watermark, and the arrival of what they came from. */
+  private outputHeaders(watermark: number | undefined, ingested: string | undefined): { headers?: Record<string, string> } {
+    if (watermark === undefined && ingested === undefined) return {};
+    const headers: Record<string, string> = {};
+    if (watermark !== undefined) headers[WATERMARK_HEADER] = `${this.ctx.node.id}/${this.partition}:${watermark}`;
+    if (ingested !== undefined) headers[INGESTED_HEADER] = ingested;
+    return { headers };
   }
 
   /** Adds the partition's origins' watermarks to the batch's state writes when they moved. */
@@ -322,8 +341,8 @@ export class PartitionWorker {
     const watermark = timed?.watermark ?? undefined;
     const result: WireBatchResult = runnable.length > 0 ? await this.dispatch(runnable, undefined, watermark) : { emits: [], failures: [], writes: [] };
     if (this.abandoned) return;
-    const headers = this.watermarkHeaders(watermark);
-    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: runnable[e.index].timestamp, ...headers }));
+    const forwarded = forwardedWatermark(watermark, result);
+    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: runnable[e.index].timestamp, ...this.outputHeaders(forwarded, runnable[e.index].headers?.[INGESTED_HEADER]) }));
     const deadLetters = result.failures.map((f) => this.deadLetter(runnable[f.index], f.error.message));
     for (const r of records) if (r.decodeError !== undefined) deadLetters.push(this.deadLetter(r, `ERR_BAD_RECORD: ${r.decodeError}`));
     if (timed !== null) for (const r of timed.late) deadLetters.push(this.deadLetter(r, `ERR_LATE_RECORD: event time ${r.timestamp} is ${timed.before! - r.timestamp} ms behind the watermark ${timed.before} (allowed lateness ${this.ctx.node.late!.allowedMs} ms)`));
@@ -495,9 +514,10 @@ export class PartitionWorker {
     const result = await this.dispatch([], { now, limit: this.timerLimit, ...(drop && { drop }) }, watermark);
     if (this.abandoned) return;
     const fired = result.fired ?? [];
-    // Outputs of a timer carry its due time as their timestamp.
-    const headers = this.watermarkHeaders(watermark);
-    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: fired[e.index].at, ...headers }));
+    // Outputs of a timer carry its due time as their timestamp; an event timer's, the firing as their arrival.
+    const firedAt = String(now);
+    const forwarded = forwardedWatermark(watermark, result);
+    const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: fired[e.index].at, ...this.outputHeaders(forwarded, fired[e.index].kind === 'event' ? firedAt : undefined) }));
     const deadLetters = result.failures.map((f) => this.timerDeadLetter(fired[f.index], drop ? this.timerError! : f.error.message));
     const unit = await this.unitOf(result, emitted, deadLetters, started);
     if (unit === null) return;

@@ -10,8 +10,9 @@
  *   (`tributary-watermark: <node>/<partition>:<ms>`, never shown to functions), so a consumer
  *   downstream learns the watermark of each upstream partition that sends to it.
  * - A state partition's watermark is the minimum over its origins (every input edge and every
- *   upstream partition seen), leaving out origins silent for longer than the idle timeout, and
- *   never moves back. While every origin is idle it holds.
+ *   upstream partition seen), leaving out origins silent for longer than the idle timeout (when
+ *   every origin is silent, the highest of theirs: none holds the others back), and never moves
+ *   back.
  * - The origins' watermarks are state: written to the partition's reserved key with the batch that
  *   moved them, so a restart resumes from them instead of from nothing.
  *
@@ -20,6 +21,11 @@
  * when the node asks for it (`late` in its spec).
  */
 export const WATERMARK_HEADER = 'tributary-watermark';
+/**
+ * When a record's timestamp is its event time rather than its arrival, the arrival (ms) rides
+ * along in this header, so end-to-end latency stays arrival to sink (never shown to functions).
+ */
+export const INGESTED_HEADER = 'tributary-ingested';
 /** How long an origin may stay silent before it stops holding its partitions back (default). */
 export const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
 /** Origins kept per state partition: upstream partitions and sources, each at most 256 per edge. */
@@ -36,6 +42,8 @@ interface PartitionMarks {
   current: number | null;
   /** Origins moved since the last `persisted`. */
   dirty: boolean;
+  /** Origins to wait for, registered when the partition hears its first record (see `expect`). */
+  expected: string[] | null;
 }
 
 export class NodeWatermarks {
@@ -48,14 +56,26 @@ export class NodeWatermarks {
 
   private marks(partition: number): PartitionMarks {
     let marks = this.partitions.get(partition);
-    if (marks === undefined) this.partitions.set(partition, (marks = { origins: new Map(), current: null, dirty: false }));
+    if (marks === undefined) this.partitions.set(partition, (marks = { origins: new Map(), current: null, dirty: false, expected: null }));
     return marks;
+  }
+
+  /** The expected origins not heard yet hold the partition back from now, until the idle timeout. */
+  private arm(marks: PartitionMarks, now: number): void {
+    const expected = marks.expected;
+    if (expected === null) return;
+    marks.expected = null;
+    for (const origin of expected) {
+      if (marks.origins.size >= MAX_ORIGINS) return;
+      if (!marks.origins.has(origin)) marks.origins.set(origin, { watermark: -Infinity, seenAt: now });
+    }
   }
 
   /** An origin's watermark as a record showed it (only forward). */
   observe(partition: number, origin: string, watermark: number, now: number): void {
     if (!Number.isFinite(watermark)) return;
     const marks = this.marks(partition);
+    this.arm(marks, now);
     const known = marks.origins.get(origin);
     if (known === undefined) {
       if (marks.origins.size >= MAX_ORIGINS) return;
@@ -70,6 +90,16 @@ export class NodeWatermarks {
     }
   }
 
+  /**
+   * Origins the partition must hear from before its watermark moves (every partition of an
+   * upstream node, which may send to it any time): from the partition's first record on, one not
+   * heard yet holds it back until the idle timeout.
+   */
+  expect(partition: number, origins: string[]): void {
+    const marks = this.marks(partition);
+    marks.expected = [...(marks.expected ?? []), ...origins];
+  }
+
   /** The watermark carried by a record's header, parsed: `<origin>:<ms>`. */
   observeHeader(partition: number, header: string | undefined, now: number): void {
     if (header === undefined) return;
@@ -78,15 +108,21 @@ export class NodeWatermarks {
     this.observe(partition, header.slice(0, colon), Number(header.slice(colon + 1)), now);
   }
 
-  /** The partition's watermark now: the minimum over origins heard within the idle timeout; null before any. */
+  /**
+   * The partition's watermark now: the minimum over origins heard within the idle timeout, the
+   * highest of all when every one is idle; null before any.
+   */
   of(partition: number, now: number): number | null {
     const marks = this.partitions.get(partition);
     if (marks === undefined) return null;
     let min = Infinity;
+    let max = -Infinity;
     for (const origin of marks.origins.values()) {
       if (now - origin.seenAt <= this.idleTimeoutMs && origin.watermark < min) min = origin.watermark;
+      if (origin.watermark > max) max = origin.watermark;
     }
-    if (min !== Infinity && (marks.current === null || min > marks.current)) marks.current = min;
+    const watermark = min !== Infinity ? min : max;
+    if (watermark !== -Infinity && (marks.current === null || watermark > marks.current)) marks.current = watermark;
     return marks.current;
   }
 
@@ -96,7 +132,7 @@ export class NodeWatermarks {
     if (marks === undefined || !marks.dirty) return null;
     marks.dirty = false;
     const out: Record<string, number> = {};
-    for (const [origin, { watermark }] of marks.origins) out[origin] = watermark;
+    for (const [origin, { watermark }] of marks.origins) if (watermark !== -Infinity) out[origin] = watermark;
     return JSON.stringify({ current: marks.current, origins: out });
   }
 
