@@ -151,6 +151,16 @@ export class HostSupervisor {
     return this.hosts.length;
   }
 
+  /** Hosts ready to run isolates now (a restarting host runs none): the autoscaler's cores. */
+  get readyCount(): number {
+    return this.hosts.filter((host) => host.ready).length;
+  }
+
+  /** Memory the ready hosts give isolates (MB): each host's RSS limit, for the autoscaler's budget. */
+  get readyMemoryMb(): number {
+    return this.readyCount * this.hostMemoryLimitMb;
+  }
+
   /** Starts every host and resolves when all are ready. */
   async start(): Promise<void> {
     await Promise.all(this.hosts.map((_, index) => this.spawn(index)));

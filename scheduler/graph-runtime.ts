@@ -14,6 +14,7 @@ import type { Guard } from '../runtime/guard.ts';
 import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
 import { DEFAULT_SCALE_TO_ZERO_AFTER_MS, type EdgeSpec, type GraphSpec, type NodeSpec } from './graph-spec.ts';
 import { StragglerDetector } from './autoscaler/straggler.ts';
+import { ScalingCost, type ScalingCostSnapshot } from './autoscaler/scaling-cost.ts';
 import { GraphFaults } from './graph-faults.ts';
 import { GraphLifecycle, type GraphState } from './graph-lifecycle.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
@@ -92,6 +93,13 @@ export class GraphRuntime {
   private readonly inputsByNode = new Map<string, NodeInput[]>();
   private readonly replicas = new Map<string, number>();
   private readonly stragglers = new Map<string, StragglerDetector>();
+  private readonly costs = new Map<string, ScalingCost>();
+  /**
+   * Replicas whose first batch after a change measures its cost: `${node}#${replica}` → whether
+   * the replica was added (else it took over a removed one's partitions) and the node's usual
+   * batch time then. Bounded by the nodes' replicas.max.
+   */
+  private readonly costProbes = new Map<string, { added: boolean; baselineMs: number }>();
   private readonly lastActivity = new Map<string, number>();
   private readonly busyMs = new Map<string, number>();
   private readonly epochs = new Map<string, number>();
@@ -112,6 +120,7 @@ export class GraphRuntime {
       this.nodeSpecs.set(node.id, node);
       this.stats.set(node.id, new NodeStats());
       this.stragglers.set(node.id, new StragglerDetector());
+      this.costs.set(node.id, new ScalingCost());
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
       const inputs: NodeInput[] = [];
       for (const edge of this.topology.inputs(node.id)) {
@@ -304,6 +313,13 @@ export class GraphRuntime {
   private replicaDone(node: NodeSpec, replica: number, records: number, elapsedMs: number): void {
     const detector = this.stragglers.get(node.id)!;
     detector.end(replica, elapsedMs / Math.max(1, records));
+    const probe = this.costProbes.get(`${node.id}#${replica}`);
+    if (probe) {
+      this.costProbes.delete(`${node.id}#${replica}`);
+      const cost = this.costs.get(node.id)!;
+      if (probe.added) cost.observeAdd(elapsedMs - probe.baselineMs);
+      else cost.observeRemove(elapsedMs - probe.baselineMs);
+    }
     this.busyMs.set(node.id, (this.busyMs.get(node.id) ?? 0) + elapsedMs);
     this.options.onBatch?.(node.id, records, elapsedMs);
     const count = this.replicas.get(node.id) ?? 0;
@@ -330,9 +346,30 @@ export class GraphRuntime {
     if (this.lifecycle.can('rescaling')) this.lifecycle.to('rescaling', `${node}: ${before} -> ${bounded} replicas (${reason})`);
     this.replicas.set(node, bounded);
     for (let r = bounded; r < before; r++) this.options.releaseReplica?.(spec, this.instanceTag(node, r));
+    this.probeCost(node, before, bounded);
     this.options.onReplicas?.(node, bounded, reason);
     // Replicas are isolates started on demand: the change is done once the old ones are released.
     if (this.lifecycle.state === 'rescaling' && this.reassigning === 0) this.lifecycle.to(resting === 'rescaling' ? 'running' : resting);
+  }
+
+  /**
+   * The next batch of each replica the change touches measures its cost against the usual batch
+   * time: the added replicas' (cold start, state shipped, partitions moved onto them), or after a
+   * removal the remaining replicas' (they take the removed ones' partitions and their state).
+   * From or to zero is a cold start or an idle stop, not a rescale: not measured.
+   */
+  private probeCost(node: string, before: number, after: number): void {
+    const stats = this.stats.get(node)!;
+    for (const key of [...this.costProbes.keys()]) if (key.startsWith(`${node}#`)) this.costProbes.delete(key);
+    if (before === 0 || after === 0 || stats.batches === 0) return;
+    const baselineMs = stats.batchMs;
+    if (after > before) for (let r = before; r < after; r++) this.costProbes.set(`${node}#${r}`, { added: true, baselineMs });
+    else for (let r = 0; r < after; r++) this.costProbes.set(`${node}#${r}`, { added: false, baselineMs });
+  }
+
+  /** The measured cost of adding and of removing one of the node's replicas. */
+  scalingCost(node: string): ScalingCostSnapshot {
+    return this.costs.get(node)?.snapshot() ?? { addMs: null, removeMs: null, adds: 0, removes: 0 };
   }
 
   /** A node scaled to zero got a record: back to one replica at once (its cold start is in the latency). */
@@ -361,6 +398,7 @@ export class GraphRuntime {
     let inputHeads = 0;
     let queueDepth = 0;
     let partitions = 0;
+    const commitDelayMs = this.kafka?.commitDelayMs(node) ?? 0;
     for (const input of this.inputsByNode.get(node) ?? []) {
       for (const p of input.log?.offsets() ?? []) {
         inputHeads += p.head;
@@ -368,7 +406,7 @@ export class GraphRuntime {
         partitions++;
       }
     }
-    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs };
+    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs, commitDelayMs };
   }
 
   /** Measured sojourn (ms) by Little's law: queued records over the arrival rate, plus a batch. */

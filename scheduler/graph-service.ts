@@ -20,7 +20,7 @@ import { validateGraph, type GraphSpec } from './graph-spec.ts';
 import { GraphStore, type StoredGraph } from './graph-store.ts';
 import { Topology } from './topology.ts';
 import { Autoscaler } from './autoscaler/autoscaler.ts';
-import { ModelPolicy, type ScalingPolicy } from './autoscaler/policy.ts';
+import { ModelPolicy, type ResourceBudget, type ScalingPolicy } from './autoscaler/policy.ts';
 import type { GraphMetrics } from './graph-metrics.ts';
 import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { KafkaCleanup, type KafkaCleanupOutcome } from './kafka/kafka-cleanup.ts';
@@ -34,6 +34,8 @@ export interface GraphServiceOptions {
   metrics?: GraphMetrics;
   /** Host cores available to isolates: the autoscaler's CPU budget (default 1). */
   cores?: number;
+  /** What the machine offers now (ready hosts, isolate memory), read on every autoscaler decision (default: `cores` hosts). */
+  resources?(): ResourceBudget;
   /** Frees a replica's isolate on every host (scale-down, straggler recycling). */
   releaseReplica?(instanceTag: string): void;
   /** Scaling policy per graph (default: the latency model). Benches swap in baselines. */
@@ -196,6 +198,11 @@ export class GraphService {
         cores: this.options.cores ?? 1,
         intervalMs,
         stableWindowMs: this.options.stableWindowMs,
+        resources: this.options.resources,
+        memoryMbOf: (node) => {
+          const fn = graph.spec.nodes.find((n) => n.id === node)?.function;
+          return fn === undefined ? undefined : this.functions.registry.get(fn)?.memoryLimitMb;
+        },
         onDecision: (node, decision) => {
           metrics?.decisions.inc({ ...labels(node), action: decision.action });
           metrics?.arrivalRate.set(labels(node), decision.arrivalRate);
@@ -376,7 +383,7 @@ export class GraphService {
     }
     // The last replica changes, newest first: what the autoscaler did and why.
     const history = (autoscaler?.history ?? []).slice().reverse().map((d) => ({ at: new Date(d.at).toISOString(), node: d.node, action: d.action, from: d.from, to: d.replicas, reason: d.reason }));
-    return { ...stored, status: { ...status, decisions: history } };
+    return { ...stored, status: { ...status, slo: autoscaler?.slo() ?? null, decisions: history } };
   }
 
   autoscaler(name: string): Autoscaler | undefined {
