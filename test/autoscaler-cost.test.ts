@@ -2,23 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import { ModelPolicy, type NodeInput } from '../scheduler/autoscaler/policy.ts';
 import { ScalingCost, holdScaleUp, scaleDownWaitMs } from '../scheduler/autoscaler/scaling-cost.ts';
+import { nodeInput } from './fixtures/node-input.ts';
 
-function node(partial: Partial<NodeInput>): NodeInput {
-  return {
-    id: 'n',
-    arrivalRate: 0,
-    recordServiceS: 0.001,
-    batchServiceS: 0.005,
-    partitions: 8,
-    replicas: 1,
-    min: 1,
-    max: 8,
-    queueDepth: 0,
-    idleMs: 0,
-    scaleToZeroAfterMs: 60_000,
-    ...partial,
-  };
-}
+const node = (partial: Partial<NodeInput>) => nodeInput({ partitions: 8, ...partial });
 
 const slo = { latencyMs: 100, percentile: 99 };
 const policy = new ModelPolicy();
