@@ -174,10 +174,11 @@ export class HostSupervisor {
 
   /**
    * The host a function lives on: rendezvous hashing over hosts, stable across restarts. A tag
-   * ending in `#<replica>` spreads replicas: replica r goes r hosts after replica 0's home.
+   * ending in `#<replica>` spreads replicas: replica r goes r hosts after replica 0's home; so
+   * does `#<replica>.<generation>`, a replica recycled as a straggler (same host, fresh isolate).
    */
   homeOf(name: string): number {
-    const replica = /^(.*)#(\d+)$/.exec(name);
+    const replica = /^(.*)#(\d+)(?:\.\d+)?$/.exec(name);
     if (replica) return (this.homeOf(replica[1]) + Number(replica[2])) % this.hosts.length;
     let best = 0;
     let bestScore = -1;

@@ -13,7 +13,7 @@ import { TributaryError } from '../runtime/errors.ts';
 import type { Guard } from '../runtime/guard.ts';
 import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
 import { DEFAULT_SCALE_TO_ZERO_AFTER_MS, type EdgeSpec, type GraphSpec, type NodeSpec } from './graph-spec.ts';
-import { StragglerDetector } from './autoscaler/straggler.ts';
+import { RECYCLE_COOLDOWN_MS, STRAGGLER_EVENTS, StragglerDetector, type StragglerEvent } from './autoscaler/straggler.ts';
 import { ScalingCost, type ScalingCostSnapshot } from './autoscaler/scaling-cost.ts';
 import { GraphFaults } from './graph-faults.ts';
 import { GraphLifecycle, type GraphState } from './graph-lifecycle.ts';
@@ -95,6 +95,13 @@ export class GraphRuntime {
   private readonly stragglers = new Map<string, StragglerDetector>();
   private readonly costs = new Map<string, ScalingCost>();
   /**
+   * Steer batches away from stragglers and recycle them (default true). Benches and tests turn it
+   * off on one graph to measure the p99 without mitigation in the same run.
+   */
+  mitigateStragglers = true;
+  /** Per node: batches steered away from a straggling owner, recyclings, their last events (bounded), and the replicas' recycle generations and times. */
+  private readonly stragglerLog = new Map<string, { steered: number; recycled: number; events: StragglerEvent[]; generation: Map<number, number>; recycledAt: Map<number, number>; awaiting: Map<number, StragglerEvent> }>();
+  /**
    * Replicas whose first batch after a change measures its cost: `${node}#${replica}` → whether
    * the replica was added (else it took over a removed one's partitions) and the node's usual
    * batch time then. Bounded by the nodes' replicas.max.
@@ -121,6 +128,7 @@ export class GraphRuntime {
       this.stats.set(node.id, new NodeStats());
       this.stragglers.set(node.id, new StragglerDetector());
       this.costs.set(node.id, new ScalingCost());
+      this.stragglerLog.set(node.id, { steered: 0, recycled: 0, events: [], generation: new Map(), recycledAt: new Map(), awaiting: new Map() });
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
       const inputs: NodeInput[] = [];
       for (const edge of this.topology.inputs(node.id)) {
@@ -147,6 +155,7 @@ export class GraphRuntime {
       replicaFor: (partition: number) => this.replicaFor(node, partition),
       wake: () => this.wake(node.id),
       replicaDone: (replica: number, records: number, elapsedMs: number) => this.replicaDone(node, replica, records, elapsedMs),
+      instanceTag: (replica: number) => this.instanceTag(node.id, replica),
       epochs: this.statePartitions(node),
       maxBatchRecords: this.options.maxBatchRecords ?? 1000,
       maxAttempts: this.options.maxAttempts ?? 3,
@@ -305,7 +314,8 @@ export class GraphRuntime {
     if (count === 0) return -1;
     const owner = partition % count;
     const detector = this.stragglers.get(node.id)!;
-    const chosen = detector.isStraggler(owner, count) ? detector.alternative(owner, count) : owner;
+    const chosen = this.mitigateStragglers && detector.isStraggler(owner, count) ? detector.alternative(owner, count) : owner;
+    if (chosen !== owner) this.stragglerLog.get(node.id)!.steered++;
     detector.begin(chosen);
     return chosen;
   }
@@ -323,16 +333,50 @@ export class GraphRuntime {
     this.busyMs.set(node.id, (this.busyMs.get(node.id) ?? 0) + elapsedMs);
     this.options.onBatch?.(node.id, records, elapsedMs);
     const count = this.replicas.get(node.id) ?? 0;
-    if (detector.isStraggler(replica, count) && detector.inFlight(replica) === 0) {
-      // Recycle: a fresh isolate replaces the slow one; its record starts clean.
+    const log = this.stragglerLog.get(node.id)!;
+    const awaiting = log.awaiting.get(replica);
+    if (awaiting && detector.samples(replica) >= detector.minimumSamples) {
+      awaiting.gotGainMsPerRecord = round(awaiting.slowMsPerRecord - detector.perRecordMs(replica)!, 4);
+      log.awaiting.delete(replica);
+    }
+    const now = Date.now();
+    const cooled = now - (log.recycledAt.get(replica) ?? -Infinity) >= RECYCLE_COOLDOWN_MS;
+    if (this.mitigateStragglers && cooled && detector.isStraggler(replica, count) && detector.inFlight(replica) === 0) {
+      // Recycle: a fresh isolate, under a new instance tag, replaces the slow one; its record starts clean.
+      const slow = detector.perRecordMs(replica)!;
+      const peers = detector.peersMs(replica, count)!;
       this.options.releaseReplica?.(node, this.instanceTag(node.id, replica));
+      log.generation.set(replica, (log.generation.get(replica) ?? 0) + 1);
+      log.recycledAt.set(replica, now);
+      log.recycled++;
+      const event: StragglerEvent = {
+        replica,
+        at: new Date(now).toISOString(),
+        instanceTag: this.instanceTag(node.id, replica),
+        slowMsPerRecord: round(slow, 4),
+        peersMsPerRecord: round(peers, 4),
+        expectedGainMsPerRecord: round(slow - peers, 4),
+        gotGainMsPerRecord: null,
+      };
+      log.events.push(event);
+      if (log.events.length > STRAGGLER_EVENTS) log.events.shift();
+      log.awaiting.set(replica, event);
       detector.reset(replica);
       this.options.onStraggler?.(node.id, replica);
     }
   }
 
+  /** The tag replica `replica` of `node` runs under: `<graph>/<node>#<replica>`, with `.<n>` after its n-th recycling. */
   instanceTag(node: string, replica: number): string {
-    return `${this.name}/${node}#${replica}`;
+    const generation = this.stragglerLog.get(node)?.generation.get(replica) ?? 0;
+    return `${this.name}/${node}#${replica}${generation > 0 ? `.${generation}` : ''}`;
+  }
+
+  /** Straggler mitigation of a node, for the status: steered batches, recyclings, expected and measured gains. */
+  stragglerStatus(node: string) {
+    const log = this.stragglerLog.get(node);
+    if (!log) return null;
+    return { mitigation: this.mitigateStragglers, steeredBatches: log.steered, recycled: log.recycled, events: log.events.slice(-5) };
   }
 
   /** Sets a node's replica count; isolates of replicas scaled away are released. */
@@ -498,6 +542,8 @@ export class GraphRuntime {
         latency: { batchMs: round(stats.batchMs), perRecordMs: round(stats.recordMs, 4) },
         lastError: stats.lastError,
         deadLetters: onKafka ? this.kafka!.deadLetterCount(node.id) : transport.head(this.topology.deadLetterTopic(node.id), 0),
+        scalingCost: this.scalingCost(node.id),
+        stragglers: this.stragglerStatus(node.id),
       };
     }
     const edges = this.spec.edges.map((edge) => {
