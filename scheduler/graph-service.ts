@@ -210,6 +210,18 @@ export class GraphService {
           metrics?.busyFraction.set(labels(node), Math.min(1, runtime.takeBusyMs(node) / intervalMs / Math.max(1, runtime.replicaCount(node))));
           if (decision.predictedMs !== null) metrics?.predictedLatency.set(labels(node), decision.predictedMs / 1000);
           if (decision.measuredMs !== null) metrics?.measuredLatency.set(labels(node), decision.measuredMs / 1000);
+          const cost = runtime.scalingCost(node);
+          if (cost.addMs !== null) metrics?.scalingCost.set({ ...labels(node), change: 'add' }, cost.addMs / 1000);
+          if (cost.removeMs !== null) metrics?.scalingCost.set({ ...labels(node), change: 'remove' }, cost.removeMs / 1000);
+        },
+        onSlo: (slo) => {
+          const graphLabel = { graph: graph.name };
+          metrics?.sloReachable.set(graphLabel, slo.reachable ? 1 : 0);
+          if (slo.predictedMs !== null) metrics?.sloPredicted.set(graphLabel, slo.predictedMs / 1000);
+          if (slo.measuredMs !== null) metrics?.sloMeasured.set(graphLabel, slo.measuredMs / 1000);
+          metrics?.resourceCores.set(graphLabel, slo.resources.cores);
+          if (slo.resources.memoryBudgetMb !== null) metrics?.resourceMemory.set({ ...graphLabel, kind: 'budget' }, slo.resources.memoryBudgetMb * 1024 * 1024);
+          if (slo.resources.memoryUsedMb !== null) metrics?.resourceMemory.set({ ...graphLabel, kind: 'used' }, slo.resources.memoryUsedMb * 1024 * 1024);
         },
       });
       this.autoscalers.set(graph.name, autoscaler);

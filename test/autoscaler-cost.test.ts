@@ -1,8 +1,9 @@
 /** Scaling cost (ski rental), the measured-latency hold, the commit-delay floor and resources in the latency model's decisions. */
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelPolicy, type NodeInput } from '../scheduler/autoscaler/policy.ts';
 import { ScalingCost, holdScaleUp, scaleDownWaitMs } from '../scheduler/autoscaler/scaling-cost.ts';
 import { nodeInput } from './fixtures/node-input.ts';
+import { deploy, json, waitFor, withPlatform } from './fixtures/platform.ts';
 
 const node = (partial: Partial<NodeInput>) => nodeInput({ partitions: 8, ...partial });
 
@@ -93,5 +94,45 @@ describe('latency model: measured latency, floors and resources', () => {
     // replicas.max is the graph's own bound, not the machine's.
     const [max] = policy.decide({ nodes: [{ ...heavy, max: 2 }], paths: [['n']], slo, cores: 8 });
     expect(max.unreachable).toMatch(/unreachable: .*replicas.max/);
+  });
+});
+
+describe('status.slo and metrics on a running graph', () => {
+  let platform: Awaited<ReturnType<typeof withPlatform>>;
+  beforeAll(async () => {
+    platform = await withPlatform({ hosts: 1, warmSlots: 2, autoscaleIntervalMs: 200, stableWindowMs: 1000 });
+    expect((await deploy(platform, 'slo-echo', `export default { process(r) { return r.value; } };`, '?memoryLimitMb=64')).status).toBe(201);
+  });
+  afterAll(() => platform.cleanup());
+
+  it('shows the resources decided on and says when the SLO is unreachable, in the status and the metrics', async () => {
+    // An SLO below one batch's own time: no replica count can meet it.
+    const spec = {
+      nodes: [{ id: 'n', function: 'slo-echo', replicas: { min: 1, max: 2 } }],
+      sources: [{ id: 'in', type: 'http' }],
+      sinks: [{ id: 'out', type: 'log' }],
+      edges: [
+        { from: 'in', to: 'n', delivery: 'exactly-once', partitionBy: 'key' },
+        { from: 'n', to: 'out', delivery: 'exactly-once' },
+      ],
+      slo: { latencyMs: 0.001, percentile: 99 },
+    };
+    const put = await platform.app.request('/v1/graphs/tight', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec) });
+    expect(put.status, await put.clone().text()).toBe(201);
+    const slo = await waitFor(async () => {
+      await platform.app.request('/v1/graphs/tight/sources/in', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '[{"key":"a","value":1},{"key":"b","value":2}]' });
+      const { status } = await json(platform.app.request('/v1/graphs/tight'));
+      return status.slo && !status.slo.reachable ? status.slo : null;
+    }, 20_000, 'status.slo unreachable');
+    expect(slo).toMatchObject({ latencyMs: 0.001, percentile: 99, reachable: false });
+    expect(slo.reason).toMatch(/SLO 0.001 ms unreachable/);
+    expect(slo.resources.cores).toBe(1);
+    expect(slo.resources.readyHosts).toBe(1);
+    expect(slo.resources.memoryBudgetMb).toBeGreaterThan(0);
+    expect(slo.resources.memoryUsedMb).toBe(64 * (await json(platform.app.request('/v1/graphs/tight'))).status.nodes.n.replicas);
+    const metrics = await (await platform.app.request('/metrics')).text();
+    expect(metrics).toMatch(/tributary_graph_slo_reachable\{graph="tight"\} 0/);
+    expect(metrics).toMatch(/tributary_autoscaler_cores\{graph="tight"\} 1/);
+    expect(metrics).toMatch(/tributary_autoscaler_memory_bytes\{graph="tight",kind="budget"\} [1-9]/);
   });
 });

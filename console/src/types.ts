@@ -55,6 +55,16 @@ export interface GraphStatus {
   errors: { count: number; last: { code: string; message: string; at?: string } | null };
   /** The autoscaler's last replica changes, newest first. */
   decisions?: Array<Decision & { node: string }>;
+  /** The SLO as the autoscaler's last decision saw it: measured, predicted, reachable, and the machine's resources. */
+  slo?: {
+    latencyMs: number;
+    percentile: number;
+    measuredMs: number | null;
+    predictedMs: number | null;
+    reachable: boolean;
+    reason: string | null;
+    resources: { cores: number; readyHosts: number; memoryBudgetMb: number | null; memoryUsedMb: number | null };
+  } | null;
 }
 
 export interface GraphInfo {

@@ -41,6 +41,8 @@ export interface AutoscalerOptions {
   /** Memory one replica of the node may use (its function's memoryLimitMb), when known. */
   memoryMbOf?(node: string): number | undefined;
   onDecision?(node: string, decision: AppliedDecision): void;
+  /** After each decision round of a graph with an SLO: what it saw of the SLO and the machine. */
+  onSlo?(slo: SloStatus): void;
 }
 
 /** The graph's SLO as the last decision saw it (GET /v1/graphs/:name → status.slo). */
@@ -92,7 +94,7 @@ export class Autoscaler {
   /** The last DECISION_HISTORY decisions that changed a replica count, oldest first. */
   readonly history: AppliedDecision[] = [];
   private readonly runtime: GraphRuntime;
-  private readonly options: Required<Omit<AutoscalerOptions, 'onDecision' | 'resources' | 'memoryMbOf'>> & Pick<AutoscalerOptions, 'onDecision' | 'resources' | 'memoryMbOf'>;
+  private readonly options: Required<Omit<AutoscalerOptions, 'onDecision' | 'onSlo' | 'resources' | 'memoryMbOf'>> & Pick<AutoscalerOptions, 'onDecision' | 'onSlo' | 'resources' | 'memoryMbOf'>;
   private lastSlo: SloStatus | null = null;
   private readonly memory = new Map<string, NodeMemory>();
   private timer: NodeJS.Timeout | null = null;
@@ -239,6 +241,7 @@ export class Autoscaler {
       applied.push(result);
     }
     this.lastSlo = slo ? this.sloStatus(slo, applied, measuredMs, cores, budget, nodes) : null;
+    if (this.lastSlo) this.options.onSlo?.(this.lastSlo);
     return applied;
   }
 
