@@ -1,4 +1,6 @@
 /** The shapes of the API answers the console reads (GET /v1/graphs/{name}, /v1/functions...). */
+import type { SloStatus } from '../../scheduler/autoscaler/slo-status.ts';
+
 export interface EdgeSpec {
   from: string;
   to: string;
@@ -56,15 +58,7 @@ export interface GraphStatus {
   /** The autoscaler's last replica changes, newest first. */
   decisions?: Array<Decision & { node: string }>;
   /** The SLO as the autoscaler's last decision saw it: measured, predicted, reachable, and the machine's resources. */
-  slo?: {
-    latencyMs: number;
-    percentile: number;
-    measuredMs: number | null;
-    predictedMs: number | null;
-    reachable: boolean;
-    reason: string | null;
-    resources: { cores: number; readyHosts: number; memoryBudgetMb: number | null; memoryUsedMb: number | null };
-  } | null;
+  slo?: SloStatus | null;
 }
 
 export interface GraphInfo {

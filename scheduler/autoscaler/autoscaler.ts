@@ -27,6 +27,7 @@ import { withDefaults } from '../../runtime/options.ts';
 import type { GraphRuntime } from '../graph-runtime.ts';
 import type { NodeInput, ResourceBudget, ScalingDecision, ScalingPolicy } from './policy.ts';
 import { holdScaleUp, scaleDownWaitMs } from './scaling-cost.ts';
+import type { SloStatus } from './slo-status.ts';
 
 export interface AutoscalerOptions {
   policy: ScalingPolicy;
@@ -45,22 +46,11 @@ export interface AutoscalerOptions {
   onSlo?(slo: SloStatus): void;
 }
 
-/** The graph's SLO as the last decision saw it (GET /v1/graphs/:name → status.slo). */
-export interface SloStatus {
-  latencyMs: number;
-  percentile: number;
-  /** Measured end-to-end p-latency over the last two intervals (ms), null without samples. */
-  measuredMs: number | null;
-  /** Predicted end-to-end p-latency along the critical path at the chosen counts (ms). */
-  predictedMs: number | null;
-  reachable: boolean;
-  /** Why not, when unreachable ("… on this machine" when cores or memory bind). */
-  reason: string | null;
-  resources: { cores: number; readyHosts: number; memoryBudgetMb: number | null; memoryUsedMb: number | null };
-}
 
 export const DEFAULT_AUTOSCALE_INTERVAL_MS = 1000;
 export const DEFAULT_STABLE_WINDOW_MS = 10_000;
+
+export type { SloStatus } from './slo-status.ts';
 
 export interface AppliedDecision extends ScalingDecision {
   at: number;
