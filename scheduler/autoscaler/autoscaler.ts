@@ -46,7 +46,6 @@ export interface AutoscalerOptions {
   onSlo?(slo: SloStatus): void;
 }
 
-
 export const DEFAULT_AUTOSCALE_INTERVAL_MS = 1000;
 export const DEFAULT_STABLE_WINDOW_MS = 10_000;
 
