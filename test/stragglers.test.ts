@@ -18,14 +18,18 @@ let platform: TestPlatform;
 let server: Server;
 const loads = new Map<string, number>();
 
-/** A function that burns `slowMs` per record on the first isolate of graph `graph` to load, 0.5 ms on the others. */
+/**
+ * A function that burns `slowMs` per record on the first isolate of graph `graph` to load, 0.2 ms
+ * on the others. A batch's synchronous run is cut after 20 ms and its isolate replaced
+ * (runtime/host/budget.ts), which would end the straggler by accident: slowMs × 4 records stays under.
+ */
 function straggling(port: number, graph: string, slowMs: number): string {
   return `let role = null;
 export default {
   async process(r, env, ctx) {
     // One question per isolate, though two partitions' batches may arrive together.
     role ??= fetch('http://127.0.0.1:${port}/role?graph=${graph}').then((res) => res.text());
-    const end = performance.now() + ((await role) === 'slow' ? ${slowMs} : 0.5);
+    const end = performance.now() + ((await role) === 'slow' ? ${slowMs} : 0.2);
     while (performance.now() < end) {}
     ctx.emit(r.value, { key: r.key });
   },
@@ -94,32 +98,39 @@ function expectOncePerKeyInOrder(graph: string, keys: number, rounds: number): v
 describe('stragglers', () => {
   it('detects a slow replica, steers its batches away, recycles it under a new tag and reports the gain expected and got', async () => {
     const port = (server.address() as AddressInfo).port;
-    expect((await deploy(platform, 'strag-on', straggling(port, 'on', 15), '?timeoutMs=10000')).status).toBe(201);
+    expect((await deploy(platform, 'strag-on', straggling(port, 'on', 3), '?timeoutMs=10000')).status).toBe(201);
     const put = await platform.app.request('/v1/graphs/strag-on', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec('strag-on')) });
     expect(put.status, await put.clone().text()).toBe(201);
     await drive('strag-on', 24, 30);
     const status = await waitFor(async () => {
       const { status } = await json(platform.app.request('/v1/graphs/strag-on'));
       const s = status.nodes.n.stragglers;
-      if (s.recycled >= 1 && s.events[0].gotGainMsPerRecord !== null && s.steeredBatches > 0) return status;
+      // On a busy machine a healthy replica can look slow for a while too (its host shares cores):
+      // wait for the recycling that cured the slow one, whichever it is.
+      if (s.steeredBatches > 0 && s.events.some((e: { gotGainMsPerRecord: number | null }) => (e.gotGainMsPerRecord ?? 0) > 0)) return status;
       await drive('strag-on', 24, 10);
       return null;
     }, 90_000, 'a straggler steered around, recycled, and the gain measured');
     const stragglers = status.nodes.n.stragglers;
     expect(stragglers.mitigation).toBe(true);
-    const [event] = stragglers.events;
-    expect(event.instanceTag).toMatch(/^strag-on\/n#\d\.1$/);
-    expect(event.slowMsPerRecord).toBeGreaterThan(3 * event.peersMsPerRecord);
-    expect(event.expectedGainMsPerRecord).toBeCloseTo(event.slowMsPerRecord - event.peersMsPerRecord, 3);
-    // Expected next to got: the fresh isolate under the new tag is a fast one.
-    expect(event.gotGainMsPerRecord).toBeGreaterThan(0);
+    type Event = { instanceTag: string; slowMsPerRecord: number; peersMsPerRecord: number; expectedGainMsPerRecord: number; gotGainMsPerRecord: number | null };
+    const events: Event[] = stragglers.events;
+    expect(events[0].instanceTag).toMatch(/^strag-on\/n#\d\.1$/);
+    for (const event of events) {
+      expect(event.instanceTag).toMatch(/^strag-on\/n#\d\.\d+$/);
+      expect(event.slowMsPerRecord).toBeGreaterThan(3 * event.peersMsPerRecord);
+      expect(event.expectedGainMsPerRecord).toBeCloseTo(event.slowMsPerRecord - event.peersMsPerRecord, 3);
+    }
+    // Expected next to got: the slow isolate's replacement under its new tag is a fast one.
+    const cured = events.find((e) => (e.gotGainMsPerRecord ?? 0) > 0)!;
+    expect(cured.expectedGainMsPerRecord).toBeGreaterThan(0);
     expectOncePerKeyInOrder('strag-on', 24, sentRounds.get('strag-on')!);
     await platform.graphs.delete('strag-on');
   }, 150_000);
 
   it('without mitigation the slow replica keeps its partitions and is never recycled', async () => {
     const port = (server.address() as AddressInfo).port;
-    expect((await deploy(platform, 'strag-off', straggling(port, 'off', 15), '?timeoutMs=10000')).status).toBe(201);
+    expect((await deploy(platform, 'strag-off', straggling(port, 'off', 3), '?timeoutMs=10000')).status).toBe(201);
     const put = await platform.app.request('/v1/graphs/strag-off', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(spec('strag-off')) });
     expect(put.status, await put.clone().text()).toBe(201);
     platform.graphs.runtime('strag-off')!.mitigateStragglers = false;
