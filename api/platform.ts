@@ -180,6 +180,7 @@ export async function startPlatform(options: PlatformOptions = {}): Promise<Plat
     maxLagRecords: options.maxLagRecords,
     metrics: new GraphMetrics(metrics.registry),
     cores: supervisor.size,
+    resources: () => ({ readyHosts: supervisor.readyCount, memoryMb: supervisor.readyMemoryMb }),
     releaseReplica: (tag) => void supervisor.broadcast({ op: 'unloadTag', tag }),
     autoscaleIntervalMs: options.autoscaleIntervalMs,
     stableWindowMs: options.stableWindowMs,

@@ -24,7 +24,8 @@
  *
  * Targets (issue 15): the latency model meets the SLO in ≥ 99% of windows with fewer
  * replica-seconds than both Knative and DS2 on every trace, in ≤ 2 decisions to steady after a
- * step. BENCH_TIME_SCALE scales the traces; BENCH_AUTOSCALE_TRANSPORTS (default
+ * step. BENCH_SLO_MS (default 500) and BENCH_KAFKA_SLO_MS (default 2000, see KAFKA_SLO_MS) set the
+ * SLOs. BENCH_TIME_SCALE scales the traces; BENCH_AUTOSCALE_TRANSPORTS (default
  * "embedded,kafka") and BENCH_AUTOSCALE_ONLY (a regular expression over "policy/trace") select.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -40,6 +41,14 @@ import { createTopic, inputProducer, readCommitted } from '../test/fixtures/kafk
 import { percentile, printJson, printTable, round } from './report.ts';
 
 const SLO_MS = Number(process.env.BENCH_SLO_MS ?? 500);
+/**
+ * On Kafka every exactly-once hop waits for its transaction (commitIntervalMs 50 here, plus the
+ * commit itself, and a read_committed fetch round on the next hop): four hops put a floor of
+ * several hundred ms under the p99 before any queueing, which the model counts (commit delay) and
+ * would call a 500 ms SLO unreachable on. The Kafka runs therefore get their own SLO.
+ */
+const KAFKA_SLO_MS = Number(process.env.BENCH_KAFKA_SLO_MS ?? 2000);
+const sloOf = (transport: 'embedded' | 'kafka') => (transport === 'kafka' ? KAFKA_SLO_MS : SLO_MS);
 const SCALE = Number(process.env.BENCH_TIME_SCALE ?? 1);
 const PEAK = 600; // records/s: about 0.6 of a core in `burn` alone
 const IDLE_MS = 3000;
@@ -120,7 +129,7 @@ function spec(graph: string, transport: 'embedded' | 'kafka') {
       edge('burn', 'tally'),
       { from: 'tally', to: 'out', delivery: 'exactly-once' },
     ],
-    slo: { latencyMs: SLO_MS, percentile: 99 },
+    slo: { latencyMs: sloOf(transport), percentile: 99 },
     scaleToZeroAfterMs: IDLE_MS,
   };
 }
@@ -232,7 +241,10 @@ async function run(platform: Awaited<ReturnType<typeof startPlatform>>, transpor
   }
   // Every trace ends idle: how long after its last load every node is at zero.
   const zeroAt = samples.find((x) => x.index === phases.length - 1 && x.replicas.every((r) => r === 0))?.at;
-  const met = windows.filter((w) => w.p99 <= SLO_MS).length;
+  const met = windows.filter((w) => w.p99 <= sloOf(transport)).length;
+  const costs = NODES.map((id) => runtime.scalingCost(id))
+    .map((c) => `${c.addMs === null ? '-' : Math.round(c.addMs)}/${c.removeMs === null ? '-' : Math.round(c.removeMs)}`)
+    .join(' ');
   await platform.graphs.delete(graph);
   return {
     transport,
@@ -245,6 +257,9 @@ async function run(platform: Awaited<ReturnType<typeof startPlatform>>, transpor
     'decisions to steady': toSteady ? toSteady.decisions : '-',
     'to zero s': zeroAt !== undefined ? round((zeroAt - finalPhaseAt) / 1000, 1) : 'never',
     'worst p99 ms': round(Math.max(0, ...windows.map((w) => w.p99)), 0),
+    'SLO ms': sloOf(transport),
+    // Measured cost of a replica change per node (parse burn tally): ms to add / to remove one (scaling-cost.ts).
+    'add/remove ms': costs,
     lost: sent - unique.size,
     repeated: ids.length - unique.size,
   };
@@ -275,10 +290,10 @@ try {
     }
   }
   printTable(
-    `Autoscaling parse → burn (1 ms/record) → tally (keyed state), exactly-once, p99 SLO ${SLO_MS} ms, peak ${PEAK}/s (targets: latency-model ≥ 99% windows, fewer replica-s than knative-kpa and ds2 on every trace, ≤ 2 decisions to steady after the step; lost = repeated = 0)`,
+    `Autoscaling parse → burn (1 ms/record) → tally (keyed state), exactly-once, p99 SLO ${SLO_MS} ms (Kafka ${KAFKA_SLO_MS} ms), peak ${PEAK}/s (targets: latency-model ≥ 99% windows, fewer replica-s than knative-kpa and ds2 on every trace, ≤ 2 decisions to steady after the step; lost = repeated = 0)`,
     results,
   );
-  printJson('autoscale', { sloMs: SLO_MS, peak: PEAK, traces: Object.fromEntries(Object.entries(TRACES).map(([k, v]) => [k, v.map((p) => ({ name: p.name, seconds: p.seconds }))])), results });
+  printJson('autoscale', { sloMs: SLO_MS, kafkaSloMs: KAFKA_SLO_MS, peak: PEAK, traces: Object.fromEntries(Object.entries(TRACES).map(([k, v]) => [k, v.map((p) => ({ name: p.name, seconds: p.seconds }))])), results });
 } finally {
   await platform.close();
   rmSync(dataDir, { recursive: true, force: true });

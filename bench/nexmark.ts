@@ -105,7 +105,7 @@ function graphOf(query: QueryName, spec: Query) {
   const chain = ['in', ...spec.nodes.map((n) => n.id), 'out'];
   return {
     nodes: spec.nodes.map((n) => ({ id: n.id, function: `nexmark-${query}-${n.id}`, replicas: { min: CORES, max: CORES } })),
-    sources: [{ id: 'in', type: 'http', ...(spec.eventTime && { eventTime: { field: 'dateTime', outOfOrdernessMs: 0, idleTimeoutMs: 1000 } }) }],
+    sources: [{ id: 'in', type: 'http', ...(spec.eventTime && { eventTime: { field: 'dateTime', outOfOrdernessMs: 0 } }) }],
     sinks: [{ id: 'out', type: 'log' }],
     edges: chain.slice(1).map((to, i) => ({
       from: chain[i],

@@ -151,6 +151,16 @@ export class HostSupervisor {
     return this.hosts.length;
   }
 
+  /** Hosts ready to run isolates now (a restarting host runs none): the autoscaler's cores. */
+  get readyCount(): number {
+    return this.hosts.filter((host) => host.ready).length;
+  }
+
+  /** Memory the ready hosts give isolates (MB): each host's RSS limit, for the autoscaler's budget. */
+  get readyMemoryMb(): number {
+    return this.readyCount * this.hostMemoryLimitMb;
+  }
+
   /** Starts every host and resolves when all are ready. */
   async start(): Promise<void> {
     await Promise.all(this.hosts.map((_, index) => this.spawn(index)));
@@ -164,10 +174,11 @@ export class HostSupervisor {
 
   /**
    * The host a function lives on: rendezvous hashing over hosts, stable across restarts. A tag
-   * ending in `#<replica>` spreads replicas: replica r goes r hosts after replica 0's home.
+   * ending in `#<replica>` spreads replicas: replica r goes r hosts after replica 0's home; so
+   * does `#<replica>.<generation>`, a replica recycled as a straggler (same host, fresh isolate).
    */
   homeOf(name: string): number {
-    const replica = /^(.*)#(\d+)$/.exec(name);
+    const replica = /^(.*)#(\d+)(?:\.\d+)?$/.exec(name);
     if (replica) return (this.homeOf(replica[1]) + Number(replica[2])) % this.hosts.length;
     let best = 0;
     let bestScore = -1;

@@ -20,6 +20,15 @@ export class GraphMetrics {
   /** How far a node's lowest event-time watermark trails the clock (graphs with event time only). */
   readonly watermarkLag: Gauge<'graph' | 'node'>;
   readonly endToEnd: Histogram<'graph'>;
+  /** 1 while the autoscaler can meet the graph's SLO, 0 when it says it is unreachable (status.slo.reason). */
+  readonly sloReachable: Gauge<'graph'>;
+  readonly sloPredicted: Gauge<'graph'>;
+  readonly sloMeasured: Gauge<'graph'>;
+  /** Cores (ready hosts) and isolate memory the last decision had, and the memory its replicas take. */
+  readonly resourceCores: Gauge<'graph'>;
+  readonly resourceMemory: Gauge<'graph' | 'kind'>;
+  /** Measured cost of adding and of removing one replica (scheduler/autoscaler/scaling-cost.ts). */
+  readonly scalingCost: Gauge<'graph' | 'node' | 'change'>;
   /** Deleted graphs whose Kafka topics and groups are not removed yet (scheduler/kafka/kafka-cleanup.ts). */
   readonly kafkaCleanupsPending: Gauge;
 
@@ -58,6 +67,12 @@ export class GraphMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
+    this.sloReachable = new Gauge({ name: 'tributary_graph_slo_reachable', help: '1 while the SLO is reachable on this machine, 0 when the autoscaler says it is not', labelNames: ['graph'], registers });
+    this.sloPredicted = new Gauge({ name: 'tributary_graph_slo_predicted_seconds', help: 'Predicted end-to-end latency at the SLO percentile, along the critical path', labelNames: ['graph'], registers });
+    this.sloMeasured = new Gauge({ name: 'tributary_graph_slo_measured_seconds', help: 'Measured end-to-end latency at the SLO percentile over the last two decision intervals', labelNames: ['graph'], registers });
+    this.resourceCores = new Gauge({ name: 'tributary_autoscaler_cores', help: 'Cores (ready hosts) the autoscaler sized the graph for', labelNames: ['graph'], registers });
+    this.resourceMemory = new Gauge({ name: 'tributary_autoscaler_memory_bytes', help: 'Isolate memory: budget of the ready hosts, and used by the graph replicas (memoryLimitMb each)', labelNames: ['graph', 'kind'], registers });
+    this.scalingCost = new Gauge({ name: 'tributary_node_scaling_cost_seconds', help: 'Measured extra time of the first batch after adding (change=add) or removing (change=remove) a replica', labelNames: ['graph', 'node', 'change'], registers });
     this.kafkaCleanupsPending = new Gauge({ name: 'tributary_kafka_cleanups_pending', help: 'Deleted graphs whose Kafka topics and groups are still to be removed (retried with backoff)', registers });
   }
 

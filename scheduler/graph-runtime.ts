@@ -13,7 +13,8 @@ import { TributaryError } from '../runtime/errors.ts';
 import type { Guard } from '../runtime/guard.ts';
 import type { WireBatch, WireBatchResult } from '../runtime/guest/wire.ts';
 import { DEFAULT_SCALE_TO_ZERO_AFTER_MS, type EdgeSpec, type GraphSpec, type NodeSpec } from './graph-spec.ts';
-import { StragglerDetector } from './autoscaler/straggler.ts';
+import { RECYCLE_COOLDOWN_MS, STRAGGLER_EVENTS, StragglerDetector, type StragglerEvent } from './autoscaler/straggler.ts';
+import { ScalingCost, type ScalingCostSnapshot } from './autoscaler/scaling-cost.ts';
 import { GraphFaults } from './graph-faults.ts';
 import { GraphLifecycle, type GraphState } from './graph-lifecycle.ts';
 import { LatencyRecorder } from './latency-recorder.ts';
@@ -96,6 +97,20 @@ export class GraphRuntime {
   private readonly inputsByNode = new Map<string, NodeInput[]>();
   private readonly replicas = new Map<string, number>();
   private readonly stragglers = new Map<string, StragglerDetector>();
+  private readonly costs = new Map<string, ScalingCost>();
+  /**
+   * Steer batches away from stragglers and recycle them (default true). Benches and tests turn it
+   * off on one graph to measure the p99 without mitigation in the same run.
+   */
+  mitigateStragglers = true;
+  /** Per node: batches steered away from a straggling owner, recyclings, their last events (bounded), and the replicas' recycle generations and times. */
+  private readonly stragglerLog = new Map<string, { steered: number; recycled: number; events: StragglerEvent[]; generation: Map<number, number>; recycledAt: Map<number, number>; awaiting: Map<number, StragglerEvent> }>();
+  /**
+   * Replicas whose first batch after a change measures its cost: `${node}#${replica}` → whether
+   * the replica was added (else it took over a removed one's partitions) and the node's usual
+   * batch time then. Bounded by the nodes' replicas.max.
+   */
+  private readonly costProbes = new Map<string, { added: boolean; baselineMs: number }>();
   private readonly lastActivity = new Map<string, number>();
   private readonly busyMs = new Map<string, number>();
   private readonly epochs = new Map<string, number>();
@@ -121,6 +136,8 @@ export class GraphRuntime {
       this.nodeSpecs.set(node.id, node);
       this.stats.set(node.id, new NodeStats());
       this.stragglers.set(node.id, new StragglerDetector());
+      this.costs.set(node.id, new ScalingCost());
+      this.stragglerLog.set(node.id, { steered: 0, recycled: 0, events: [], generation: new Map(), recycledAt: new Map(), awaiting: new Map() });
       this.replicas.set(node.id, Math.max(1, node.replicas.min));
       const inputs: NodeInput[] = [];
       for (const edge of this.topology.inputs(node.id)) {
@@ -147,6 +164,7 @@ export class GraphRuntime {
       replicaFor: (partition: number) => this.replicaFor(node, partition),
       wake: () => this.wake(node.id),
       replicaDone: (replica: number, records: number, elapsedMs: number) => this.replicaDone(node, replica, records, elapsedMs),
+      instanceTag: (replica: number) => this.instanceTag(node.id, replica),
       epochs: this.statePartitions(node),
       timers: new TimerSchedule(),
       watermarks: this.eventTimeIdleMs === null ? null : new NodeWatermarks(this.eventTimeIdleMs),
@@ -325,7 +343,8 @@ export class GraphRuntime {
     if (count === 0) return -1;
     const owner = partition % count;
     const detector = this.stragglers.get(node.id)!;
-    const chosen = detector.isStraggler(owner, count) ? detector.alternative(owner, count) : owner;
+    const chosen = this.mitigateStragglers && detector.isStraggler(owner, count) ? detector.alternative(owner, count) : owner;
+    if (chosen !== owner) this.stragglerLog.get(node.id)!.steered++;
     detector.begin(chosen);
     return chosen;
   }
@@ -333,19 +352,60 @@ export class GraphRuntime {
   private replicaDone(node: NodeSpec, replica: number, records: number, elapsedMs: number): void {
     const detector = this.stragglers.get(node.id)!;
     detector.end(replica, elapsedMs / Math.max(1, records));
+    const probe = this.costProbes.get(`${node.id}#${replica}`);
+    if (probe) {
+      this.costProbes.delete(`${node.id}#${replica}`);
+      const cost = this.costs.get(node.id)!;
+      if (probe.added) cost.observeAdd(elapsedMs - probe.baselineMs);
+      else cost.observeRemove(elapsedMs - probe.baselineMs);
+    }
     this.busyMs.set(node.id, (this.busyMs.get(node.id) ?? 0) + elapsedMs);
     this.options.onBatch?.(node.id, records, elapsedMs);
     const count = this.replicas.get(node.id) ?? 0;
-    if (detector.isStraggler(replica, count) && detector.inFlight(replica) === 0) {
-      // Recycle: a fresh isolate replaces the slow one; its record starts clean.
+    const log = this.stragglerLog.get(node.id)!;
+    const awaiting = log.awaiting.get(replica);
+    if (awaiting && detector.samples(replica) >= detector.minimumSamples) {
+      awaiting.gotGainMsPerRecord = round(awaiting.slowMsPerRecord - detector.perRecordMs(replica)!, 4);
+      log.awaiting.delete(replica);
+    }
+    const now = Date.now();
+    const cooled = now - (log.recycledAt.get(replica) ?? -Infinity) >= RECYCLE_COOLDOWN_MS;
+    if (this.mitigateStragglers && cooled && detector.isStraggler(replica, count) && detector.inFlight(replica) === 0) {
+      // Recycle: a fresh isolate, under a new instance tag, replaces the slow one; its record starts clean.
+      const slow = detector.perRecordMs(replica)!;
+      const peers = detector.peersMs(replica, count)!;
       this.options.releaseReplica?.(node, this.instanceTag(node.id, replica));
+      log.generation.set(replica, (log.generation.get(replica) ?? 0) + 1);
+      log.recycledAt.set(replica, now);
+      log.recycled++;
+      const event: StragglerEvent = {
+        replica,
+        at: new Date(now).toISOString(),
+        instanceTag: this.instanceTag(node.id, replica),
+        slowMsPerRecord: round(slow, 4),
+        peersMsPerRecord: round(peers, 4),
+        expectedGainMsPerRecord: round(slow - peers, 4),
+        gotGainMsPerRecord: null,
+      };
+      log.events.push(event);
+      if (log.events.length > STRAGGLER_EVENTS) log.events.shift();
+      log.awaiting.set(replica, event);
       detector.reset(replica);
       this.options.onStraggler?.(node.id, replica);
     }
   }
 
+  /** The tag replica `replica` of `node` runs under: `<graph>/<node>#<replica>`, with `.<n>` after its n-th recycling. */
   instanceTag(node: string, replica: number): string {
-    return `${this.name}/${node}#${replica}`;
+    const generation = this.stragglerLog.get(node)?.generation.get(replica) ?? 0;
+    return `${this.name}/${node}#${replica}${generation > 0 ? `.${generation}` : ''}`;
+  }
+
+  /** Straggler mitigation of a node, for the status: steered batches, recyclings, expected and measured gains. */
+  stragglerStatus(node: string) {
+    const log = this.stragglerLog.get(node);
+    if (!log) return null;
+    return { mitigation: this.mitigateStragglers, steeredBatches: log.steered, recycled: log.recycled, events: log.events.slice(-5) };
   }
 
   /** Sets a node's replica count; isolates of replicas scaled away are released. */
@@ -359,9 +419,30 @@ export class GraphRuntime {
     if (this.lifecycle.can('rescaling')) this.lifecycle.to('rescaling', `${node}: ${before} -> ${bounded} replicas (${reason})`);
     this.replicas.set(node, bounded);
     for (let r = bounded; r < before; r++) this.options.releaseReplica?.(spec, this.instanceTag(node, r));
+    this.probeCost(node, before, bounded);
     this.options.onReplicas?.(node, bounded, reason);
     // Replicas are isolates started on demand: the change is done once the old ones are released.
     if (this.lifecycle.state === 'rescaling' && this.reassigning === 0) this.lifecycle.to(resting === 'rescaling' ? 'running' : resting);
+  }
+
+  /**
+   * The next batch of each replica the change touches measures its cost against the usual batch
+   * time: the added replicas' (cold start, state shipped, partitions moved onto them), or after a
+   * removal the remaining replicas' (they take the removed ones' partitions and their state).
+   * From or to zero is a cold start or an idle stop, not a rescale: not measured.
+   */
+  private probeCost(node: string, before: number, after: number): void {
+    const stats = this.stats.get(node)!;
+    for (const key of [...this.costProbes.keys()]) if (key.startsWith(`${node}#`)) this.costProbes.delete(key);
+    if (before === 0 || after === 0 || stats.batches === 0) return;
+    const baselineMs = stats.batchMs;
+    if (after > before) for (let r = before; r < after; r++) this.costProbes.set(`${node}#${r}`, { added: true, baselineMs });
+    else for (let r = 0; r < after; r++) this.costProbes.set(`${node}#${r}`, { added: false, baselineMs });
+  }
+
+  /** The measured cost of adding and of removing one of the node's replicas. */
+  scalingCost(node: string): ScalingCostSnapshot {
+    return this.costs.get(node)?.snapshot() ?? { addMs: null, removeMs: null, adds: 0, removes: 0 };
   }
 
   /** A node scaled to zero got a record: back to one replica at once (its cold start is in the latency). */
@@ -390,6 +471,7 @@ export class GraphRuntime {
     let inputHeads = 0;
     let queueDepth = 0;
     let partitions = 0;
+    const commitDelayMs = this.kafka?.commitDelayMs(node) ?? 0;
     for (const input of this.inputsByNode.get(node) ?? []) {
       for (const p of input.log?.offsets() ?? []) {
         inputHeads += p.head;
@@ -397,7 +479,7 @@ export class GraphRuntime {
         partitions++;
       }
     }
-    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs };
+    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs, commitDelayMs };
   }
 
   /** Measured sojourn (ms) by Little's law: queued records over the arrival rate, plus a batch. */
@@ -496,6 +578,8 @@ export class GraphRuntime {
         latency: { batchMs: round(stats.batchMs), perRecordMs: round(stats.recordMs, 4) },
         lastError: stats.lastError,
         deadLetters: onKafka ? this.kafka!.deadLetterCount(node.id) : transport.head(this.topology.deadLetterTopic(node.id), 0),
+        scalingCost: this.scalingCost(node.id),
+        stragglers: this.stragglerStatus(node.id),
       };
     }
     const edges = this.spec.edges.map((edge) => {

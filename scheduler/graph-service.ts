@@ -20,7 +20,7 @@ import { validateGraph, type GraphSpec } from './graph-spec.ts';
 import { GraphStore, type StoredGraph } from './graph-store.ts';
 import { Topology } from './topology.ts';
 import { Autoscaler } from './autoscaler/autoscaler.ts';
-import { ModelPolicy, type ScalingPolicy } from './autoscaler/policy.ts';
+import { ModelPolicy, type ResourceBudget, type ScalingPolicy } from './autoscaler/policy.ts';
 import type { GraphMetrics } from './graph-metrics.ts';
 import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { KafkaCleanup, type KafkaCleanupOutcome } from './kafka/kafka-cleanup.ts';
@@ -34,6 +34,8 @@ export interface GraphServiceOptions {
   metrics?: GraphMetrics;
   /** Host cores available to isolates: the autoscaler's CPU budget (default 1). */
   cores?: number;
+  /** What the machine offers now (ready hosts, isolate memory), read on every autoscaler decision (default: `cores` hosts). */
+  resources?(): ResourceBudget;
   /** Frees a replica's isolate on every host (scale-down, straggler recycling). */
   releaseReplica?(instanceTag: string): void;
   /** Scaling policy per graph (default: the latency model). Benches swap in baselines. */
@@ -196,6 +198,11 @@ export class GraphService {
         cores: this.options.cores ?? 1,
         intervalMs,
         stableWindowMs: this.options.stableWindowMs,
+        resources: this.options.resources,
+        memoryMbOf: (node) => {
+          const fn = graph.spec.nodes.find((n) => n.id === node)?.function;
+          return fn === undefined ? undefined : this.functions.registry.get(fn)?.memoryLimitMb;
+        },
         onDecision: (node, decision) => {
           metrics?.decisions.inc({ ...labels(node), action: decision.action });
           metrics?.arrivalRate.set(labels(node), decision.arrivalRate);
@@ -205,6 +212,18 @@ export class GraphService {
           if (decision.measuredMs !== null) metrics?.measuredLatency.set(labels(node), decision.measuredMs / 1000);
           const lagMs = runtime.watermarkLagMs(node);
           if (lagMs !== null) metrics?.watermarkLag.set(labels(node), lagMs / 1000);
+          const cost = runtime.scalingCost(node);
+          if (cost.addMs !== null) metrics?.scalingCost.set({ ...labels(node), change: 'add' }, cost.addMs / 1000);
+          if (cost.removeMs !== null) metrics?.scalingCost.set({ ...labels(node), change: 'remove' }, cost.removeMs / 1000);
+        },
+        onSlo: (slo) => {
+          const graphLabel = { graph: graph.name };
+          metrics?.sloReachable.set(graphLabel, slo.reachable ? 1 : 0);
+          if (slo.predictedMs !== null) metrics?.sloPredicted.set(graphLabel, slo.predictedMs / 1000);
+          if (slo.measuredMs !== null) metrics?.sloMeasured.set(graphLabel, slo.measuredMs / 1000);
+          metrics?.resourceCores.set(graphLabel, slo.resources.cores);
+          if (slo.resources.memoryBudgetMb !== null) metrics?.resourceMemory.set({ ...graphLabel, kind: 'budget' }, slo.resources.memoryBudgetMb * 1024 * 1024);
+          if (slo.resources.memoryUsedMb !== null) metrics?.resourceMemory.set({ ...graphLabel, kind: 'used' }, slo.resources.memoryUsedMb * 1024 * 1024);
         },
       });
       this.autoscalers.set(graph.name, autoscaler);
@@ -378,7 +397,7 @@ export class GraphService {
     }
     // The last replica changes, newest first: what the autoscaler did and why.
     const history = (autoscaler?.history ?? []).slice().reverse().map((d) => ({ at: new Date(d.at).toISOString(), node: d.node, action: d.action, from: d.from, to: d.replicas, reason: d.reason }));
-    return { ...stored, status: { ...status, decisions: history } };
+    return { ...stored, status: { ...status, slo: autoscaler?.slo() ?? null, decisions: history } };
   }
 
   autoscaler(name: string): Autoscaler | undefined {

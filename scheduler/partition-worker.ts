@@ -82,6 +82,8 @@ export interface TaskContext {
   replicaFor(partition: number): number;
   /** Asks for a replica when the node is scaled to zero and records arrived. */
   wake(): void;
+  /** The instance tag replica `replica` runs under now (a recycled replica gets a new one). */
+  instanceTag(replica: number): string;
   /** Reports a batch's service on a replica (straggler detection). */
   replicaDone(replica: number, records: number, elapsedMs: number): void;
   epochs: StatePartitions;
@@ -431,7 +433,7 @@ export class PartitionWorker {
       replica = this.ctx.replicaFor(this.partition);
     }
     epochs.use(this.partition, replica);
-    const tag = `${topology.graph}/${node.id}#${replica}`;
+    const tag = this.ctx.instanceTag(replica);
     const dispatched = performance.now();
     const wire: WireRecord[] = records.map((r) => ({ key: r.key, value: r.value, headers: userHeaders(r.headers), offset: r.offset, timestamp: r.timestamp }));
     const namespace = topology.stateNamespace(node.id);

@@ -3,6 +3,7 @@ import { erlangC, meanWait, waitQuantile } from '../scheduler/autoscaler/erlang-
 import { nodeLatency } from '../scheduler/autoscaler/latency-model.ts';
 import { ModelPolicy, ThresholdPolicy, type NodeInput } from '../scheduler/autoscaler/policy.ts';
 import { StragglerDetector } from '../scheduler/autoscaler/straggler.ts';
+import { nodeInput } from './fixtures/node-input.ts';
 
 describe('Erlang C', () => {
   it('matches textbook values', () => {
@@ -27,22 +28,7 @@ describe('Erlang C', () => {
   });
 });
 
-function node(partial: Partial<NodeInput>): NodeInput {
-  return {
-    id: 'n',
-    arrivalRate: 0,
-    recordServiceS: 0.001,
-    batchServiceS: 0.005,
-    partitions: 4,
-    replicas: 1,
-    min: 1,
-    max: 8,
-    queueDepth: 0,
-    idleMs: 0,
-    scaleToZeroAfterMs: 60_000,
-    ...partial,
-  };
-}
+const node = (partial: Partial<NodeInput>) => nodeInput(partial);
 
 describe('latency-model policy', () => {
   const policy = new ModelPolicy();

@@ -108,6 +108,11 @@ describe('autoscaler', () => {
     await put('model', pipe('burn', {}, { min: 1, max: 1 }));
     platform.graphs.autoscaler('model')!.stop();
     const runtime = platform.graphs.runtime('model');
+    // Warm the replica first: its isolate's cold start (hundreds of ms on a busy machine) would
+    // hold the first batch's records, a good share of the samples, and is no queueing.
+    runtime.ingest('in', [{ key: 'warm', value: 0 }]);
+    await waitFor(() => runtime.readSink('out', 0, 10).length === 1, 10_000, 'warm-up record');
+    runtime.latency.reset();
     // Poisson arrivals at λ = 120/s for 4 s against ~1 ms service: ρ ≈ 0.12 on one replica, so the
     // queue stays stable even when other test files slow service down several times.
     const lambda = 120;

@@ -101,6 +101,17 @@ const STABLE_OFFSET_RETRIES = 10;
 const STABLE_OFFSET_WAIT_MS = 100;
 /** Heads and committed offsets of the whole topic are refreshed this often (status, autoscaler). */
 const REFRESH_MS = 1000;
+/**
+ * An owned partition whose worker has committed everything it was handed, with nothing buffered
+ * or in a transaction, and whose head has not moved for this long, counts as caught up: the
+ * offsets left between its committed offset and the head are ones a read_committed consumer never
+ * hands over — transaction markers (every committed or aborted transaction writes one per
+ * partition, KIP-98) and aborted records — so its lag is 0, not the marker count, and an idle
+ * Kafka-fed node can scale to zero. Records of an upstream transaction still open keep the head
+ * moving while it produces; one left open longer than this (a stalled producer) reads as idle
+ * until it commits, and the first record it lets through wakes the node.
+ */
+const MARKERS_SETTLE_MS = 2 * 1000;
 /** at-most/at-least-once units whose sends may be in flight behind the worker. */
 const MAX_UNSENT = 4;
 /** A fetched batch waits this long at most for its partition to be opened. */
@@ -122,6 +133,8 @@ export class KafkaEdgeLog implements EdgeLog {
   private refreshTimer: NodeJS.Timeout | null = null;
   private heads: number[] = [];
   private committed: number[] = [];
+  /** Per partition, the head last seen by offsets() and since when (for MARKERS_SETTLE_MS). */
+  private seenHeads: Array<{ head: number; since: number }> = [];
 
   constructor(options: KafkaEdgeLogOptions) {
     this.options = options;
@@ -148,12 +161,16 @@ export class KafkaEdgeLog implements EdgeLog {
     return log;
   }
 
-  offsets(): PartitionOffsets[] {
+  offsets(now = Date.now()): PartitionOffsets[] {
     const owned = new Set(this.owned);
     return this.heads.map((refreshed, partition) => {
       const live = owned.has(partition) ? this.logs.get(partition) : undefined;
       const head = Math.max(refreshed, live?.highWatermark ?? 0);
-      const committed = Math.max(this.committed[partition] ?? 0, live?.committedOffset ?? 0, 0);
+      let committed = Math.max(this.committed[partition] ?? 0, live?.committedOffset ?? 0, 0);
+      const seen = this.seenHeads[partition];
+      if (seen?.head !== head) this.seenHeads[partition] = { head, since: now };
+      // Only markers (or aborted records) left: the committed offset is the head less those (see MARKERS_SETTLE_MS).
+      else if (committed < head && live?.caughtUp() && now - seen.since >= MARKERS_SETTLE_MS) committed = head;
       return { partition, head, committed, lag: Math.max(0, head - committed), owned: owned.has(partition) };
     });
   }
@@ -495,6 +512,11 @@ export class KafkaPartitionLog implements EdgePartitionLog {
 
   lag(): number {
     return Math.max(0, this.highWatermark - Math.max(0, this.committedOffset));
+  }
+
+  /** Everything handed to the worker is committed: nothing buffered, in a transaction, uncommitted or unsent. */
+  caughtUp(): boolean {
+    return !this.closed && this.expect !== null && this.buffer.length === 0 && this.txn === null && this.uncommitted === null && this.unsent === 0 && this.committedOffset >= this.expect;
   }
 
   head(): number {

@@ -7,7 +7,7 @@ import { getJson } from './api.ts';
 import { drawDag, type NodeRates } from './dag.ts';
 import { fill, fmt, h, preview } from './dom.ts';
 import { SeriesBook, sparkline } from './sparkline.ts';
-import type { GraphInfo, StoredRecord } from './types.ts';
+import type { GraphInfo, GraphStatus, StoredRecord } from './types.ts';
 import { poll, type View, type ViewContext } from './view.ts';
 
 const STATUS_INTERVAL_MS = 1000;
@@ -75,6 +75,20 @@ function deadLetterParts(value: unknown): { error: string; record: unknown } {
     return { error: preview(v.error, 500), record: v.record ?? v.value ?? value };
   }
   return { error: '', record: value };
+}
+
+/** The autoscaler's view of the SLO: predicted and measured, the resources it sized for, and why the SLO is unreachable when it says so ("… on this machine" when cores or memory bind). */
+function sloLine(slo: GraphStatus['slo'] | null): HTMLElement | null {
+  if (!slo) return null;
+  const { resources } = slo;
+  const memory = resources.memoryBudgetMb !== null ? ` · isolate memory ${fmt(resources.memoryUsedMb)} of ${fmt(resources.memoryBudgetMb)} MB` : '';
+  return h(
+    'p',
+    { id: 'slo', class: slo.reachable ? 'muted' : 'error-text' },
+    `autoscaler: predicted p${slo.percentile} ${fmt(slo.predictedMs)} ms · measured ${fmt(slo.measuredMs)} ms · ${resources.cores} core(s), ${resources.readyHosts} ready host(s)${memory}`,
+    slo.reachable ? null : h('br'),
+    slo.reachable ? null : (slo.reason ?? 'SLO unreachable'),
+  );
 }
 
 export function graphView(ctx: ViewContext, name: string): View {
@@ -147,6 +161,7 @@ export function graphView(ctx: ViewContext, name: string): View {
         slo ? ` · SLO p${slo.percentile} ≤ ${slo.latencyMs} ms ` : ' ',
         sparkline(series.get('e2e'), { title: 'end-to-end p99 (ms), last 5 minutes', limit: slo?.latencyMs }),
       ),
+      sloLine(status.slo ?? null),
       status.errors.count > 0 && status.errors.last ? h('p', { class: 'error-text' }, `${status.errors.count} control-plane error(s); last: ${status.errors.last.code}: ${status.errors.last.message}`) : null,
       status.transitions?.length ? h('p', { class: 'muted' }, 'lifecycle: ', status.transitions.slice(-4).map((t) => `${t.at.slice(11, 19)} ${t.from}→${t.to}${t.reason ? ` (${t.reason})` : ''}`).join(' · ')) : null,
     );

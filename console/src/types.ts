@@ -1,4 +1,6 @@
 /** The shapes of the API answers the console reads (GET /v1/graphs/{name}, /v1/functions...). */
+import type { SloStatus } from '../../scheduler/autoscaler/slo-status.ts';
+
 export interface EdgeSpec {
   from: string;
   to: string;
@@ -55,6 +57,8 @@ export interface GraphStatus {
   errors: { count: number; last: { code: string; message: string; at?: string } | null };
   /** The autoscaler's last replica changes, newest first. */
   decisions?: Array<Decision & { node: string }>;
+  /** The SLO as the autoscaler's last decision saw it: measured, predicted, reachable, and the machine's resources. */
+  slo?: SloStatus | null;
 }
 
 export interface GraphInfo {

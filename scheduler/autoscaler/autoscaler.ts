@@ -14,10 +14,20 @@
  *   the first record wakes the node (GraphRuntime.wake), its cold start counted in latency.
  * A policy that keeps its own windows (`selfDamped`: Knative's KPA in baselines.ts) is applied
  * as it answers.
+ *
+ * With a policy that weighs scaling cost (`costAware` decisions: ours), a scale-up the current
+ * replicas can live without waits until it pays for itself, and a scale-down waits at least the
+ * round-trip cost of a replica (scaling-cost.ts); `reason` says so when it holds back.
+ *
+ * Resources: the policy gets the cores of ready hosts (a restarting host runs nothing) and the
+ * memory the hosts give isolates, against each replica's memoryLimitMb; `slo()` says whether the
+ * SLO is met, predicted, or unreachable on this machine, for the status, metrics and console.
  */
 import { withDefaults } from '../../runtime/options.ts';
 import type { GraphRuntime } from '../graph-runtime.ts';
-import type { NodeInput, ScalingDecision, ScalingPolicy } from './policy.ts';
+import type { NodeInput, ResourceBudget, ScalingDecision, ScalingPolicy } from './policy.ts';
+import { holdScaleUp, scaleDownWaitMs } from './scaling-cost.ts';
+import type { SloStatus } from './slo-status.ts';
 
 export interface AutoscalerOptions {
   policy: ScalingPolicy;
@@ -27,11 +37,19 @@ export interface AutoscalerOptions {
   intervalMs?: number;
   /** How long the policy must want fewer replicas before a scale-down (default 10000 ms). */
   stableWindowMs?: number;
+  /** What the machine offers now: ready hosts, isolate memory (default: `cores` hosts, memory unbounded). */
+  resources?(): ResourceBudget;
+  /** Memory one replica of the node may use (its function's memoryLimitMb), when known. */
+  memoryMbOf?(node: string): number | undefined;
   onDecision?(node: string, decision: AppliedDecision): void;
+  /** After each decision round of a graph with an SLO: what it saw of the SLO and the machine. */
+  onSlo?(slo: SloStatus): void;
 }
 
 export const DEFAULT_AUTOSCALE_INTERVAL_MS = 1000;
 export const DEFAULT_STABLE_WINDOW_MS = 10_000;
+
+export type { SloStatus } from './slo-status.ts';
 
 export interface AppliedDecision extends ScalingDecision {
   at: number;
@@ -53,6 +71,8 @@ interface NodeMemory {
   processedRate: number;
   /** Desired counts below the current one, with their times, during the stable window. */
   lowerWanted: Array<{ at: number; replicas: number }>;
+  /** Since when the policy has wanted more replicas than the node has (null: it does not). */
+  upWantedSince: number | null;
 }
 
 /** Replica changes kept in `history` (for the status and the console's timeline). */
@@ -63,7 +83,8 @@ export class Autoscaler {
   /** The last DECISION_HISTORY decisions that changed a replica count, oldest first. */
   readonly history: AppliedDecision[] = [];
   private readonly runtime: GraphRuntime;
-  private readonly options: Required<Omit<AutoscalerOptions, 'onDecision'>> & Pick<AutoscalerOptions, 'onDecision'>;
+  private readonly options: Required<Omit<AutoscalerOptions, 'onDecision' | 'onSlo' | 'resources' | 'memoryMbOf'>> & Pick<AutoscalerOptions, 'onDecision' | 'onSlo' | 'resources' | 'memoryMbOf'>;
+  private lastSlo: SloStatus | null = null;
   private readonly memory = new Map<string, NodeMemory>();
   private timer: NodeJS.Timeout | null = null;
 
@@ -98,14 +119,22 @@ export class Autoscaler {
     this.timer = null;
   }
 
+  /** The SLO as the last decision saw it; null for a graph without an SLO or before the first decision. */
+  slo(): SloStatus | null {
+    return this.lastSlo;
+  }
+
   /** One decision round; public so tests and benches can drive it. */
   tick(now = Date.now()): AppliedDecision[] {
     const runtime = this.runtime;
+    const budget = this.resources();
+    const cores = Math.max(0, Math.min(this.options.cores, budget.readyHosts));
     const nodes = runtime.spec.nodes.map((node): NodeInput => {
       const signals = runtime.nodeSignals(node.id);
+      const memoryMb = this.options.memoryMbOf?.(node.id);
       let memory = this.memory.get(node.id);
       if (!memory) {
-        memory = { lastHeads: signals.inputHeads, lastAt: now, arrivalRate: 0, lastActivityAt: now, lastProcessed: signals.processed, processedRate: 0, lowerWanted: [] };
+        memory = { lastHeads: signals.inputHeads, lastAt: now, arrivalRate: 0, lastActivityAt: now, lastProcessed: signals.processed, processedRate: 0, lowerWanted: [], upWantedSince: null };
         this.memory.set(node.id, memory);
       }
       const dt = Math.max(0.001, (now - memory.lastAt) / 1000);
@@ -123,6 +152,7 @@ export class Autoscaler {
         arrivalRate: memory.arrivalRate,
         recordServiceS: signals.recordMs / 1000,
         batchServiceS: signals.batchMs / 1000,
+        commitDelayS: signals.commitDelayMs / 1000,
         partitions: signals.partitions,
         replicas: runtime.replicaCount(node.id),
         min: node.replicas.min,
@@ -131,9 +161,13 @@ export class Autoscaler {
         idleMs: now - memory.lastActivityAt,
         scaleToZeroAfterMs: runtime.scaleToZeroAfterMs(node.id),
         processedRate: memory.processedRate,
+        ...(memoryMb !== undefined ? { memoryMb } : {}),
       };
     });
-    const wanted = this.options.policy.decide({ nodes, dag: runtime.topology.nodeDag, slo: runtime.spec.slo, cores: this.options.cores });
+    const slo = runtime.spec.slo;
+    // Sink commits are stamped with the wall clock; a test driving tick(now) with its own clock gets null here.
+    const measuredMs = slo ? runtime.latency.recentPercentile(slo.percentile, 2 * this.options.intervalMs) : null;
+    const wanted = this.options.policy.decide({ nodes, dag: runtime.topology.nodeDag, slo, cores, memoryBudgetMb: budget.memoryMb, measuredMs });
     const byId = new Map(nodes.map((n) => [n.id, n]));
     const applied: AppliedDecision[] = [];
     for (const decision of wanted) {
@@ -143,11 +177,21 @@ export class Autoscaler {
       const from = node.replicas;
       let target = decision.replicas;
       let action: AppliedDecision['action'] = 'hold';
-      if (target > from) action = 'up';
-      else if (target === 0 && from > 0) action = 'zero';
+      let held: string | null = null;
+      const cost = runtime.scalingCost(decision.node);
+      if (target > from) memory.upWantedSince ??= now;
+      else memory.upWantedSince = null;
+      if (target > from) {
+        // The load asking for more was measured over the interval before this tick.
+        const wantedForMs = now - memory.upWantedSince! + this.options.intervalMs;
+        held = decision.costAware && from > 0 ? holdScaleUp({ cost, wantedForMs, keepsUp: decision.currentMs !== null && decision.currentMs !== undefined }) : null;
+        if (held) target = from;
+        else action = 'up';
+      } else if (target === 0 && from > 0) action = 'zero';
       else if (target < from && this.options.policy.selfDamped) action = 'down';
       else if (target < from) {
-        const lower = this.lowerForWindow(memory, now, target);
+        const windowMs = decision.costAware ? scaleDownWaitMs(cost, this.options.stableWindowMs) : this.options.stableWindowMs;
+        const lower = this.lowerForWindow(memory, now, target, windowMs);
         if (lower !== null) {
           target = lower;
           action = 'down';
@@ -159,12 +203,17 @@ export class Autoscaler {
       if (action !== 'hold') {
         runtime.setReplicas(decision.node, target);
         memory.lowerWanted = [];
+        if (action === 'up') memory.upWantedSince = null;
       }
       const measured = runtime.measuredLatencyMs(decision.node, node.arrivalRate);
       const result: AppliedDecision = {
         ...decision,
         replicas: target,
-        reason: action === 'hold' && decision.replicas < from ? `holding ${from}: wants ${decision.replicas}, waiting out the ${this.options.stableWindowMs / 1000} s stable window (${decision.reason})` : decision.reason,
+        reason: held
+          ? `holding ${from}: wants ${decision.replicas}, but ${held} (${decision.reason})`
+          : action === 'hold' && decision.replicas < from
+            ? `holding ${from}: wants ${decision.replicas}, waiting out the ${this.options.stableWindowMs / 1000} s stable window${decision.costAware && scaleDownWaitMs(cost, this.options.stableWindowMs) > this.options.stableWindowMs ? ` (stretched to ${Math.round(scaleDownWaitMs(cost, this.options.stableWindowMs))} ms: the round-trip cost of a replica)` : ''} (${decision.reason})`
+            : decision.reason,
         at: now,
         from,
         action,
@@ -180,7 +229,34 @@ export class Autoscaler {
       this.options.onDecision?.(decision.node, result);
       applied.push(result);
     }
+    this.lastSlo = slo ? this.sloStatus(slo, applied, measuredMs, cores, budget, nodes) : null;
+    if (this.lastSlo) this.options.onSlo?.(this.lastSlo);
     return applied;
+  }
+
+  private resources(): ResourceBudget {
+    try {
+      return this.options.resources?.() ?? { readyHosts: this.options.cores };
+    } catch {
+      return { readyHosts: this.options.cores };
+    }
+  }
+
+  private sloStatus(slo: { latencyMs: number; percentile: number }, applied: AppliedDecision[], measuredMs: number | null, cores: number, budget: ResourceBudget, nodes: NodeInput[]): SloStatus {
+    const predicted = new Map(applied.map((d) => [d.node, d.predictedMs]));
+    const known = applied.every((d) => d.predictedMs !== null);
+    const { weight } = this.runtime.topology.nodeDag.longestPath((id) => predicted.get(id) ?? 0);
+    const unreachable = applied.find((d) => d.unreachable)?.unreachable ?? null;
+    const memoryUsedMb = nodes.some((n) => n.memoryMb !== undefined) ? nodes.reduce((sum, n) => sum + this.runtime.replicaCount(n.id) * (n.memoryMb ?? 0), 0) : null;
+    return {
+      latencyMs: slo.latencyMs,
+      percentile: slo.percentile,
+      measuredMs: measuredMs === null ? null : Math.round(measuredMs * 100) / 100,
+      predictedMs: known && Number.isFinite(weight) ? Math.round(weight * 100) / 100 : null,
+      reachable: unreachable === null,
+      reason: unreachable,
+      resources: { cores, readyHosts: budget.readyHosts, memoryBudgetMb: budget.memoryMb ?? null, memoryUsedMb },
+    };
   }
 
   /**
@@ -188,8 +264,8 @@ export class Autoscaler {
    * down to once it has wanted fewer on every tick of a whole stable window (the largest count it
    * wanted in that window), else null. Safe with any window: an empty one never scales down.
    */
-  private lowerForWindow(memory: NodeMemory, now: number, replicas: number): number | null {
-    const { stableWindowMs, intervalMs } = this.options;
+  private lowerForWindow(memory: NodeMemory, now: number, replicas: number, stableWindowMs: number): number | null {
+    const { intervalMs } = this.options;
     memory.lowerWanted.push({ at: now, replicas });
     memory.lowerWanted = memory.lowerWanted.filter((w) => now - w.at <= stableWindowMs);
     const oldest = memory.lowerWanted[0];

@@ -5,7 +5,9 @@
  * A node's records wait in an M/M/c queue (erlang-c.ts) whose servers are its *effective*
  * replicas — min(replicas, input partitions, host cores): a partition is consumed by one task at a
  * time, and a host runs one isolate at a time, so replicas past either bound add nothing to a
- * CPU-bound node. On top of the queue wait comes the batch it rides in: one batch service time.
+ * CPU-bound node. On top of the queue wait comes the batch it rides in (one batch service time)
+ * and, on exactly-once Kafka edges, the commit delay: together the node's floor, which no replica
+ * count removes. When the floors along the critical path exceed the SLO, the SLO is unreachable.
  */
 import type { Dag } from '../dag.ts';
 import { waitQuantile } from './erlang-c.ts';
@@ -20,6 +22,12 @@ export interface NodeSignals {
   batchServiceS: number;
   /** Partitions of the node's input edges (upper bound on parallel consumers). */
   partitions: number;
+  /**
+   * Delay before the node's outputs become visible that no replica can shorten (s): on an
+   * exactly-once Kafka edge, the commit interval (outputs are read_committed: they wait for the
+   * transaction, committed at most every interval). 0 on the embedded log, which commits per batch.
+   */
+  commitDelayS?: number;
 }
 
 export interface ModelOptions {
@@ -37,9 +45,15 @@ export function effectiveServers(replicas: number, signals: NodeSignals, options
 export function nodeLatency(replicas: number, signals: NodeSignals, options: ModelOptions): number {
   const servers = effectiveServers(replicas, signals, options);
   if (servers === 0) return signals.arrivalRate > 0 ? Infinity : 0;
-  if (signals.recordServiceS <= 0) return signals.batchServiceS;
+  const floor = nodeFloor(signals);
+  if (signals.recordServiceS <= 0) return floor;
   const serviceRate = 1 / signals.recordServiceS;
-  return waitQuantile(servers, signals.arrivalRate, serviceRate, options.percentile / 100) + signals.batchServiceS;
+  return waitQuantile(servers, signals.arrivalRate, serviceRate, options.percentile / 100) + floor;
+}
+
+/** The latency a node has with no queueing at all (s): its batch and its commit delay — what no replica count removes. */
+export function nodeFloor(signals: NodeSignals): number {
+  return signals.batchServiceS + (signals.commitDelayS ?? 0);
 }
 
 /**

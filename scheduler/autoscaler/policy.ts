@@ -4,7 +4,7 @@
  * itself is a pure function, so baselines run through the very same machinery.
  */
 import { Dag } from '../dag.ts';
-import { effectiveServers, endToEndLatency, nodeLatency, type ModelOptions, type NodeSignals } from './latency-model.ts';
+import { effectiveServers, endToEndLatency, nodeFloor, nodeLatency, type ModelOptions, type NodeSignals } from './latency-model.ts';
 
 export interface NodeInput extends NodeSignals {
   replicas: number;
@@ -16,12 +16,26 @@ export interface NodeInput extends NodeSignals {
   scaleToZeroAfterMs: number;
   /** Records/s the node processed (measured like the arrival rate). */
   processedRate?: number;
+  /** Memory one replica's isolate may use (its function's memoryLimitMb), when known. */
+  memoryMb?: number;
+}
+
+/** What the machine offers the graph's replicas. */
+export interface ResourceBudget {
+  /** Host processes ready to run isolates (a restarting host runs none). */
+  readyHosts: number;
+  /** Memory the hosts give isolates (MB), when known: Σ replicas × memoryMb stays within it. */
+  memoryMb?: number;
 }
 
 export type ScalingInput = {
   nodes: NodeInput[];
   slo?: { latencyMs: number; percentile: number };
   cores: number;
+  /** Memory for the graph's isolates (MB); unbounded when absent. */
+  memoryBudgetMb?: number;
+  /** Measured end-to-end p-latency over the last decision intervals (ms), null without samples. */
+  measuredMs?: number | null;
 } & (
   | {
       /** The node DAG (Topology.nodeDag), over which the critical path is computed. */
@@ -48,6 +62,12 @@ export interface ScalingDecision {
   reason: string;
   /** Predicted p-th percentile latency of the node at `replicas` (ms), when the policy models it. */
   predictedMs: number | null;
+  /** Predicted at the node's current count (ms; null: it cannot keep up, or not modelled). */
+  currentMs?: number | null;
+  /** Why the SLO cannot be met, when the policy knows it cannot (status.slo shows it). */
+  unreachable?: string;
+  /** The policy weighs the cost of scaling (scaling-cost.ts): the autoscaler may hold a change that would not pay. */
+  costAware?: boolean;
 }
 
 export interface ScalingPolicy {
@@ -71,8 +91,16 @@ function idleToZero(node: NodeInput): ScalingDecision | null {
  * Ours: the fewest replicas whose predicted end-to-end p-latency meets the SLO. Starts every node
  * at its minimum (at least 1 when it has work), then repeatedly adds a replica to the node on the
  * critical path where one more replica cuts the predicted latency most; stops when the SLO holds,
- * or when no replica adds capacity (partitions or cores exhausted) — it never scales up for nothing.
- * Without an SLO it targets 70% utilisation.
+ * or when no replica adds capacity (partitions, cores or memory exhausted) — it never scales up for
+ * nothing. Without an SLO it targets 70% utilisation.
+ *
+ * Two refinements keep it from over-provisioning:
+ * - When the floors on the critical path (batch time plus the exactly-once commit delay, which no
+ *   replica removes) already exceed the SLO, it says so ("SLO unreachable") and sizes each node
+ *   for utilisation ≤ 70% instead of adding replicas that cannot help.
+ * - While the measured p-latency is under half the SLO, a node that keeps up at its current count
+ *   does not scale up: the prediction (Poisson arrivals) is pessimistic for smooth load, and the
+ *   measurement says there is room. A node that cannot keep up scales at once.
  */
 export class ModelPolicy implements ScalingPolicy {
   readonly name = 'latency-model';
@@ -88,63 +116,129 @@ export class ModelPolicy implements ScalingPolicy {
       const hasWork = node.arrivalRate > 0 || node.queueDepth > 0;
       replicas.set(node.id, zero ? 0 : Math.max(node.min, hasWork || node.replicas > 0 ? 1 : 0));
     }
+    const memory = new MemoryBudget(input, replicas);
+    const current = (node: NodeInput) => ms(nodeLatency(node.replicas, node, options));
 
-    if (!input.slo) {
+    const slo = input.slo;
+    const dag = input.dag ?? Dag.fromPaths(input.paths);
+    const floor = slo ? endToEndLatency(dag, (id) => (byId.has(id) && !fixed.has(id) ? nodeFloor(byId.get(id)!) + byId.get(id)!.recordServiceS : 0)) : null;
+    if (!slo || (floor && floor.latencyS > slo.latencyMs / 1000)) {
+      const unreachable =
+        slo && floor ? `SLO ${slo.latencyMs} ms unreachable: batch time and exactly-once commit delay on the critical path (${floor.criticalPath.join(' → ')}) already take ${ms(floor.latencyS)} ms before any queueing` : undefined;
       return input.nodes.map((node) => {
         if (fixed.has(node.id)) return fixed.get(node.id)!;
         const busy = node.arrivalRate * node.recordServiceS;
-        const wanted = Math.min(node.max, Math.max(replicas.get(node.id)!, Math.ceil(busy / 0.7)));
-        return { node: node.id, replicas: wanted, reason: `no SLO: ${wanted} replica(s) keep utilisation ≤ 70% (load ${busy.toFixed(2)})`, predictedMs: ms(nodeLatency(wanted, node, options)) };
+        let wanted = Math.min(node.max, Math.max(replicas.get(node.id)!, Math.ceil(busy / 0.7)));
+        wanted = memory.cap(node, replicas.get(node.id)!, wanted);
+        const sized = `${wanted} replica(s) keep utilisation ≤ 70% (load ${busy.toFixed(2)})`;
+        return {
+          node: node.id,
+          replicas: wanted,
+          reason: unreachable ? `${unreachable}; ${sized}` : `no SLO: ${sized}`,
+          predictedMs: ms(nodeLatency(wanted, node, options)),
+          currentMs: current(node),
+          ...(unreachable ? { unreachable } : {}),
+          costAware: true,
+        };
       });
     }
 
-    const dag = input.dag ?? Dag.fromPaths(input.paths);
     // Predicted latency of each node at its current count, and at one more (computed when asked).
     const latency = new Map<string, number>();
     const oneMore = new Map<string, number>();
     for (const node of input.nodes) latency.set(node.id, fixed.has(node.id) ? 0 : nodeLatency(replicas.get(node.id)!, node, options));
     const latencyOf = (id: string) => latency.get(id) ?? 0;
 
-    const slo = input.slo;
     const targetS = slo.latencyMs / 1000;
     const reasons = new Map<string, string>();
+    let unreachable: string | undefined;
     for (let step = 0; ; step++) {
       const { latencyS, criticalPath } = endToEndLatency(dag, latencyOf);
       if (latencyS <= targetS) break;
       let best: { id: string; gain: number; after: number } | null = null;
+      const bounds = new Set<string>();
       if (step < MAX_POLICY_STEPS) {
         for (const id of criticalPath) {
           const node = byId.get(id);
           if (!node || fixed.has(id)) continue;
-          const current = replicas.get(id)!;
-          if (current >= node.max || effectiveServers(current + 1, node, options) <= effectiveServers(current, node, options)) continue;
+          const count = replicas.get(id)!;
+          const bound = boundOf(count, node, options, memory);
+          if (bound !== null) {
+            bounds.add(bound);
+            continue;
+          }
           const before = latency.get(id)!;
           let after = oneMore.get(id);
-          if (after === undefined) oneMore.set(id, (after = nodeLatency(current + 1, node, options)));
+          if (after === undefined) oneMore.set(id, (after = nodeLatency(count + 1, node, options)));
           const gain = before === Infinity ? (after === Infinity ? 1e-9 : Infinity) : before - after;
           if (gain > 0 && (best === null || gain > best.gain)) best = { id, gain, after };
         }
       }
       if (best === null) {
-        const why = step < MAX_POLICY_STEPS ? 'no further replica adds capacity (partitions/cores bound)' : `stopped after ${MAX_POLICY_STEPS} replicas added in one decision`;
-        for (const id of criticalPath) {
-          if (byId.has(id) && !fixed.has(id)) reasons.set(id, `SLO ${slo.latencyMs} ms unreachable: predicted ${ms(latencyS)} ms and ${why}`);
-        }
+        const machine = bounds.has('cores') || bounds.has('memory');
+        const why = step < MAX_POLICY_STEPS ? `no further replica adds capacity (bound by ${[...bounds].join(', ') || 'the model'})` : `stopped after ${MAX_POLICY_STEPS} replicas added in one decision`;
+        unreachable = `SLO ${slo.latencyMs} ms unreachable${machine ? ' on this machine' : ''}: predicted ${ms(latencyS)} ms and ${why}`;
+        for (const id of criticalPath) if (byId.has(id) && !fixed.has(id)) reasons.set(id, unreachable);
         break;
       }
       replicas.set(best.id, replicas.get(best.id)! + 1);
+      memory.add(byId.get(best.id)!);
       latency.set(best.id, best.after);
       oneMore.delete(best.id);
     }
     const { latencyS } = endToEndLatency(dag, latencyOf);
+    const roomy = input.measuredMs !== undefined && input.measuredMs !== null && input.measuredMs < slo.latencyMs / 2;
     return input.nodes.map((node) => {
       if (fixed.has(node.id)) return fixed.get(node.id)!;
-      const n = replicas.get(node.id)!;
-      const reason =
+      let n = replicas.get(node.id)!;
+      let reason =
         reasons.get(node.id) ??
         `fewest replicas meeting p${slo.percentile} ≤ ${slo.latencyMs} ms: predicted end-to-end ${ms(latencyS)} ms at λ=${node.arrivalRate.toFixed(1)}/s, service ${(node.recordServiceS * 1000).toFixed(3)} ms/record`;
-      return { node: node.id, replicas: n, reason, predictedMs: ms(latencyOf(node.id)) };
+      const now = current(node);
+      if (roomy && n > node.replicas && node.replicas > 0 && now !== null) {
+        reason = `holding ${node.replicas}: measured p${slo.percentile} ${ms(input.measuredMs! / 1000)} ms < SLO/2 and ${node.replicas} keep up (model wants ${n}: ${reason})`;
+        n = node.replicas;
+      }
+      return { node: node.id, replicas: n, reason, predictedMs: ms(latencyOf(node.id)), currentMs: now, ...(unreachable ? { unreachable } : {}), costAware: true };
     });
+  }
+}
+
+/** Why one more replica of `node` adds nothing, or null when it adds capacity. */
+function boundOf(count: number, node: NodeInput, options: ModelOptions, memory: MemoryBudget): string | null {
+  if (count >= node.max) return 'replicas.max';
+  if (count + 1 > node.partitions) return 'input partitions';
+  if (count + 1 > options.cores) return 'cores';
+  if (!memory.fits(node)) return 'memory';
+  return null;
+}
+
+/** Memory the chosen replicas take, against the budget: Σ replicas × the node's memoryMb. */
+class MemoryBudget {
+  private used = 0;
+  private readonly budgetMb: number;
+
+  constructor(input: ScalingInput, replicas: Map<string, number>) {
+    this.budgetMb = input.memoryBudgetMb ?? Infinity;
+    for (const node of input.nodes) this.used += (replicas.get(node.id) ?? 0) * (node.memoryMb ?? 0);
+  }
+
+  fits(node: NodeInput): boolean {
+    return this.used + (node.memoryMb ?? 0) <= this.budgetMb;
+  }
+
+  add(node: NodeInput): void {
+    this.used += node.memoryMb ?? 0;
+  }
+
+  /** From `from` (already counted) up to `wanted` replicas of `node`, as far as memory allows. */
+  cap(node: NodeInput, from: number, wanted: number): number {
+    let n = from;
+    while (n < wanted && this.fits(node)) {
+      this.add(node);
+      n++;
+    }
+    return n;
   }
 }
 

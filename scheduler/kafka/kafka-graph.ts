@@ -173,6 +173,17 @@ export class KafkaGraph {
   }
 
   /** The log of a Kafka edge `node` consumes (after `onReady`). */
+  /**
+   * How long a node's outputs wait for their transaction (ms): the commit interval of its
+   * exactly-once Kafka input edges (read_committed readers see outputs only once it commits), the
+   * longest if several; 0 for other deliveries, which make outputs visible as they are produced.
+   */
+  commitDelayMs(node: string): number {
+    let delay = 0;
+    for (const [edge, log] of this.logs) if (edge.to === node && edge.delivery === 'exactly-once') delay = Math.max(delay, log.options.interval.ms);
+    return delay;
+  }
+
   edgeLog(node: NodeSpec, edge: EdgeSpec): KafkaEdgeLog {
     let log = this.logs.get(edge);
     if (log) return log;
