@@ -8,7 +8,7 @@ import { installBufferGuard } from './buffer-guard.ts';
 import { createDispatcher } from './dispatch.ts';
 import { installIntlGuard } from './intl-guard.ts';
 import { describeThrown } from './errors.ts';
-import { PromisePrototypeThen } from './primordials.ts';
+import { listToArray, newList, PromisePrototypeThen, SafePromise } from './primordials.ts';
 import { warmup } from './warmup.ts';
 import type { HostRefs } from './host-refs.ts';
 import { createMemoryBudget } from './memory-budget.ts';
@@ -19,7 +19,7 @@ import { createFetchState } from './fetch-state.ts';
 import { installWasmGuard } from './wasm-guard.ts';
 import { loadWasm as loadWasmModule } from './wasm-adapter.ts';
 import { installWebApis } from './web/index.ts';
-import type { GuestResult, ModuleShape } from './wire.ts';
+import type { GuestResult, ModuleShape, WireResponse } from './wire.ts';
 
 export interface InstallOptions {
   maxBodyBytes: number;
@@ -86,7 +86,61 @@ export function install(host: HostRefs, options: InstallOptions) {
     PromisePrototypeThen(entries[op](payload), report, (thrown: unknown) => report({ ok: false, error: describeThrown(thrown) }));
   }
 
-  return { load: dispatcher.load, loadWasm, start, fireTimer, completeOp: ops.complete, warmup: () => warmup(global) };
+  /** The call whose result goes to `outbox` (the host takes it after its entry) rather than through `host.settle`. */
+  let pollingCall = 0;
+  let outbox: unknown;
+
+  /**
+   * An HTTP invoke, its request as plain values (one cheap copy each; headers joined, see
+   * headersFromHost). A result ready when the handler returns is the return value (encoded by
+   * encodeFetchResult). With `poll`, a result that settles in this entry's microtasks waits in
+   * `outbox` for the host's `take`: a call back into the host from inside an entry costs more
+   * than the host's second, plain entry. Later results go through `host.settle`.
+   */
+  function fetch(callId: number, method: string, url: string, headers: string, body: Uint8Array | null, stream: boolean, poll: boolean): unknown {
+    const result = dispatcher.fetchFromHost(method, url, headers, body, stream);
+    if (!(result instanceof SafePromise)) return encodeFetchResult(result);
+    pollingCall = poll ? callId : 0;
+    const report = (settled: GuestResult<WireResponse>) => {
+      const encoded = encodeFetchResult(settled);
+      if (pollingCall === callId) {
+        pollingCall = 0;
+        outbox = encoded;
+      } else host.settle.applySync(undefined, [callId, encoded], { arguments: { copy: true } });
+    };
+    PromisePrototypeThen(result, report, (thrown: unknown) => report({ ok: false, error: describeThrown(thrown) }));
+    return undefined;
+  }
+
+  function take(): unknown {
+    pollingCall = 0;
+    const taken = outbox;
+    outbox = undefined;
+    return taken;
+  }
+
+  return { load: dispatcher.load, loadWasm, start, fetch, take, fireTimer, completeOp: ops.complete, warmup: () => warmup(global) };
 }
 
 export type GuestApi = ReturnType<typeof install>;
+
+/**
+ * A fetch result as it crosses to the host: a success as one flat array of plain values
+ * `[status, statusText, body, streamed, name, value, …]` (copying one array of strings costs a
+ * fraction of a nested object), a failure as is. The host's decodeFetchResult reads it back.
+ */
+function encodeFetchResult(result: GuestResult<WireResponse>): unknown {
+  if (!result.ok) return result;
+  const response = result.value;
+  const flat = newList<unknown>();
+  flat[0] = response.status;
+  flat[1] = response.statusText;
+  flat[2] = response.body;
+  flat[3] = response.streamed === true;
+  const headers = response.headers;
+  for (let i = 0; i < headers.length; i++) {
+    flat[flat.length] = headers[i][0];
+    flat[flat.length] = headers[i][1];
+  }
+  return listToArray(flat);
+}
