@@ -141,8 +141,8 @@ export class IsolatePool implements LaneHost {
 
   /**
    * Loads `code` into a slot. A top level that outlives its synchronous slice is evaluated again
-   * in a fresh slot, asynchronously, with the rest of its budget (and this version's later loads
-   * start asynchronously).
+   * in a fresh slot, asynchronously, with the rest of its budget (and, when it was busy on the CPU
+   * rather than kept off it, this version's later loads start asynchronously).
    */
   private async loadFrom(spec: FunctionSpec, code: string | Uint8Array): Promise<FunctionInstance> {
     const budget = newBudget(spec, this.modes.isAsync(spec, 'load'));
@@ -158,7 +158,7 @@ export class IsolatePool implements LaneHost {
       } catch (error) {
         slot.dispose();
         if (!(error instanceof SliceExpired) || budget.async) throw error;
-        this.modes.markAsync(spec, 'load');
+        if (error.busy) this.modes.markAsync(spec, 'load');
         budget.async = true;
       }
     }

@@ -467,7 +467,8 @@ export class IsolateSlot implements BindingSink {
   private classify(error: unknown, invocation: Invocation, sliced: boolean): Failure {
     const failure = this.asFailure(error, invocation);
     if (sliced && failure instanceof TributaryError && failure.code === 'ERR_FN_TIMEOUT' && !(error instanceof TributaryError)) {
-      return this.cpuUsedMs(invocation) >= invocation.budget.cpuLimitMs ? cpuLimitError(invocation.budget.cpuLimitMs) : new SliceExpired();
+      const usedMs = this.cpuUsedMs(invocation);
+      return usedMs >= invocation.budget.cpuLimitMs ? cpuLimitError(invocation.budget.cpuLimitMs) : new SliceExpired(usedMs - invocation.carriedCpuMs >= SYNC_SLICE_MS / 2);
     }
     return failure;
   }
