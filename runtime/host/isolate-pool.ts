@@ -96,6 +96,8 @@ export class IsolatePool implements LaneHost {
       this.lanes.set(key, lane);
     }
     lane.adopt(instance);
+    // A deploy's first call follows at once: the refill waits for it (see refill).
+    this.lastActive = performance.now();
     return instance.shape;
   }
 
@@ -105,6 +107,7 @@ export class IsolatePool implements LaneHost {
    */
   run<Op extends EntryOp>(spec: FunctionSpec, op: Op, payload: EntryPayload<Op>, logs: LogLine[], bytes: number, sink?: ResponseSink): Promise<Ran<Op>> {
     const lane = this.laneFor(spec);
+    this.lastActive = performance.now();
     return new Promise<Ran<Op>>((resolve, reject) => {
       lane.submit({ op, payload, logs, bytes, budget: null, coldStart: false, sink, resolve: resolve as (outcome: Ran<EntryOp>) => void, reject });
     });
