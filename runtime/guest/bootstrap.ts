@@ -8,7 +8,8 @@ import { installBufferGuard } from './buffer-guard.ts';
 import { createDispatcher } from './dispatch.ts';
 import { installIntlGuard } from './intl-guard.ts';
 import { describeThrown } from './errors.ts';
-import { listToArray, newList, PromisePrototypeThen, SafePromise } from './primordials.ts';
+import { listToArray, newList, PromisePrototypeThen, ReflectApply, SafePromise, StringFromCharCode } from './primordials.ts';
+import { byteLengthOf } from './web/bytes.ts';
 import { warmup } from './warmup.ts';
 import type { HostRefs } from './host-refs.ts';
 import { createMemoryBudget } from './memory-budget.ts';
@@ -135,20 +136,39 @@ export function install(host: HostRefs, options: InstallOptions) {
 
 export type GuestApi = ReturnType<typeof install>;
 
+/** Bodies up to this size cross as part of the result string (see encodeFetchResult). */
+const INLINE_BODY_MAX_BYTES = 1024;
+
 /**
- * A fetch result as it crosses to the host: a success as one flat array of plain values
- * `[status, statusText, body, streamed, name, value, …]` (copying one array of strings costs a
- * fraction of a nested object), a failure as is. The host's decodeFetchResult reads it back.
+ * A fetch result as it crosses to the host, in the cheapest form that holds it (isolated-vm
+ * copies a string as is; an object or array goes through V8's serializer):
+ * - a buffered success with a body of at most INLINE_BODY_MAX_BYTES: one string, lines
+ *   `n|b{status}`, statusText, header count, then each name and value, then the body's bytes as
+ *   latin1 (`n`: null body, nothing follows). Names, values and the status text never hold a
+ *   line feed (Headers and the reason-phrase grammar refuse one);
+ * - any other success: one flat array `[status, statusText, body, streamed, name, value, …]`;
+ * - a failure as is.
+ * The host's decodeFetchResult reads either back.
  */
 function encodeFetchResult(result: GuestResult<WireResponse>): unknown {
   if (!result.ok) return result;
   const response = result.value;
+  const headers = response.headers;
+  const body = response.body;
+  const bodyBytes = body === null ? 0 : byteLengthOf(body);
+  if (response.streamed !== true && bodyBytes <= INLINE_BODY_MAX_BYTES) {
+    let text = `${body === null ? 'n' : 'b'}${response.status}\n${response.statusText}\n${headers.length}`;
+    for (let i = 0; i < headers.length; i++) text = `${text}\n${headers[i][0]}\n${headers[i][1]}`;
+    if (body === null) return text;
+    const codes = newList<number>();
+    for (let i = 0; i < bodyBytes; i++) codes[i] = body[i];
+    return `${text}\n${ReflectApply(StringFromCharCode, null, codes) as string}`;
+  }
   const flat = newList<unknown>();
   flat[0] = response.status;
   flat[1] = response.statusText;
-  flat[2] = response.body;
+  flat[2] = body;
   flat[3] = response.streamed === true;
-  const headers = response.headers;
   for (let i = 0; i < headers.length; i++) {
     flat[flat.length] = headers[i][0];
     flat[flat.length] = headers[i][1];

@@ -134,10 +134,12 @@ function fetchArgs(callId: number, wire: WireRequest, poll: boolean): unknown[] 
 }
 
 /**
- * The guest's flat fetch result (guest/bootstrap.ts encodeFetchResult) as a GuestResult; anything
- * else (a failure, a batch result) as it came. Values are the guest's: checkResponseHead checks them.
+ * The guest's fetch result (guest/bootstrap.ts encodeFetchResult: one string or one flat array)
+ * as a GuestResult; anything else (a failure, a batch result) as it came. Values are the
+ * guest's: checkResponseHead checks them, and a string that does not parse is a bad response.
  */
 function decodeFetchResult(result: unknown): GuestResult<unknown> {
+  if (typeof result === 'string') return decodeFetchText(result);
   if (!Array.isArray(result)) return result as GuestResult<unknown>;
   const headers: [string, string][] = [];
   for (let i = 4; i + 1 < result.length; i += 2) headers.push([result[i], result[i + 1]]);
@@ -145,6 +147,38 @@ function decodeFetchResult(result: unknown): GuestResult<unknown> {
   const value: WireResponse = { status: result[0], statusText: result[1], headers, body };
   if (result[3] === true) value.streamed = true;
   return { ok: true, value };
+}
+
+const MALFORMED_RESULT: GuestResult<unknown> = { ok: false, error: { code: 'ERR_FN_BAD_RESPONSE', message: 'the function returned a malformed response' } };
+
+function decodeFetchText(text: string): GuestResult<unknown> {
+  let at = text.indexOf('\n');
+  const statusEnd = at;
+  const statusTextEnd = (at = text.indexOf('\n', at + 1));
+  if (statusEnd < 0 || statusTextEnd < 0) return MALFORMED_RESULT;
+  let countEnd = text.indexOf('\n', at + 1);
+  if (countEnd < 0) countEnd = text.length;
+  const count = Number(text.slice(statusTextEnd + 1, countEnd));
+  if (!Number.isSafeInteger(count) || count < 0) return MALFORMED_RESULT;
+  const headers: [string, string][] = [];
+  at = countEnd;
+  for (let i = 0; i < count; i++) {
+    const nameEnd = text.indexOf('\n', at + 1);
+    if (nameEnd < 0) return MALFORMED_RESULT;
+    let valueEnd = text.indexOf('\n', nameEnd + 1);
+    if (valueEnd < 0) valueEnd = text.length;
+    headers.push([text.slice(at + 1, nameEnd), text.slice(nameEnd + 1, valueEnd)]);
+    at = valueEnd;
+  }
+  let body: Uint8Array | null = null;
+  if (text[0] === 'b') {
+    // Its own buffer, not a slice of Node's pool: the bytes may be serialized onward (to the control plane).
+    const latin1 = at < text.length ? text.slice(at + 1) : '';
+    const bytes = Buffer.allocUnsafeSlow(latin1.length);
+    bytes.write(latin1, 'latin1');
+    body = bytes;
+  }
+  return { ok: true, value: { status: Number(text.slice(1, statusEnd)), statusText: text.slice(statusEnd + 1, statusTextEnd), headers, body } satisfies WireResponse };
 }
 
 /** V8 code cache for the bootstrap bundle: produced once per host process, by us. */
