@@ -11,6 +11,7 @@ import { describeThrown } from './errors.ts';
 import { listToArray, newList, PromisePrototypeThen, ReflectApply, SafePromise, StringFromCharCode } from './primordials.ts';
 import { byteLengthOf } from './web/bytes.ts';
 import { warmup } from './warmup.ts';
+import { webGlobals } from './web-globals.ts';
 import type { HostRefs } from './host-refs.ts';
 import { createMemoryBudget } from './memory-budget.ts';
 import { installTimers } from './timers.ts';
@@ -119,7 +120,15 @@ export function install(host: HostRefs, options: InstallOptions) {
   /** The generic warm-up, then the fetch entry itself, enough times for V8 to allocate its feedback (see dispatcher.warm). */
   function warmUp(): void {
     warmup(global);
-    dispatcher.warm(() => {
+    const web = webGlobals(global);
+    const URLCtor = (global as unknown as { URL: new (href: string) => { pathname: string; searchParams: { get(name: string): string | null } } }).URL;
+    // What handlers most often do first: read the URL, its query and a header.
+    const handler = (request: unknown) => {
+      const { url, headers } = request as { url: string; headers: { get(name: string): string | null } };
+      const parsed = new URLCtor(url);
+      return new web.Response(`${parsed.pathname}${parsed.searchParams.get('q')}${headers.get('accept')}`);
+    };
+    dispatcher.warm(handler, () => {
       for (let i = 0; i < WARM_FETCHES; i++) fetch(0, 'GET', 'http://warm.up/path?q=1', 'host\nwarm.up\naccept\n*/*', null, false, false);
     });
   }

@@ -49,7 +49,7 @@ function failure<T>(error: GuestError): GuestResult<T> {
 
 export function createDispatcher(global: typeof globalThis, options: DispatchOptions) {
   // Captured before user code runs: a module replacing globalThis.Request cannot fool us.
-  const { Request: RequestCtor, Response: ResponseCtor } = webGlobals(global);
+  const { Request: RequestCtor } = webGlobals(global);
   const state = createStateBinding(global);
   const withFetchState = (record: object) => (options.fetchState ? ObjectFreeze({ ...record, STATE: options.fetchState }) : ObjectFreeze({ ...record }));
   let env: object = withFetchState(options.env);
@@ -99,9 +99,9 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
    * (warmup.ts): this dispatcher's own closures get their feedback and inline caches, which V8
    * allocates only after a function has run a few times, instead of the first real calls paying.
    */
-  function warm(calls: () => void): void {
+  function warm(fetch: NonNullable<Handlers['fetch']>, calls: () => void): void {
     const saved = handlers;
-    handlers = ObjectFreeze({ fetch: () => new ResponseCtor('warm') });
+    handlers = ObjectFreeze({ fetch });
     try {
       calls();
     } finally {
