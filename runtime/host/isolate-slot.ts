@@ -336,7 +336,9 @@ export class IsolateSlot implements BindingSink {
   runEntry(fn: AsyncEntry, payload: unknown, budget: Budget): GuestResult<unknown> | Promise<GuestResult<unknown>> {
     const invocation = this.begin(budget, true);
     const callId = this.nextCallId++;
-    this.calls.set(callId, (result) => this.settled(invocation, result));
+    const settle = (result: GuestResult<unknown>) => this.settled(invocation, result);
+    // A synchronous fetch settles through its return value or `take`; only one still pending afterwards needs a settle callback.
+    if (budget.async || fn !== 'fetch') this.calls.set(callId, settle);
     if (budget.async) {
       const done = this.pending(invocation);
       const args = fn === 'fetch' ? fetchArgs(callId, payload as WireRequest, false) : [callId, fn, payload];
@@ -358,6 +360,7 @@ export class IsolateSlot implements BindingSink {
           : this.guest.fetch.applySync(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout });
         if (returned === undefined) returned = this.guest.take.applySync(undefined, [], { result: { copy: true }, timeout });
         if (returned !== undefined) this.settled(invocation, decodeFetchResult(returned));
+        else this.calls.set(callId, settle);
       } else {
         this.guest.start.applySync(undefined, [callId, fn, payload], { arguments: { copy: true }, timeout });
       }
