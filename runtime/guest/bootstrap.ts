@@ -8,7 +8,7 @@ import { installBufferGuard } from './buffer-guard.ts';
 import { createDispatcher } from './dispatch.ts';
 import { installIntlGuard } from './intl-guard.ts';
 import { describeThrown } from './errors.ts';
-import { listToArray, newList, PromisePrototypeThen, ReflectApply, SafePromise, StringFromCharCode } from './primordials.ts';
+import { listToArray, newList, PromisePrototypeThen, ReflectApply, SafePromise, StringFromCharCode, StringPrototypeIndexOf } from './primordials.ts';
 import { byteLengthOf } from './web/bytes.ts';
 import { warmup } from './warmup.ts';
 import { webGlobals } from './web-globals.ts';
@@ -165,7 +165,8 @@ function encodeFetchResult(result: GuestResult<WireResponse>): unknown {
   const headers = response.headers;
   const body = response.body;
   const bodyBytes = body === null ? 0 : byteLengthOf(body);
-  if (response.streamed !== true && bodyBytes <= INLINE_BODY_MAX_BYTES) {
+  // The status text of a response from fetch() comes from elsewhere: one with a line feed takes the array form.
+  if (response.streamed !== true && bodyBytes <= INLINE_BODY_MAX_BYTES && StringPrototypeIndexOf(response.statusText, '\n') < 0) {
     let text = `${body === null ? 'n' : 'b'}${response.status}\n${response.statusText}\n${headers.length}`;
     for (let i = 0; i < headers.length; i++) text = `${text}\n${headers[i][0]}\n${headers[i][1]}`;
     if (body === null) return text;
