@@ -177,8 +177,11 @@ export class HttpPlane {
     const logs: LogLine[] = [];
     let outcome = 'ok';
     let coldStart = false;
+    this.pool.callStarted();
     try {
-      const ran = await this.pool.track(this.pool.run(spec, 'fetch', wire, logs, body?.byteLength ?? 0, sink));
+      // Most calls finish within runNow: no promise to wait for.
+      const running = this.pool.runNow(spec, 'fetch', wire, logs, body?.byteLength ?? 0, sink);
+      const ran = running instanceof Promise ? await running : running;
       coldStart = ran.coldStart;
       if (ran.value.streamed === true && sink.committed) sink.end();
       else this.respond(res, ran.value);
@@ -188,6 +191,7 @@ export class HttpPlane {
       outcome = failure instanceof TributaryError ? failure.code : 'ERR_INTERNAL';
       this.fail(res, failure);
     } finally {
+      this.pool.callEnded();
       this.telemetry.record(spec.name, spec.version, outcome, (performance.now() - started) / 1000, coldStart, logs);
     }
   }

@@ -113,6 +113,35 @@ export class IsolatePool implements LaneHost {
     });
   }
 
+  /**
+   * `run` without a promise when the call finishes at once (an idle instance, a synchronous
+   * handler: the common invoke); otherwise a promise of the same. Throws ERR_OVERLOADED at once
+   * when the function's queue on this host is full.
+   */
+  runNow<Op extends EntryOp>(spec: FunctionSpec, op: Op, payload: EntryPayload<Op>, logs: LogLine[], bytes: number, sink?: ResponseSink): Ran<Op> | Promise<Ran<Op>> {
+    const lane = this.laneFor(spec);
+    this.lastActive = performance.now();
+    let later: { resolve(outcome: Ran<Op>): void; reject(error: unknown): void } | null = null;
+    const early: { settled: { ok: true; outcome: Ran<Op> } | { ok: false; error: unknown } | null } = { settled: null };
+    lane.submit({
+      op,
+      payload,
+      logs,
+      bytes,
+      budget: null,
+      coldStart: false,
+      sink,
+      resolve: (outcome) => (later === null ? (early.settled = { ok: true, outcome: outcome as Ran<Op> }) : later.resolve(outcome as Ran<Op>)),
+      reject: (error) => (later === null ? (early.settled = { ok: false, error }) : later.reject(error)),
+    });
+    const now = early.settled;
+    if (now !== null) {
+      if (!now.ok) throw now.error;
+      return now.outcome;
+    }
+    return new Promise<Ran<Op>>((resolve, reject) => (later = { resolve, reject }));
+  }
+
   private laneFor(spec: FunctionSpec): FunctionLane {
     const key = specKey(spec);
     let lane = this.lanes.get(key);
@@ -279,11 +308,18 @@ export class IsolatePool implements LaneHost {
 
   /** Marks a call running on this host (refill waits for none). */
   track<T>(work: Promise<T>): Promise<T> {
+    this.callStarted();
+    return work.finally(() => this.callEnded());
+  }
+
+  /** `track` for a caller that knows when its call ends (no promise per call): one callEnded per callStarted. */
+  callStarted(): void {
     this.active++;
-    return work.finally(() => {
-      this.active--;
-      this.lastActive = performance.now();
-    });
+  }
+
+  callEnded(): void {
+    this.active--;
+    this.lastActive = performance.now();
   }
 
   close(): void {
