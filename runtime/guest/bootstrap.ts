@@ -8,7 +8,7 @@ import { installBufferGuard } from './buffer-guard.ts';
 import { createDispatcher } from './dispatch.ts';
 import { installIntlGuard } from './intl-guard.ts';
 import { describeThrown } from './errors.ts';
-import { listToArray, newList, PromisePrototypeThen, ReflectApply, SafePromise, StringFromCharCode, StringPrototypeIndexOf } from './primordials.ts';
+import { listToArray, newList, ObjectHasOwn, PromisePrototypeThen, ReflectApply, SafePromise, StringFromCharCode, StringPrototypeIndexOf } from './primordials.ts';
 import { byteLengthOf } from './web/bytes.ts';
 import { warmup } from './warmup.ts';
 import { webGlobals } from './web-globals.ts';
@@ -165,8 +165,10 @@ function encodeFetchResult(result: GuestResult<WireResponse>): unknown {
   const headers = response.headers;
   const body = response.body;
   const bodyBytes = body === null ? 0 : byteLengthOf(body);
+  // Own property only: a `streamed` planted on Object.prototype must not mark a buffered response.
+  const streamed = ObjectHasOwn(response, 'streamed') && response.streamed === true;
   // The status text of a response from fetch() comes from elsewhere: one with a line feed takes the array form.
-  if (response.streamed !== true && bodyBytes <= INLINE_BODY_MAX_BYTES && StringPrototypeIndexOf(response.statusText, '\n') < 0) {
+  if (!streamed && bodyBytes <= INLINE_BODY_MAX_BYTES && StringPrototypeIndexOf(response.statusText, '\n') < 0) {
     let text = `${body === null ? 'n' : 'b'}${response.status}\n${response.statusText}\n${headers.length}`;
     for (let i = 0; i < headers.length; i++) text = `${text}\n${headers[i][0]}\n${headers[i][1]}`;
     if (body === null) return text;
@@ -178,7 +180,7 @@ function encodeFetchResult(result: GuestResult<WireResponse>): unknown {
   flat[0] = response.status;
   flat[1] = response.statusText;
   flat[2] = body;
-  flat[3] = response.streamed === true;
+  flat[3] = streamed;
   for (let i = 0; i < headers.length; i++) {
     flat[flat.length] = headers[i][0];
     flat[flat.length] = headers[i][1];
