@@ -55,6 +55,41 @@ export function invokeTarget(pathname: string): InvokeTarget | null {
   return { name, rest: slash < 0 ? '/' : pathname.slice(slash) };
 }
 
+/** The parts of an `http://` request URL that the invoke needs. */
+export interface UrlParts {
+  origin: string;
+  pathname: string;
+  search: string;
+}
+
+/** Hostnames WHATWG URL keeps as they are: lowercase labels, the last one not numeric (it would be parsed as IPv4). */
+const PLAIN_HOSTNAME = /^(?:[a-z0-9-]+\.)*[a-z-][a-z0-9-]*$/;
+/** A dotted-quad IPv4 address already in its canonical form. */
+const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+/** Path and query characters URL neither percent-encodes nor rewrites (no `%`, `\\`, `'` or dot segments). */
+const PLAIN_PATH = /^\/[A-Za-z0-9\-_~!$&()*+,;=:@/.]*(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/?]*)?$/;
+
+/**
+ * `new URL('http://' + host + path)`'s origin, pathname and search, computed without a URL
+ * when the request is already in the form URL would serialize it in (what clients send), or
+ * null: the caller then parses it with URL. Never a different answer than URL's (test/invoke-semantics.test.ts).
+ */
+export function plainUrlParts(host: string, path: string): UrlParts | null {
+  if (!PLAIN_PATH.test(path) || path.includes('/.')) return null;
+  const colon = host.lastIndexOf(':');
+  const hostname = colon < 0 ? host : host.slice(0, colon);
+  if (colon >= 0) {
+    const port = host.slice(colon + 1);
+    if (port.length === 0 || port.length > 5 || port[0] === '0' || !/^\d+$/.test(port) || Number(port) > 65535 || port === '80') return null;
+  }
+  // Punycode labels are checked (and may be refused) by URL's IDNA processing.
+  if ((!PLAIN_HOSTNAME.test(hostname) || hostname.includes('xn--')) && !CANONICAL_IPV4.test(hostname)) return null;
+  const query = path.indexOf('?');
+  const pathname = query < 0 ? path : path.slice(0, query);
+  const search = query < 0 || query === path.length - 1 ? '' : path.slice(query);
+  return { origin: `http://${host}`, pathname, search };
+}
+
 /** True when a header value carries the management token (such a header is not forwarded). */
 export type TokenMatcher = (value: string) => boolean;
 

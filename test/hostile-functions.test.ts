@@ -109,6 +109,21 @@ describe('polluting built-ins the platform uses', () => {
     expect(text).toBe('still fine');
   });
 
+  it('properties planted on Object.prototype and Array.prototype do not change what crosses back to the host', async () => {
+    // The result is encoded inside the isolate (a string or a flat array): only own properties may count.
+    for (const body of ['small', 'x'.repeat(5000)]) {
+      const { status, text } = await run(`
+        Object.prototype.streamed = true;
+        Object.prototype.stream = true;
+        Object.defineProperty(Array.prototype, '5', { set() { throw new Error('index setter hijacked'); }, get() { return 'planted'; }, configurable: true });
+        String.prototype.indexOf = () => -1;
+        String.fromCharCode = () => 'hijacked';
+        return new Response(${JSON.stringify(body)}, { headers: { 'x-a': '1', 'x-b': '2', 'x-c': '3' } });`, { sync: true });
+      expect(status).toBe(200);
+      expect(text).toBe(body);
+    }
+  });
+
   it('a function that replaces Response and returns the fake gets ERR_FN_BAD_RESPONSE', async () => {
     const { status, json } = await run(`globalThis.Response = class { constructor() { this.status = 200; } }; return new Response('x');`);
     expect(status).toBe(500);

@@ -37,6 +37,39 @@ describe('HTTP invoke', () => {
     expect([...new Uint8Array(await res.arrayBuffer())]).toEqual([0, 1, 2, 255]);
   });
 
+  it('bodies come back byte for byte whatever their size and bytes; headers the function never reads still reach it', async () => {
+    // Small bodies cross the isolate boundary inside the result string, larger ones as bytes: both ways keep every byte.
+    await deploy(
+      platform,
+      'bytes',
+      `export default { fetch(request) {
+        const n = Number(new URL(request.url).searchParams.get('n'));
+        if (n < 0) return new Response(n === -1 ? null : '', { headers: { 'x-n': String(n) } });
+        const bytes = new Uint8Array(n);
+        for (let i = 0; i < n; i++) bytes[i] = (i * 37 + 10) & 255;
+        return new Response(bytes, { status: 203, statusText: 'Bytes\tok', headers: [['x-a', 'one'], ['x-b', ' two ']] });
+      } };`,
+    );
+    for (const n of [1, 10, 1023, 1024, 1025, 70_000]) {
+      const res = await platform.app.request(`/v1/invoke/bytes?n=${n}`);
+      expect(res.status).toBe(203);
+      expect(res.headers.get('x-a')).toBe('one');
+      expect(res.headers.get('x-b')).toBe('two');
+      const got = new Uint8Array(await res.arrayBuffer());
+      expect(got.length).toBe(n);
+      expect(got.every((byte, i) => byte === ((i * 37 + 10) & 255))).toBe(true);
+    }
+    for (const n of [-1, -2]) {
+      const res = await platform.app.request(`/v1/invoke/bytes?n=${n}`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-n')).toBe(String(n));
+      expect(await res.text()).toBe('');
+    }
+    await deploy(platform, 'late-reader', `export default { async fetch(request) { await null; return Response.json([...request.headers].filter(([k]) => k.startsWith('x-'))); } };`);
+    const res = await platform.app.request('/v1/invoke/late-reader', { headers: { 'x-one': '1', 'x-two': 'a, b' } });
+    expect(await json(res)).toEqual([['x-one', '1'], ['x-two', 'a, b']]);
+  });
+
   it('a function that throws gets 500 ERR_FN_THREW with its message', async () => {
     await deploy(platform, 'thrower', `export default { fetch() { throw new TypeError('bad input here'); } };`);
     const res = await platform.app.request('/v1/invoke/thrower');

@@ -8,8 +8,10 @@ import { installBufferGuard } from './buffer-guard.ts';
 import { createDispatcher } from './dispatch.ts';
 import { installIntlGuard } from './intl-guard.ts';
 import { describeThrown } from './errors.ts';
-import { PromisePrototypeThen } from './primordials.ts';
+import { listToArray, newList, ObjectHasOwn, PromisePrototypeThen, ReflectApply, SafePromise, StringFromCharCode, StringPrototypeIndexOf } from './primordials.ts';
+import { byteLengthOf } from './web/bytes.ts';
 import { warmup } from './warmup.ts';
+import { webGlobals } from './web-globals.ts';
 import type { HostRefs } from './host-refs.ts';
 import { createMemoryBudget } from './memory-budget.ts';
 import { installTimers } from './timers.ts';
@@ -19,7 +21,7 @@ import { createFetchState } from './fetch-state.ts';
 import { installWasmGuard } from './wasm-guard.ts';
 import { loadWasm as loadWasmModule } from './wasm-adapter.ts';
 import { installWebApis } from './web/index.ts';
-import type { GuestResult, ModuleShape } from './wire.ts';
+import type { GuestResult, ModuleShape, WireResponse } from './wire.ts';
 
 export interface InstallOptions {
   maxBodyBytes: number;
@@ -34,6 +36,9 @@ export interface InstallOptions {
   /** Nesting depth of emitted values (MAX_JSON_DEPTH). */
   maxJsonDepth: number;
 }
+
+/** Fetch entries run while a slot is built (before user code): V8 allocates feedback vectors after about eight calls. */
+const WARM_FETCHES = 12;
 
 export function install(host: HostRefs, options: InstallOptions) {
   const global = globalThis;
@@ -86,7 +91,99 @@ export function install(host: HostRefs, options: InstallOptions) {
     PromisePrototypeThen(entries[op](payload), report, (thrown: unknown) => report({ ok: false, error: describeThrown(thrown) }));
   }
 
-  return { load: dispatcher.load, loadWasm, start, fireTimer, completeOp: ops.complete, warmup: () => warmup(global) };
+  /** The call whose result goes to `outbox` (the host takes it after its entry) rather than through `host.settle`. */
+  let pollingCall = 0;
+  let outbox: unknown;
+
+  /**
+   * An HTTP invoke, its request as plain values (one cheap copy each; headers joined, see
+   * headersFromHost). A result ready when the handler returns is the return value (encoded by
+   * encodeFetchResult). With `poll`, a result that settles in this entry's microtasks waits in
+   * `outbox` for the host's `take`: a call back into the host from inside an entry costs more
+   * than the host's second, plain entry. Later results go through `host.settle`.
+   */
+  function fetch(callId: number, method: string, url: string, headers: string, body: Uint8Array | null, stream: boolean, poll: boolean): unknown {
+    const result = dispatcher.fetchFromHost(method, url, headers, body, stream);
+    if (!(result instanceof SafePromise)) return encodeFetchResult(result);
+    pollingCall = poll ? callId : 0;
+    const report = (settled: GuestResult<WireResponse>) => {
+      const encoded = encodeFetchResult(settled);
+      if (pollingCall === callId) {
+        pollingCall = 0;
+        outbox = encoded;
+      } else host.settle.applySync(undefined, [callId, encoded], { arguments: { copy: true } });
+    };
+    PromisePrototypeThen(result, report, (thrown: unknown) => report({ ok: false, error: describeThrown(thrown) }));
+    return undefined;
+  }
+
+  /** The generic warm-up, then the fetch entry itself, enough times for V8 to allocate its feedback (see dispatcher.warm). */
+  function warmUp(): void {
+    warmup(global);
+    const web = webGlobals(global);
+    const URLCtor = (global as unknown as { URL: new (href: string) => { pathname: string; searchParams: { get(name: string): string | null } } }).URL;
+    // What handlers most often do first: read the URL, its query and a header.
+    const handler = (request: unknown) => {
+      const { url, headers } = request as { url: string; headers: { get(name: string): string | null } };
+      const parsed = new URLCtor(url);
+      return new web.Response(`${parsed.pathname}${parsed.searchParams.get('q')}${headers.get('accept')}`);
+    };
+    dispatcher.warm(handler, () => {
+      for (let i = 0; i < WARM_FETCHES; i++) fetch(0, 'GET', 'http://warm.up/path?q=1', 'host\nwarm.up\naccept\n*/*', null, false, false);
+    });
+  }
+
+  function take(): unknown {
+    pollingCall = 0;
+    const taken = outbox;
+    outbox = undefined;
+    return taken;
+  }
+
+  return { load: dispatcher.load, loadWasm, start, fetch, take, fireTimer, completeOp: ops.complete, warmup: () => warmUp() };
 }
 
 export type GuestApi = ReturnType<typeof install>;
+
+/** Bodies up to this size cross as part of the result string (see encodeFetchResult). */
+const INLINE_BODY_MAX_BYTES = 1024;
+
+/**
+ * A fetch result as it crosses to the host, in the cheapest form that holds it (isolated-vm
+ * copies a string as is; an object or array goes through V8's serializer):
+ * - a buffered success with a body of at most INLINE_BODY_MAX_BYTES: one string, lines
+ *   `n|b{status}`, statusText, header count, then each name and value, then the body's bytes as
+ *   latin1 (`n`: null body, nothing follows). Names, values and the status text never hold a
+ *   line feed (Headers and the reason-phrase grammar refuse one);
+ * - any other success: one flat array `[status, statusText, body, streamed, name, value, …]`;
+ * - a failure as is.
+ * The host's decodeFetchResult reads either back.
+ */
+function encodeFetchResult(result: GuestResult<WireResponse>): unknown {
+  if (!result.ok) return result;
+  const response = result.value;
+  const headers = response.headers;
+  const body = response.body;
+  const bodyBytes = body === null ? 0 : byteLengthOf(body);
+  // Own property only: a `streamed` planted on Object.prototype must not mark a buffered response.
+  const streamed = ObjectHasOwn(response, 'streamed') && response.streamed === true;
+  // The status text of a response from fetch() comes from elsewhere: one with a line feed takes the array form.
+  if (!streamed && bodyBytes <= INLINE_BODY_MAX_BYTES && StringPrototypeIndexOf(response.statusText, '\n') < 0) {
+    let text = `${body === null ? 'n' : 'b'}${response.status}\n${response.statusText}\n${headers.length}`;
+    for (let i = 0; i < headers.length; i++) text = `${text}\n${headers[i][0]}\n${headers[i][1]}`;
+    if (body === null) return text;
+    const codes = newList<number>();
+    for (let i = 0; i < bodyBytes; i++) codes[i] = body[i];
+    return `${text}\n${ReflectApply(StringFromCharCode, null, codes) as string}`;
+  }
+  const flat = newList<unknown>();
+  flat[0] = response.status;
+  flat[1] = response.statusText;
+  flat[2] = body;
+  flat[3] = streamed;
+  for (let i = 0; i < headers.length; i++) {
+    flat[flat.length] = headers[i][0];
+    flat[flat.length] = headers[i][1];
+  }
+  return listToArray(flat);
+}

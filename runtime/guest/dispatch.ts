@@ -10,7 +10,8 @@ import {
   SafePromise, SafeRangeError, SafeTypeError, StringPrototypeSlice,
 } from './primordials.ts';
 import { MAX_TIMER_KEY_CHARS } from '../stream-timers.ts';
-import { isResponse, readResponse, responseHeadBytes } from './web/index.ts';
+import { isResponse, readResponse, responseHeadBytes, type ResponseParts } from './web/index.ts';
+import { requestFromHost } from './web/request.ts';
 import { byteLengthOf } from './web/bytes.ts';
 import { BodyDrainError, drainStream, pumpStream } from './web/streams.ts';
 import type { OpOutcome } from './host-ops.ts';
@@ -113,7 +114,48 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     handlers = ObjectFreeze(custom);
   }
 
-  async function dispatchFetch(wire: WireRequest): Promise<GuestResult<WireResponse>> {
+  /**
+   * Runs `calls` with a throwaway fetch handler in place, before any user module is loaded
+   * (warmup.ts): this dispatcher's own closures get their feedback and inline caches, which V8
+   * allocates only after a function has run a few times, instead of the first real calls paying.
+   */
+  function warm(fetch: NonNullable<Handlers['fetch']>, calls: () => void): void {
+    const saved = handlers;
+    handlers = ObjectFreeze({ fetch });
+    try {
+      calls();
+    } finally {
+      handlers = saved;
+    }
+  }
+
+  /** A WireRequest as the handler's Request (warmup and tests; the host's invokes come through fetchFromHost). */
+  function dispatchFetch(wire: WireRequest): GuestResult<WireResponse> | Promise<GuestResult<WireResponse>> {
+    let request: unknown;
+    try {
+      request = new RequestCtor(wire.url, { method: wire.method, headers: wire.headers, body: wire.body });
+    } catch (thrown) {
+      return failure(describeThrown(thrown));
+    }
+    return runFetch(request, wire.stream === true);
+  }
+
+  /**
+   * An invoke from the host (see requestFromHost for what it guarantees). A handler that returns
+   * a Response, not a promise, with a buffered body and nothing for waitUntil, is answered
+   * synchronously: the result goes back as the entry's return value, with no promise allocated.
+   */
+  function fetchFromHost(method: string, url: string, headers: string, body: Uint8Array | null, stream: boolean): GuestResult<WireResponse> | Promise<GuestResult<WireResponse>> {
+    let request: unknown;
+    try {
+      request = requestFromHost(method, url, headers, body);
+    } catch (thrown) {
+      return failure(describeThrown(thrown));
+    }
+    return runFetch(request, stream);
+  }
+
+  function runFetch(request: unknown, stream: boolean): GuestResult<WireResponse> | Promise<GuestResult<WireResponse>> {
     if (handlers?.fetch === undefined) {
       return failure(guestError('ERR_FN_BAD_RESPONSE', 'function has no fetch handler'));
     }
@@ -124,14 +166,28 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     });
     let response: unknown;
     try {
-      const request = new RequestCtor(wire.url, { method: wire.method, headers: wire.headers, body: wire.body });
       response = handlers.fetch(request, env, ctx);
-      // Await only real promises: awaiting a Response would look up `then` on it, which user code
-      // may have planted on Object.prototype.
-      if (response instanceof SafePromise) response = await response;
     } catch (thrown) {
       return failure(describeThrown(thrown));
     }
+    // Await only real promises: awaiting a Response would look up `then` on it, which user code
+    // may have planted on Object.prototype.
+    if (response instanceof SafePromise) return awaitResponse(response, waitUntil, stream);
+    return finishFetch(response, waitUntil, stream);
+  }
+
+  async function awaitResponse(pending: Promise<unknown>, waitUntil: unknown[], stream: boolean): Promise<GuestResult<WireResponse>> {
+    let response: unknown;
+    try {
+      response = await pending;
+    } catch (thrown) {
+      return failure(describeThrown(thrown));
+    }
+    return finishFetch(response, waitUntil, stream);
+  }
+
+  /** Takes the Response apart: synchronously when its body is buffered and waitUntil holds no promise. */
+  function finishFetch(response: unknown, waitUntil: unknown[], stream: boolean): GuestResult<WireResponse> | Promise<GuestResult<WireResponse>> {
     if (!isResponse(response)) {
       return failure(guestError('ERR_FN_BAD_RESPONSE', 'fetch handler must return a Response'));
     }
@@ -142,14 +198,38 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
         return failure(guestError('ERR_TOO_LARGE', `response headers and status text take ${headBytes} bytes, over the limit of ${options.maxResponseHeaderBytes}`));
       }
       const parts = readResponse(response);
-      let body = parts.body;
+      if (parts.stream !== null) return finishStream(parts, waitUntil, stream);
+      const body = parts.body;
+      if (body !== null && byteLengthOf(body) > options.maxBodyBytes) {
+        return failure(guestError('ERR_FN_BAD_RESPONSE', `response body exceeds ${options.maxBodyBytes} bytes`));
+      }
+      const result = success<WireResponse>({ status: parts.status, statusText: parts.statusText, headers: parts.headers, body });
+      for (let i = 0; i < waitUntil.length; i++) if (waitUntil[i] instanceof SafePromise) return afterWaitUntil(waitUntil, i, result);
+      return result;
+    } catch (thrown) {
+      return failure(describeThrown(thrown));
+    }
+  }
+
+  async function afterWaitUntil<T>(waitUntil: unknown[], from: number, result: GuestResult<T>): Promise<GuestResult<T>> {
+    try {
+      for (let i = from; i < waitUntil.length; i++) if (waitUntil[i] instanceof SafePromise) await waitUntil[i];
+    } catch (thrown) {
+      return failure(describeThrown(thrown));
+    }
+    return result;
+  }
+
+  /** A stream body: sent chunk by chunk when the host can take it (WireRequest.stream), else drained here, bounded. */
+  async function finishStream(parts: ResponseParts, waitUntil: unknown[], stream: boolean): Promise<GuestResult<WireResponse>> {
+    try {
       const respond = options.respond;
-      if (parts.stream !== null && wire.stream === true && respond !== undefined) {
+      if (stream && respond !== undefined) {
         // Streamed to the client as it is produced: the host checks and writes the head, then each chunk.
         const opened = await respond.head({ status: parts.status, statusText: parts.statusText, headers: parts.headers });
         if (!opened.ok) return failure(guestError('ERR_FN_BAD_RESPONSE', opened.error.message));
         try {
-          await pumpStream(parts.stream, options.maxBodyBytes, async (bytes) => {
+          await pumpStream(parts.stream!, options.maxBodyBytes, async (bytes) => {
             const wrote = await respond.write(bytes);
             return wrote.ok ? null : wrote.error.message;
           });
@@ -162,19 +242,17 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
         for (let i = 0; i < waitUntil.length; i++) if (waitUntil[i] instanceof SafePromise) await waitUntil[i];
         return success({ status: parts.status, statusText: parts.statusText, headers: parts.headers, body: null, streamed: true });
       }
-      if (parts.stream !== null) {
-        // A streamed body is drained here, bounded, chunk by chunk (see web/streams.ts).
-        try {
-          body = (await drainStream(parts.stream, options.maxBodyBytes)).bytes;
-        } catch (thrown) {
-          if (thrown instanceof BodyDrainError) {
-            const message = thrown.tooLarge ? `response body exceeds ${options.maxBodyBytes} bytes` : thrown.message;
-            return failure(guestError('ERR_FN_BAD_RESPONSE', message));
-          }
-          return failure(describeThrown(thrown));
+      let body: Uint8Array;
+      try {
+        body = (await drainStream(parts.stream!, options.maxBodyBytes)).bytes;
+      } catch (thrown) {
+        if (thrown instanceof BodyDrainError) {
+          const message = thrown.tooLarge ? `response body exceeds ${options.maxBodyBytes} bytes` : thrown.message;
+          return failure(guestError('ERR_FN_BAD_RESPONSE', message));
         }
+        return failure(describeThrown(thrown));
       }
-      if (body !== null && byteLengthOf(body) > options.maxBodyBytes) {
+      if (byteLengthOf(body) > options.maxBodyBytes) {
         return failure(guestError('ERR_FN_BAD_RESPONSE', `response body exceeds ${options.maxBodyBytes} bytes`));
       }
       for (let i = 0; i < waitUntil.length; i++) if (waitUntil[i] instanceof SafePromise) await waitUntil[i];
@@ -341,5 +419,5 @@ export function createDispatcher(global: typeof globalThis, options: DispatchOpt
     return success(result);
   }
 
-  return { load, install, dispatchFetch, dispatchBatch };
+  return { load, install, warm, dispatchFetch, fetchFromHost, dispatchBatch };
 }

@@ -27,6 +27,7 @@ export function warmup(global: typeof globalThis): void {
     },
   });
   void dispatcher.dispatchFetch({ method: 'GET', url: 'http://warm.up/', headers: [['x-warm', 'up']], body: null });
+  void dispatcher.fetchFromHost('GET', 'http://warm.up/', 'x-warm\nup', null, false);
   void dispatcher.dispatchBatch({
     records: [{ key: 'k', value: 'v', headers: {}, offset: 0, timestamp: 0 }],
     state: { namespace: 'warmup', partition: 0, epoch: 0, snapshot: [] },

@@ -38,8 +38,17 @@ export function newBudget(limits: FunctionLimits, async: boolean): Budget {
  * discarded; whoever ran the invocation re-runs it asynchronously. Never leaves the host.
  */
 export class SliceExpired extends Error {
-  constructor() {
+  /**
+   * Whether the attempt used at least half its slice in CPU time: the function itself is slow, and
+   * its later calls start asynchronously. Otherwise the host thread was kept off the CPU (a
+   * loaded machine, a GC pause) and only this call re-runs: one descheduling must not put a fast
+   * function on asynchronous entries (≈60 µs each) for the life of the host.
+   */
+  readonly busy: boolean;
+
+  constructor(busy: boolean) {
     super(`a synchronous entry ran longer than ${SYNC_SLICE_MS} ms`);
     this.name = 'SliceExpired';
+    this.busy = busy;
   }
 }

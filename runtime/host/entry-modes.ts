@@ -15,6 +15,8 @@ export class EntryModes {
   private readonly slow = new LRUCache<string, Set<EntryKind>>({ max: REMEMBERED_VERSIONS });
 
   isAsync(spec: Pick<FunctionSpec, 'name' | 'sha256'>, kind: EntryKind): boolean {
+    // Asked on every call; most hosts never see a slow version, and then no key is built.
+    if (this.slow.size === 0) return false;
     return this.slow.get(versionOf(spec))?.has(kind) ?? false;
   }
 

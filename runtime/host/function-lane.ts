@@ -162,8 +162,9 @@ export class FunctionLane {
     if (ok) {
       call.resolve({ value: outcome as never, coldStart });
     } else if (outcome instanceof SliceExpired) {
-      // Its isolate is gone; the call runs again from scratch, asynchronously, before the calls queued behind it.
-      this.host.sliceExpired(this.spec);
+      // Its isolate is gone; the call runs again from scratch, asynchronously, before the calls
+      // queued behind it. Later calls start asynchronously only if this one was busy on the CPU.
+      if (outcome.busy) this.host.sliceExpired(this.spec);
       call.logs.length = 0;
       call.coldStart = coldStart;
       call.budget!.async = true;

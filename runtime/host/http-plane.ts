@@ -18,7 +18,7 @@ import type { Socket } from 'node:net';
 import { BodyBudget, nodeBodySource, readChunks, type BodyLimits } from '../../api/body.ts';
 import { renderError } from '../../api/errors.ts';
 import { httpServerOptions } from '../../api/http-options.ts';
-import { checkResponseHead, invokeTarget, isForwarded, NO_BODY_METHODS, tokenMatcher, wireRequest, type ResponseHead, type TokenMatcher } from '../../api/invoke-semantics.ts';
+import { checkResponseHead, invokeTarget, isForwarded, NO_BODY_METHODS, plainUrlParts, tokenMatcher, wireRequest, type ResponseHead, type TokenMatcher, type UrlParts } from '../../api/invoke-semantics.ts';
 import { TributaryError } from '../errors.ts';
 import type { FunctionSpec } from '../function-spec.ts';
 import type { WireResponse } from '../guest/wire.ts';
@@ -142,22 +142,25 @@ export class HttpPlane {
   }
 
   /** The route of an invoke this host serves, or null (proxied). */
-  private route(req: IncomingMessage): { spec: FunctionSpec; url: URL; name: string; rest: string } | null {
+  private route(req: IncomingMessage): { spec: FunctionSpec; url: UrlParts; name: string; rest: string } | null {
     const path = req.url;
     const host = req.headers.host;
     if (path === undefined || path[0] !== '/' || host === undefined || !PLAIN_HOST.test(host)) return null;
-    let url: URL;
-    try {
-      url = new URL(`http://${host}${path}`);
-    } catch {
-      return null;
+    // Most requests are already in URL's serialized form: no URL object for them.
+    let url = plainUrlParts(host, path);
+    if (url === null) {
+      try {
+        url = new URL(`http://${host}${path}`);
+      } catch {
+        return null;
+      }
     }
     const target = invokeTarget(url.pathname);
     const spec = target === null ? undefined : this.routes.get(target.name);
     return spec === undefined ? null : { spec, url, name: target!.name, rest: target!.rest };
   }
 
-  private async invoke(spec: FunctionSpec, url: URL, name: string, rest: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async invoke(spec: FunctionSpec, url: UrlParts, name: string, rest: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const started = performance.now();
     const method = req.method ?? 'GET';
     const headers: [string, string][] = [];
@@ -174,8 +177,11 @@ export class HttpPlane {
     const logs: LogLine[] = [];
     let outcome = 'ok';
     let coldStart = false;
+    this.pool.callStarted();
     try {
-      const ran = await this.pool.track(this.pool.run(spec, 'fetch', wire, logs, body?.byteLength ?? 0, sink));
+      // Most calls finish within runNow: no promise to wait for.
+      const running = this.pool.runNow(spec, 'fetch', wire, logs, body?.byteLength ?? 0, sink);
+      const ran = running instanceof Promise ? await running : running;
       coldStart = ran.coldStart;
       if (ran.value.streamed === true && sink.committed) sink.end();
       else this.respond(res, ran.value);
@@ -185,6 +191,7 @@ export class HttpPlane {
       outcome = failure instanceof TributaryError ? failure.code : 'ERR_INTERNAL';
       this.fail(res, failure);
     } finally {
+      this.pool.callEnded();
       this.telemetry.record(spec.name, spec.version, outcome, (performance.now() - started) / 1000, coldStart, logs);
     }
   }

@@ -96,6 +96,8 @@ export class IsolatePool implements LaneHost {
       this.lanes.set(key, lane);
     }
     lane.adopt(instance);
+    // A deploy's first call follows at once: the refill waits for it (see refill).
+    this.lastActive = performance.now();
     return instance.shape;
   }
 
@@ -105,9 +107,39 @@ export class IsolatePool implements LaneHost {
    */
   run<Op extends EntryOp>(spec: FunctionSpec, op: Op, payload: EntryPayload<Op>, logs: LogLine[], bytes: number, sink?: ResponseSink): Promise<Ran<Op>> {
     const lane = this.laneFor(spec);
+    this.lastActive = performance.now();
     return new Promise<Ran<Op>>((resolve, reject) => {
       lane.submit({ op, payload, logs, bytes, budget: null, coldStart: false, sink, resolve: resolve as (outcome: Ran<EntryOp>) => void, reject });
     });
+  }
+
+  /**
+   * `run` without a promise when the call finishes at once (an idle instance, a synchronous
+   * handler: the common invoke); otherwise a promise of the same. Throws ERR_OVERLOADED at once
+   * when the function's queue on this host is full.
+   */
+  runNow<Op extends EntryOp>(spec: FunctionSpec, op: Op, payload: EntryPayload<Op>, logs: LogLine[], bytes: number, sink?: ResponseSink): Ran<Op> | Promise<Ran<Op>> {
+    const lane = this.laneFor(spec);
+    this.lastActive = performance.now();
+    let later: { resolve(outcome: Ran<Op>): void; reject(error: unknown): void } | null = null;
+    const early: { settled: { ok: true; outcome: Ran<Op> } | { ok: false; error: unknown } | null } = { settled: null };
+    lane.submit({
+      op,
+      payload,
+      logs,
+      bytes,
+      budget: null,
+      coldStart: false,
+      sink,
+      resolve: (outcome) => (later === null ? (early.settled = { ok: true, outcome: outcome as Ran<Op> }) : later.resolve(outcome as Ran<Op>)),
+      reject: (error) => (later === null ? (early.settled = { ok: false, error }) : later.reject(error)),
+    });
+    const now = early.settled;
+    if (now !== null) {
+      if (!now.ok) throw now.error;
+      return now.outcome;
+    }
+    return new Promise<Ran<Op>>((resolve, reject) => (later = { resolve, reject }));
   }
 
   private laneFor(spec: FunctionSpec): FunctionLane {
@@ -141,8 +173,8 @@ export class IsolatePool implements LaneHost {
 
   /**
    * Loads `code` into a slot. A top level that outlives its synchronous slice is evaluated again
-   * in a fresh slot, asynchronously, with the rest of its budget (and this version's later loads
-   * start asynchronously).
+   * in a fresh slot, asynchronously, with the rest of its budget (and, when it was busy on the CPU
+   * rather than kept off it, this version's later loads start asynchronously).
    */
   private async loadFrom(spec: FunctionSpec, code: string | Uint8Array): Promise<FunctionInstance> {
     const budget = newBudget(spec, this.modes.isAsync(spec, 'load'));
@@ -158,7 +190,7 @@ export class IsolatePool implements LaneHost {
       } catch (error) {
         slot.dispose();
         if (!(error instanceof SliceExpired) || budget.async) throw error;
-        this.modes.markAsync(spec, 'load');
+        if (error.busy) this.modes.markAsync(spec, 'load');
         budget.async = true;
       }
     }
@@ -276,11 +308,18 @@ export class IsolatePool implements LaneHost {
 
   /** Marks a call running on this host (refill waits for none). */
   track<T>(work: Promise<T>): Promise<T> {
+    this.callStarted();
+    return work.finally(() => this.callEnded());
+  }
+
+  /** `track` for a caller that knows when its call ends (no promise per call): one callEnded per callStarted. */
+  callStarted(): void {
     this.active++;
-    return work.finally(() => {
-      this.active--;
-      this.lastActive = performance.now();
-    });
+  }
+
+  callEnded(): void {
+    this.active--;
+    this.lastActive = performance.now();
   }
 
   close(): void {

@@ -22,7 +22,7 @@ import { ZlibStreams } from './compression.ts';
 import { cacheOutcome } from './response-cache.ts';
 import { chargeHostOpBytes, payloadBytes, releaseHostOpBytes } from './op-bytes.ts';
 import { checkFetchRequest, currentEgressPolicy, egressFetch, EgressError } from './egress.ts';
-import type { GuestResult } from '../guest/wire.ts';
+import type { GuestResult, WireRequest, WireResponse } from '../guest/wire.ts';
 import { newBudget, SliceExpired, SYNC_SLICE_MS, type Budget } from './budget.ts';
 import * as bindings from './host-bindings.ts';
 import type { BindingSink, LogLevel } from './host-bindings.ts';
@@ -57,7 +57,7 @@ interface Invocation {
   cpuTimer: NodeJS.Timeout | undefined;
 }
 
-type GuestEntry = 'load' | 'loadWasm' | 'start' | 'fireTimer' | 'completeOp' | 'warmup';
+type GuestEntry = 'load' | 'loadWasm' | 'start' | 'fetch' | 'take' | 'fireTimer' | 'completeOp' | 'warmup';
 type AsyncEntry = 'fetch' | 'process';
 
 /** Entries an `invoke` body may make; each runs in the invocation's mode and returns its value or a promise of it. */
@@ -111,6 +111,74 @@ export function setBucketRpc(rpc: BucketRpc): void {
 
 function sinkOutcome(failure: string | null): unknown {
   return failure === null ? { ok: true, value: null } : { ok: false, error: { name: 'TypeError', message: failure } };
+}
+
+/**
+ * A WireRequest as the guest's `fetch` entry takes it: headers joined as `name\nvalue\n…`
+ * (guest/web/headers.ts headersFromHost). The HTTP parsers that produced them never let a CR or
+ * LF into a name or value; a pair that has one anyway is left out rather than split wrongly.
+ */
+function fetchArgs(callId: number, wire: WireRequest, poll: boolean): unknown[] {
+  let joined = '';
+  const headers = wire.headers;
+  for (let i = 0; i < headers.length; i++) {
+    const name = headers[i][0];
+    const value = headers[i][1];
+    if (name.includes('\n') || value.includes('\n')) continue;
+    joined = joined === '' ? `${name}\n${value}` : `${joined}\n${name}\n${value}`;
+  }
+  // A view into a larger buffer (Node pools small Buffers) is copied out: the isolate gets its bytes and nothing beside them.
+  const body = wire.body;
+  const exact = body === null || (body.byteOffset === 0 && body.byteLength === body.buffer.byteLength) ? body : new Uint8Array(body);
+  return [callId, wire.method, wire.url, joined, exact, wire.stream === true, poll];
+}
+
+/**
+ * The guest's fetch result (guest/bootstrap.ts encodeFetchResult: one string or one flat array)
+ * as a GuestResult; anything else (a failure, a batch result) as it came. Values are the
+ * guest's: checkResponseHead checks them, and a string that does not parse is a bad response.
+ */
+function decodeFetchResult(result: unknown): GuestResult<unknown> {
+  if (typeof result === 'string') return decodeFetchText(result);
+  if (!Array.isArray(result)) return result as GuestResult<unknown>;
+  const headers: [string, string][] = [];
+  for (let i = 4; i + 1 < result.length; i += 2) headers.push([result[i], result[i + 1]]);
+  const body = result[2] instanceof Uint8Array ? result[2] : null;
+  const value: WireResponse = { status: result[0], statusText: result[1], headers, body };
+  if (result[3] === true) value.streamed = true;
+  return { ok: true, value };
+}
+
+const MALFORMED_RESULT: GuestResult<unknown> = { ok: false, error: { code: 'ERR_FN_BAD_RESPONSE', message: 'the function returned a malformed response' } };
+
+function decodeFetchText(text: string): GuestResult<unknown> {
+  let at = text.indexOf('\n');
+  const statusEnd = at;
+  const statusTextEnd = (at = text.indexOf('\n', at + 1));
+  if (statusEnd < 0 || statusTextEnd < 0) return MALFORMED_RESULT;
+  let countEnd = text.indexOf('\n', at + 1);
+  if (countEnd < 0) countEnd = text.length;
+  const count = Number(text.slice(statusTextEnd + 1, countEnd));
+  if (!Number.isSafeInteger(count) || count < 0) return MALFORMED_RESULT;
+  const headers: [string, string][] = [];
+  at = countEnd;
+  for (let i = 0; i < count; i++) {
+    const nameEnd = text.indexOf('\n', at + 1);
+    if (nameEnd < 0) return MALFORMED_RESULT;
+    let valueEnd = text.indexOf('\n', nameEnd + 1);
+    if (valueEnd < 0) valueEnd = text.length;
+    headers.push([text.slice(at + 1, nameEnd), text.slice(nameEnd + 1, valueEnd)]);
+    at = valueEnd;
+  }
+  let body: Uint8Array | null = null;
+  if (text[0] === 'b') {
+    // Its own buffer, not a slice of Node's pool: the bytes may be serialized onward (to the control plane).
+    const latin1 = at < text.length ? text.slice(at + 1) : '';
+    const bytes = Buffer.allocUnsafeSlow(latin1.length);
+    bytes.write(latin1, 'latin1');
+    body = bytes;
+  }
+  return { ok: true, value: { status: Number(text.slice(1, statusEnd)), statusText: text.slice(statusEnd + 1, statusTextEnd), headers, body } satisfies WireResponse };
 }
 
 /** V8 code cache for the bootstrap bundle: produced once per host process, by us. */
@@ -208,7 +276,7 @@ export class IsolateSlot implements BindingSink {
         { result: { reference: true } },
       )) as ivm.Reference;
       const guest = {} as Record<GuestEntry, ivm.Reference>;
-      for (const name of ['load', 'loadWasm', 'start', 'fireTimer', 'completeOp', 'warmup'] as const) {
+      for (const name of ['load', 'loadWasm', 'start', 'fetch', 'take', 'fireTimer', 'completeOp', 'warmup'] as const) {
         guest[name] = api.getSync(name, { reference: true }) as ivm.Reference;
       }
       api.release();
@@ -268,19 +336,34 @@ export class IsolateSlot implements BindingSink {
   runEntry(fn: AsyncEntry, payload: unknown, budget: Budget): GuestResult<unknown> | Promise<GuestResult<unknown>> {
     const invocation = this.begin(budget, true);
     const callId = this.nextCallId++;
-    this.calls.set(callId, (result) => this.settled(invocation, result));
-    const args = [callId, fn, payload];
+    const settle = (result: GuestResult<unknown>) => this.settled(invocation, result);
+    // A synchronous fetch settles through its return value or `take`; only one still pending afterwards needs a settle callback.
+    if (budget.async || fn !== 'fetch') this.calls.set(callId, settle);
     if (budget.async) {
       const done = this.pending(invocation);
-      this.enterAsync(invocation, (timeout) => this.guest.start.apply(undefined, args, { arguments: { copy: true }, timeout })).catch((failure: unknown) =>
-        this.fail(invocation, failure),
-      );
+      const args = fn === 'fetch' ? fetchArgs(callId, payload as WireRequest, false) : [callId, fn, payload];
+      const entry = fn === 'fetch' ? this.guest.fetch : this.guest.start;
+      this.enterAsync(invocation, (timeout) => entry.apply(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout }))
+        .then((returned) => returned !== undefined && this.settled(invocation, decodeFetchResult(returned)))
+        .catch((failure: unknown) => this.fail(invocation, failure));
       return done;
     }
     const remainingMs = invocation.deadline - performance.now();
     const sliced = remainingMs > SYNC_SLICE_MS;
+    const timeout = sliced ? SYNC_SLICE_MS : Math.max(1, Math.ceil(remainingMs));
     try {
-      this.guest.start.applySync(undefined, args, { arguments: { copy: true }, timeout: sliced ? SYNC_SLICE_MS : Math.max(1, Math.ceil(remainingMs)) });
+      if (fn === 'fetch') {
+        // Arguments are strings, a boolean or bytes: each copied as is, with no object graph to serialize.
+        const args = fetchArgs(callId, payload as WireRequest, true);
+        let returned: unknown =
+          args[4] === null ? this.guest.fetch.applySync(undefined, args as ivm.Transferable[], { result: { copy: true }, timeout })
+          : this.guest.fetch.applySync(undefined, args, { arguments: { copy: true }, result: { copy: true }, timeout });
+        if (returned === undefined) returned = this.guest.take.applySync(undefined, [], { result: { copy: true }, timeout });
+        if (returned !== undefined) this.settled(invocation, decodeFetchResult(returned));
+        else this.calls.set(callId, settle);
+      } else {
+        this.guest.start.applySync(undefined, [callId, fn, payload], { arguments: { copy: true }, timeout });
+      }
       this.checkCpu(invocation);
     } catch (error) {
       const failure = this.classify(error, invocation, sliced);
@@ -421,7 +504,8 @@ export class IsolateSlot implements BindingSink {
   private classify(error: unknown, invocation: Invocation, sliced: boolean): Failure {
     const failure = this.asFailure(error, invocation);
     if (sliced && failure instanceof TributaryError && failure.code === 'ERR_FN_TIMEOUT' && !(error instanceof TributaryError)) {
-      return this.cpuUsedMs(invocation) >= invocation.budget.cpuLimitMs ? cpuLimitError(invocation.budget.cpuLimitMs) : new SliceExpired();
+      const usedMs = this.cpuUsedMs(invocation);
+      return usedMs >= invocation.budget.cpuLimitMs ? cpuLimitError(invocation.budget.cpuLimitMs) : new SliceExpired(usedMs - invocation.carriedCpuMs >= SYNC_SLICE_MS / 2);
     }
     return failure;
   }
@@ -471,7 +555,7 @@ export class IsolateSlot implements BindingSink {
     const resolve = this.calls.get(callId);
     if (!resolve) return;
     this.calls.delete(callId);
-    resolve(result as GuestResult<unknown>);
+    resolve(decodeFetchResult(result));
   }
 
   log(level: LogLevel, line: string): void {

@@ -13,6 +13,8 @@ import {
   ReflectApply,
   SafeTypeError,
   StringPrototypeCharCodeAt,
+  StringPrototypeIndexOf,
+  StringPrototypeSlice,
   StringPrototypeToLowerCase,
   SymbolIterator,
 } from '../primordials.ts';
@@ -44,6 +46,8 @@ export let setHeadersGuard: (headers: Headers, guard: HeadersGuard) => void;
 export let copyHeaders: (headers: Headers) => Headers;
 /** "Sort and combine" as fresh `[name, value]` pairs. */
 export let sortedHeaderPairs: (headers: Headers) => Pair[];
+/** Request headers from the host, `name\nvalue` pairs joined by `\n`; parsed when first read. */
+export let headersFromHost: (joined: string) => Headers;
 /**
  * Characters of every entry's name and value, plus 4 per entry (`: ` and CRLF): an upper bound
  * on the combined form, computed without sorting or copying anything.
@@ -52,13 +56,18 @@ export let headerBytes: (headers: Headers) => number;
 
 export class Headers {
   #list: Entry[] = [];
+  /**
+   * Request headers as the host sent them (`name\nvalue\n…`, names lowercased), parsed into
+   * `#list` on first use: a handler that never reads its headers never pays for them.
+   */
+  #pending: string | null = null;
   #guard: HeadersGuard = 'none';
   /** Sorted-and-combined view, rebuilt lazily after each change. */
   #sorted: Pair[] | null = null;
 
   static {
     isHeaders = (value): value is Headers => typeof value === 'object' && value !== null && #list in value;
-    entriesOf = (headers) => headers.#list;
+    entriesOf = (headers) => headers.#entries();
     appendHeader = (headers, name, value) => headers.#append(name, value);
     getHeader = (headers, name) => headers.#get(validName(name));
     setHeadersGuard = (headers, guard) => {
@@ -66,16 +75,21 @@ export class Headers {
     };
     copyHeaders = (headers) => {
       const copy = new Headers();
-      const list = headers.#list;
+      const list = headers.#entries();
       for (let i = 0; i < list.length; i++) ArrayPrototypePush(copy.#list, list[i]);
       copy.#guard = headers.#guard;
       return copy;
     };
     headerBytes = (headers) => {
-      const list = headers.#list;
+      const list = headers.#entries();
       let total = 0;
       for (let i = 0; i < list.length; i++) total += list[i].name.length + list[i].value.length + 4;
       return total;
+    };
+    headersFromHost = (joined) => {
+      const headers = new Headers();
+      if (joined !== '') headers.#pending = joined;
+      return headers;
     };
     sortedHeaderPairs = (headers) => {
       const pairs = headers.#sortedPairs();
@@ -96,7 +110,7 @@ export class Headers {
   delete(name: string): void {
     const key = validName(name);
     this.#checkMutable();
-    const list = this.#list;
+    const list = this.#entries();
     for (let i = list.length - 1; i >= 0; i--) if (list[i].name === key) ArrayPrototypeSplice(list, i, 1);
     this.#sorted = null;
   }
@@ -106,7 +120,7 @@ export class Headers {
   }
 
   getSetCookie(): string[] {
-    const list = this.#list;
+    const list = this.#entries();
     const values: string[] = [];
     for (let i = 0; i < list.length; i++) if (list[i].name === 'set-cookie') ArrayPrototypePush(values, list[i].value);
     return values;
@@ -115,7 +129,7 @@ export class Headers {
   /** Workers' non-standard `getAll`, which it allows for Set-Cookie only (TypeError for any other name). */
   getAll(name: string): string[] {
     if (validName(name) !== 'set-cookie') throw new SafeTypeError('getAll() can only be used with the header name "Set-Cookie".');
-    const list = this.#list;
+    const list = this.#entries();
     const values: string[] = [];
     for (let i = 0; i < list.length; i++) if (list[i].name === 'set-cookie') ArrayPrototypePush(values, list[i].value);
     return values;
@@ -123,7 +137,7 @@ export class Headers {
 
   has(name: string): boolean {
     const key = validName(name);
-    const list = this.#list;
+    const list = this.#entries();
     for (let i = 0; i < list.length; i++) if (list[i].name === key) return true;
     return false;
   }
@@ -132,7 +146,7 @@ export class Headers {
   set(name: string, value: string): void {
     const entry = validate(name, value);
     this.#checkMutable();
-    const list = this.#list;
+    const list = this.#entries();
     let found = false;
     for (let i = 0; i < list.length; i++) {
       if (list[i].name !== entry.name) continue;
@@ -178,12 +192,36 @@ export class Headers {
   #append(name: unknown, value: unknown): void {
     const entry = validate(name, value);
     this.#checkMutable();
-    ArrayPrototypePush(this.#list, entry);
+    ArrayPrototypePush(this.#entries(), entry);
     this.#sorted = null;
   }
 
-  #get(key: string): string | null {
+  #entries(): Entry[] {
+    if (this.#pending !== null) this.#parsePending();
+    return this.#list;
+  }
+
+  /** Each pair is validated as `append` would; one the grammar refuses is dropped (the host's parser let it through). */
+  #parsePending(): void {
+    const joined = this.#pending as string;
+    this.#pending = null;
     const list = this.#list;
+    for (let start = 0; start < joined.length; ) {
+      const split = StringPrototypeIndexOf(joined, '\n', start);
+      if (split < 0) break;
+      let end = StringPrototypeIndexOf(joined, '\n', split + 1);
+      if (end < 0) end = joined.length;
+      try {
+        ArrayPrototypePush(list, validate(StringPrototypeSlice(joined, start, split), StringPrototypeSlice(joined, split + 1, end)));
+      } catch {
+        // Not a header `Headers` can hold: the function never sees it, as fetch() drops such response headers.
+      }
+      start = end + 1;
+    }
+  }
+
+  #get(key: string): string | null {
+    const list = this.#entries();
     let combined: string | null = null;
     for (let i = 0; i < list.length; i++) {
       if (list[i].name === key) combined = combined === null ? list[i].value : `${combined}, ${list[i].value}`;
@@ -205,7 +243,7 @@ export class Headers {
 
   #sortedPairs(): Pair[] {
     if (this.#sorted !== null) return this.#sorted;
-    const list = this.#list;
+    const list = this.#entries();
     const names: string[] = [];
     for (let i = 0; i < list.length; i++) ArrayPrototypePush(names, list[i].name);
     ArrayPrototypeSort(names, compareNames);

@@ -7,7 +7,7 @@ import { ObjectFreeze, SafeTypeError, StringPrototypeToUpperCase } from '../prim
 import { Body, extractBody } from './body.ts';
 import { neverAbortedSignal } from './events.ts';
 import type { ReadableStream } from './streams.ts';
-import { appendHeader, copyHeaders, fillHeaders, getHeader, Headers, sortedHeaderPairs } from './headers.ts';
+import { appendHeader, copyHeaders, fillHeaders, getHeader, Headers, headersFromHost, sortedHeaderPairs } from './headers.ts';
 import { isToken } from './http-grammar.ts';
 import { INSPECT } from './inspect.ts';
 import { parseUrl } from './url.ts';
@@ -34,6 +34,17 @@ const FORBIDDEN_METHODS = ['CONNECT', 'TRACE', 'TRACK'];
 /** Method, URL, headers and body of a request, for the platform's outbound fetch (marks the body used). */
 export let requestParts: (request: Request) => { method: string; url: string; headers: [string, string][]; body: Body };
 export let isRequest: (value: unknown) => value is Request;
+/**
+ * The Request a `fetch` handler receives, from what the host parsed: `url` is already a
+ * normalized absolute href (the host's WHATWG URL parser produced it), `headers` is
+ * headersFromHost's joined form, parsed when first read. No boundary crossing to re-parse the URL.
+ */
+export function requestFromHost(method: string, url: string, headers: string, body: Uint8Array | null): Request {
+  const normalized = normalizeMethod(method);
+  if (body !== null && (normalized === 'GET' || normalized === 'HEAD')) throw new SafeTypeError(`Request with ${normalized} method cannot have a body`);
+  const state: RequestState = { method: normalized, url, headers: headersFromHost(headers), body: new Body(body) };
+  return new Request(INTERNAL as unknown as string, state as unknown as RequestInit);
+}
 
 const NO_EDGE_METADATA: object = ObjectFreeze({});
 
