@@ -57,7 +57,7 @@ it('two publishers on one stream: a contiguous manifest, each record in exactly 
   expect(values.slice().sort((x, y) => x - y)).toEqual(Array.from({ length: total }, (_, i) => i));
   // Every entry was won by exactly one of them (the other adopted it).
   expect(a.status().files + b.status().files).toBe(out.entries.length);
-  // A third publisher's recovery removes any object a loser left between its PUT and its create.
+  // A third publisher finds nothing to do, and no object a loser PUT is left beside the published ones.
   const c = make(100);
   c.start();
   await waitFor(() => c.status().published >= total, 30_000, 'recovery');

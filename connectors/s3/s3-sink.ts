@@ -14,11 +14,14 @@
  *            `_manifest/<stream>/<from>.json` with `If-None-Match: *`. That conditional create is
  *            the commit: entries are contiguous (the next starts at `to + 1`), and only one entry
  *            can ever exist for an offset, so no record can be in two published files.
- *   recover  on start the position is the last manifest entry's `to + 1`; data objects past it
- *            are orphans of a publish that crashed before its commit, and are deleted. If a
- *            create loses to an entry already there (a publisher that crashed after its commit
- *            but before it moved on), the existing entry wins and our object, if named
- *            differently, is deleted.
+ *   recover  on start the position is the last manifest entry's `to + 1`. If a create loses to
+ *            an entry already there (a publisher that crashed after its commit but before it moved
+ *            on, or one still running beside us), the existing entry wins. Either way, once the
+ *            entry for `from` exists, every other data object starting at `from` can never be
+ *            published, and is deleted: a loser's, or the leftover of a publish that crashed
+ *            between its PUT and its create (the next publish from that position has the same
+ *            `from`). Nothing else is ever deleted, so a publisher starting beside a live one
+ *            cannot remove an object the other is about to commit.
  * Why not S3 writes inside the batch's commit: S3 cannot join the log's transaction, and an
  * outage would stall every node upstream; here the sink log absorbs it (bounded by the sink's
  * retention) and the graph keeps running. The price: files appear up to one roll interval (plus
@@ -26,8 +29,8 @@
  *
  * A reader follows the manifest: list `<prefix>_manifest/<stream>/` in key order (offsets are
  * zero-padded), read each entry `{file, from, to, records, bytes, format}`, and read `file`.
- * Objects not named by an entry are not published (a crashed publish's leftovers, deleted at the
- * next start). `<stream>` is `<log-scope>.<incarnation>`: one per embedded log and incarnation of
+ * Objects not named by an entry are not published (a crashed publish's leftovers, deleted once
+ * their offset is published). `<stream>` is `<log-scope>.<incarnation>`: one per embedded log and incarnation of
  * the graph's name, since a re-created graph's sink log starts again at offset 0.
  *
  * Buffers are bounded: one file in memory (≤ rollBytes, ≤ rollRecords), reads of ≤ 1000 records.
@@ -206,7 +209,7 @@ export class S3SinkPublisher {
     this.wait = null;
   }
 
-  /** The position from the manifest; orphans of a crashed publish deleted. */
+  /** The position from the manifest. */
   private async recover(): Promise<void> {
     const entries = await this.bucket.list(manifestPrefix(this.config, this.options.stream));
     let position = 0;
@@ -215,9 +218,6 @@ export class S3SinkPublisher {
       position = last.to + 1;
     }
     this.files = entries.length;
-    const data = dataPrefix(this.config, this.options.stream);
-    const orphans = await this.bucket.list(data, `${data}${pad(position)}`);
-    if (orphans.length > 0) await this.bucket.delete(orphans);
     this.position = position;
   }
 
@@ -286,15 +286,16 @@ export class S3SinkPublisher {
     await this.bucket.put(file, body, this.config.format === 'csv' ? 'text/csv' : 'application/x-ndjson');
     const entry: ManifestEntry = { version: 1, file, from, to, records, bytes: Buffer.byteLength(body), format: this.config.format, createdAt: new Date().toISOString() };
     const entryKey = `${manifestPrefix(this.config, stream)}${pad(from)}.json`;
-    if (await this.bucket.putIfAbsent(entryKey, JSON.stringify(entry))) {
-      this.position = to + 1;
+    const won = await this.bucket.putIfAbsent(entryKey, JSON.stringify(entry));
+    // Committed before by a publisher that did not move on (or runs beside us): its entry wins.
+    const committed = won ? entry : await this.readEntry(entryKey);
+    const startingHere = `${dataPrefix(this.config, stream)}${pad(from)}-`;
+    const losers = (await this.bucket.list(startingHere)).filter((key) => key !== committed.file);
+    if (losers.length > 0) await this.bucket.delete(losers);
+    this.position = committed.to + 1;
+    if (won) {
       this.files++;
       this.options.onPublished?.(entry);
-      return;
     }
-    // Committed before by a publisher that did not move on: its entry wins.
-    const existing = await this.readEntry(entryKey);
-    if (existing.file !== file) await this.bucket.delete([file]);
-    this.position = existing.to + 1;
   }
 }
