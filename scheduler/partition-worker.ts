@@ -52,7 +52,7 @@ import type { GraphFaults } from './graph-faults.ts';
 import type { Delivery, EdgeSpec, NodeSpec } from './graph-spec.ts';
 import type { NodeStats } from './node-stats.ts';
 import type { TimerSchedule } from './timer-schedule.ts';
-import { INGESTED_HEADER, WATERMARK_HEADER, readEventTime, type NodeWatermarks } from './watermarks.ts';
+import { INGESTED_HEADER, MARKER_HEADER, WATERMARK_HEADER, readEventTime, type NodeWatermarks } from './watermarks.ts';
 import type { EventTimeSpec } from './graph-spec.ts';
 import type { Topology } from './topology.ts';
 
@@ -160,6 +160,8 @@ export class PartitionWorker {
   private timerError: string | null = null;
   /** A timer batch ran last: records get the next turn. */
   private timersRanLast = false;
+  /** The highest watermark this worker's outputs have carried to every partition downstream (markers). */
+  private broadcast = -Infinity;
   /** Set when the edge comes from a source with event time: this worker derives its partition's watermark. */
   private readonly source: { spec: EventTimeSpec; kafka: boolean; origin: string } | undefined;
 
@@ -289,7 +291,7 @@ export class PartitionWorker {
    * highest event time less the out-of-orderness; otherwise each record's header), the partition's
    * watermark before and after them, and the records late against it (when the node asks).
    */
-  private observeWatermarks(records: StoredRecord[]): { records: StoredRecord[]; before: number | null; watermark: number | null; late: Set<StoredRecord> } {
+  private observeWatermarks(records: StoredRecord[]): { records: StoredRecord[]; before: number | null; watermark: number | null; late: Set<StoredRecord>; markers: Set<StoredRecord> } {
     const marks = this.ctx.watermarks!;
     const now = Date.now();
     const before = marks.of(this.partition, now);
@@ -309,13 +311,18 @@ export class PartitionWorker {
       let highest = -Infinity;
       for (const r of records) if (r.decodeError === undefined && r.timestamp > highest) highest = r.timestamp;
       marks.observe(this.partition, source.origin, highest - (source.spec.outOfOrdernessMs ?? 0), now);
-    } else {
-      for (const r of records) marks.observeHeader(this.partition, r.headers?.[WATERMARK_HEADER], now);
+    }
+    const markers = new Set<StoredRecord>();
+    if (source === undefined) {
+      for (const r of records) {
+        marks.observeHeader(this.partition, r.headers?.[WATERMARK_HEADER], now);
+        if (r.headers?.[MARKER_HEADER] !== undefined) markers.add(r);
+      }
     }
     const late = new Set<StoredRecord>();
     const allowed = this.ctx.node.late?.allowedMs;
-    if (allowed !== undefined && before !== null) for (const r of records) if (r.decodeError === undefined && r.timestamp < before - allowed) late.add(r);
-    return { records, before, watermark: marks.of(this.partition, now), late };
+    if (allowed !== undefined && before !== null) for (const r of records) if (r.decodeError === undefined && !markers.has(r) && r.timestamp < before - allowed) late.add(r);
+    return { records, before, watermark: marks.of(this.partition, now), late, markers };
   }
 
   /** The headers of a node's outputs: its partition's watermark, and the arrival of what they came from. */
@@ -339,7 +346,7 @@ export class PartitionWorker {
     const end = records[records.length - 1].offset + 1;
     const timed = this.ctx.watermarks === null ? null : this.observeWatermarks(records);
     if (timed !== null) records = timed.records;
-    const runnable = records.filter((r) => r.decodeError === undefined && !timed?.late.has(r));
+    const runnable = timed === null ? records.filter((r) => r.decodeError === undefined) : records.filter((r) => r.decodeError === undefined && !timed.late.has(r) && !timed.markers.has(r));
     const watermark = timed?.watermark ?? undefined;
     const result: WireBatchResult = runnable.length > 0 ? await this.dispatch(runnable, undefined, watermark) : { emits: [], failures: [], writes: [] };
     if (this.abandoned) return;
@@ -349,7 +356,7 @@ export class PartitionWorker {
     for (const r of records) if (r.decodeError !== undefined) deadLetters.push(this.deadLetter(r, `ERR_BAD_RECORD: ${r.decodeError}`));
     if (timed !== null) for (const r of timed.late) deadLetters.push(this.deadLetter(r, `ERR_LATE_RECORD: event time ${r.timestamp} is ${timed.before! - r.timestamp} ms behind the watermark ${timed.before} (allowed lateness ${this.ctx.node.late!.allowedMs} ms)`));
     this.persistWatermarks(result);
-    const unit = await this.unitOf(result, emitted, deadLetters, started, end);
+    const unit = await this.unitOf(result, emitted, deadLetters, started, end, forwarded);
     if (unit === null) return;
     if (this.delivery === 'exactly-once') {
       await this.log.commit({ ...unit, next: end });
@@ -362,7 +369,8 @@ export class PartitionWorker {
     if (timed !== null) this.ctx.timers.poke(this.partition);
     this.advance(records.length, end);
     stats.failed += deadLetters.length;
-    stats.recordBatch(records.length, performance.now() - started);
+    if (forwarded !== undefined) this.broadcast = Math.max(this.broadcast, forwarded);
+    stats.recordBatch(records.length - (timed?.markers.size ?? 0), performance.now() - started);
     this.backoff.reset();
   }
 
@@ -371,9 +379,20 @@ export class PartitionWorker {
    * caller sets `next`); null when the worker stopped meanwhile. `through`: the input offset the
    * unit covers up to, for a batch of records.
    */
-  private async unitOf(result: WireBatchResult, emitted: LogRecord[], deadLetters: LogRecord[], started: number, through?: number): Promise<EdgeCommit | null> {
+  private async unitOf(result: WireBatchResult, emitted: LogRecord[], deadLetters: LogRecord[], started: number, through?: number, forwarded?: number): Promise<EdgeCommit | null> {
     const { topology, node, stateStore } = this.ctx;
-    const appends = topology.outputs(node.id).flatMap((route) => topology.route(route, emitted));
+    const routes = topology.outputs(node.id);
+    const appends = routes.flatMap((route) => topology.route(route, emitted));
+    if (forwarded !== undefined && forwarded > this.broadcast) {
+      // The watermark moved: partitions downstream that get no output from this batch get a marker.
+      const marker: LogRecord = { key: null, value: null, timestamp: forwarded, headers: { [WATERMARK_HEADER]: `${node.id}/${this.partition}:${forwarded}`, [MARKER_HEADER]: '1' } };
+      for (const route of routes) {
+        if (topology.kindOf(route.edge.to) === 'sink') continue;
+        for (let p = 0; p < route.partitions; p++) {
+          if (!appends.some((a) => a.topic === route.topic && a.partition === p && a.records.length > 0)) appends.push({ topic: route.topic, partition: p, records: [marker] });
+        }
+      }
+    }
     if (deadLetters.length > 0) appends.push({ topic: this.ctx.deadLetterTopic, partition: 0, records: deadLetters });
     let state: StagedState | null = null;
     const writes = result.writes.map(([key, value]) => ({ key, value }));
@@ -521,10 +540,11 @@ export class PartitionWorker {
     const forwarded = forwardedWatermark(watermark, result);
     const emitted: LogRecord[] = result.emits.map((e) => ({ key: e.key, value: e.value, timestamp: fired[e.index].at, ...this.outputHeaders(forwarded, fired[e.index].kind === 'event' ? firedAt : undefined) }));
     const deadLetters = result.failures.map((f) => this.timerDeadLetter(fired[f.index], drop ? this.timerError! : f.error.message));
-    const unit = await this.unitOf(result, emitted, deadLetters, started);
+    const unit = await this.unitOf(result, emitted, deadLetters, started, undefined, forwarded);
     if (unit === null) return;
     if (unit.appends.length > 0 || unit.state !== null) await this.log.commit(unit);
     this.ctx.timers.set(this.partition, result.nextTimers ?? { processing: null, event: null });
+    if (forwarded !== undefined) this.broadcast = Math.max(this.broadcast, forwarded);
     stats.timersFired += fired.length;
     stats.failed += deadLetters.length;
     this.timerLimit = MAX_TIMERS_PER_FIRE;

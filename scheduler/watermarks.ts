@@ -7,8 +7,9 @@
  *   records it reads: the highest event time seen minus `outOfOrdernessMs` (origin
  *   `<source>/<partition>`).
  * - Every record a node emits carries its partition's watermark in a header
- *   (`tributary-watermark: <node>/<partition>:<ms>`, never shown to functions), so a consumer
- *   downstream learns the watermark of each upstream partition that sends to it.
+ *   (`tributary-watermark: <node>/<partition>:<ms>`, never shown to functions), and a batch that
+ *   moved it sends a marker (MARKER_HEADER) to each downstream partition it sent nothing to, so a
+ *   consumer downstream learns the watermark of every upstream partition.
  * - A state partition's watermark is the minimum over its origins (every input edge and every
  *   upstream partition seen), leaving out origins silent for longer than the idle timeout (when
  *   every origin is silent, the highest of theirs: none holds the others back), and never moves
@@ -21,6 +22,13 @@
  * when the node asks for it (`late` in its spec).
  */
 export const WATERMARK_HEADER = 'tributary-watermark';
+/**
+ * A marker: a record carrying only a watermark. After a batch that moved a node partition's
+ * watermark, every partition of its outgoing edges that got no output from the batch gets one, so
+ * downstream partitions hear from every upstream partition even when no data goes their way
+ * (keyed edges, filters); consumers take the watermark and never run the marker.
+ */
+export const MARKER_HEADER = 'tributary-marker';
 /**
  * When a record's timestamp is its event time rather than its arrival, the arrival (ms) rides
  * along in this header, so end-to-end latency stays arrival to sink (never shown to functions).
