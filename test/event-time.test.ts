@@ -184,6 +184,21 @@ describe('event time', () => {
     expect(p99Ms).toBeLessThan(60_000);
   });
 
+  it('hears every upstream partition through markers, even one that sends no data its way', async () => {
+    // Both edges by key with 2 partitions: win's partition of A gets data from map's partition of A
+    // only; map's other partition reaches it by markers, or it would wait out the 60 s idle timeout.
+    const twoByTwo = spec({ idleTimeoutMs: 60_000 });
+    twoByTwo.edges[1] = { from: 'map', to: 'win', delivery: 'exactly-once', partitionBy: 'key', partitions: 2 };
+    await put(platform, 'markers', twoByTwo);
+    const t0 = 1_700_000_500_000;
+    await feed(platform, 'markers', [{ key: A, ts: t0 + 100 }, { key: B, ts: t0 + 200 }]);
+    await feed(platform, 'markers', [{ key: A, ts: t0 + 1500 }, { key: B, ts: t0 + 1600 }]);
+    await waitFor(async () => (await sink(platform, 'markers')).length >= 2, 10_000, 'window 0 of both keys');
+    expect(await windows(platform, 'markers')).toEqual([`${A}@${t0}=1`, `${B}@${t0}=1`].sort());
+    // Markers are never run: win counted the 4 records alone.
+    expect((await json(platform.app.request('/v1/graphs/markers'))).status.nodes.win.processed).toBe(4);
+  });
+
   it('refuses bad event-time settings and records without event time', async () => {
     const bad = spec();
     (bad.sources[0] as { eventTime: object }).eventTime = { field: '__proto__.x', outOfOrdernessMs: -1, surprise: true };
