@@ -87,6 +87,19 @@ describe('processing-time timers', () => {
     expect((await sink(platform, 'sessions'))[2]).toMatchObject({ key: 'c', count: 3 });
   });
 
+  it('fire once across a redeploy that changes the replicas while they are pending', async () => {
+    expect((await deploy(platform, 'sessions-moving', SESSIONS(1200))).status).toBe(201);
+    await putGraph(platform, 'moving', graphSpec('sessions-moving'));
+    const keys = Array.from({ length: 8 }, (_, i) => `m${i}`);
+    await feed(platform, 'moving', keys.flatMap((key) => [{ key, value: 'x' }, { key, value: 'x' }]));
+    await waitFor(async () => (await nodeStatus(platform, 'moving')).processed >= 16, 10_000, 'the records processed');
+    // Redeployed with two replicas: partitions move to other isolates, their timers with them.
+    await putGraph(platform, 'moving', graphSpec('sessions-moving', { replicas: { min: 2, max: 2 } }));
+    await waitFor(async () => (await sink(platform, 'moving')).length >= keys.length, 15_000, 'every session closed');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await sink(platform, 'moving')).map((s: { key: string; count: number }) => `${s.key}=${s.count}`).sort()).toEqual(keys.map((k) => `${k}=2`).sort());
+  });
+
   it('dead-letter a timer whose onTimer throws every attempt, and fire it no more', async () => {
     const fn = `export default {
       process(record, env, ctx) { ctx.timers.set(record.value, Date.now() + 50); },
