@@ -173,14 +173,25 @@ export class NodeWatermarks {
 
 /**
  * The event time a record's value holds at the dot path `field` (ms since the epoch, or an ISO
- * 8601 string), or null when it holds none. Own properties only.
+ * 8601 string), or null when it holds none. Own properties only. A string value holding a JSON
+ * object (what most Kafka producers write, without Tributary's encoding header) is read as that
+ * object; the function still gets the string.
  */
 export function readEventTime(value: unknown, field: string): number | null {
-  let at: unknown = value;
+  let at: unknown = typeof value === 'string' ? parsedObject(value) : value;
   for (const name of field.split('.')) {
     if (typeof at !== 'object' || at === null || !Object.hasOwn(at, name)) return null;
     at = (at as Record<string, unknown>)[name];
   }
   const ms = typeof at === 'number' ? at : typeof at === 'string' && at.length <= 64 ? Date.parse(at) : NaN;
   return Number.isFinite(ms) && ms >= 0 && ms <= 8.64e15 ? Math.floor(ms) : null;
+}
+
+function parsedObject(text: string): unknown {
+  if (!text.trimStart().startsWith('{')) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }

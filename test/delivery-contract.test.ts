@@ -3,7 +3,9 @@
  * embedded log and Kafka (the project's real broker). For each delivery: poison records of every
  * kind are narrowed to the record responsible and dead-lettered with their error while the rest
  * of the batch proceeds; state updates are never lost when a batch is halved or when a node with
- * two input edges is redeployed mid-stream; an ingest no queue could take is refused with 413.
+ * two input edges is redeployed mid-stream; event-time windows close once each, with exact counts,
+ * across redeploys that change the replicas, and timers' state writes are never dropped; an
+ * ingest no queue could take is refused with 413.
  * The state tests run again with S3 state (S3Proxy) on both transports.
  * The sink is the oracle: each test checks the exact multiset of outputs it must hold.
  */
@@ -63,18 +65,18 @@ function ingest(platform: TestPlatform, name: string, source: string, records: u
  * oracle reads outside the engine: the embedded log's sink API, or kcat on Kafka.
  */
 interface Harness {
-  /** A graph `sources → n → out` on the transport, its input edges with `delivery`. */
-  spec(graph: string, fn: string, delivery: Delivery, sources?: string[]): Promise<unknown>;
+  /** A graph `sources → n → out` on the transport, its input edges with `delivery`, each source with `sourceSpec`'s settings. */
+  spec(graph: string, fn: string, delivery: Delivery, sources?: string[], sourceSpec?: object): Promise<unknown>;
   feed(platform: TestPlatform, graph: string, source: string, records: Array<{ key: string; value: string }>): Promise<void>;
   sink(platform: TestPlatform, graph: string): Promise<unknown[]>;
   deadLetters(platform: TestPlatform, graph: string): Promise<Array<{ error: string; record: { value: unknown } }>>;
 }
 
 const embedded: Harness = {
-  async spec(_graph, fn, delivery, sources = ['in']) {
+  async spec(_graph, fn, delivery, sources = ['in'], sourceSpec = {}) {
     return {
       nodes: [{ id: 'n', function: fn, replicas: { min: 1, max: 1 } }],
-      sources: sources.map((id) => ({ id, type: 'http' })),
+      sources: sources.map((id) => ({ id, type: 'http', ...sourceSpec })),
       sinks: [{ id: 'out', type: 'log' }],
       edges: [...sources.map((from) => ({ from, to: 'n', delivery, partitionBy: 'key', partitions: 2 })), { from: 'n', to: 'out', delivery }],
     };
@@ -96,13 +98,13 @@ const decoded = (record: ReadRecord) => (record.headers['tributary-encoding'] ==
 const kafkaTopics = (graph: string) => ({ input: (source: string) => `${graph}-${source}`, output: `${graph}-out` });
 
 const kafka: Harness = {
-  async spec(graph, fn, delivery, sources = ['in']) {
+  async spec(graph, fn, delivery, sources = ['in'], sourceSpec = {}) {
     const topics = kafkaTopics(graph);
     for (const source of sources) await createTopic(topics.input(source), 2);
     const interval = delivery === 'at-most-once' ? {} : { commitIntervalMs: 20 };
     return {
       nodes: [{ id: 'n', function: fn, replicas: { min: 1, max: 1 } }],
-      sources: sources.map((id) => ({ id, type: 'kafka', topic: topics.input(id) })),
+      sources: sources.map((id) => ({ id, type: 'kafka', topic: topics.input(id), ...sourceSpec })),
       sinks: [{ id: 'out', type: 'kafka', topic: topics.output }],
       edges: [...sources.map((from) => ({ from, to: 'n', delivery, ...interval })), { from: 'n', to: 'out', delivery }],
     };
@@ -135,9 +137,9 @@ function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded
   });
   afterAll(() => platform.cleanup());
 
-  async function launch(fn: string, delivery: Delivery, sources?: string[]) {
+  async function launch(fn: string, delivery: Delivery, sources?: string[], sourceSpec?: object) {
     const graph = randomName('contract');
-    const spec = await h.spec(graph, fn, delivery, sources);
+    const spec = (await h.spec(graph, fn, delivery, sources, sourceSpec)) as { nodes: Array<Record<string, unknown>> };
     const res = await putGraph(platform, graph, spec);
     if (res.status !== 201 && transport === 'kafka') {
       // Stored, but the broker did not answer in time (a busy shared broker): its edges retry on their own.
@@ -211,6 +213,72 @@ function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded
     await new Promise((r) => setTimeout(r, 500));
     const counts = ((await h.sink(platform, graph)) as number[]).sort((a, b) => a - b);
     expect(counts.join(","), "counts, sorted").toBe(Array.from({ length: total }, (_, i) => i + 1).join(","));
+    await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
+  }, 120_000);
+
+  it('exactly-once: event-time windows close once each, with their exact counts, across redeploys that change the replicas', async () => {
+    const fn = randomName('tumble');
+    const code = `import { tumbling } from 'tributary:windows';
+      export default tumbling(1000, { init: () => 0, add: (n) => n + 1 });`;
+    expect((await deploy(platform, fn, code)).status).toBe(201);
+    const { graph, spec } = await launch(fn, 'exactly-once', ['in'], { eventTime: { field: 't', idleTimeoutMs: 2000 } });
+    const t0 = 1_700_000_000_000;
+    const keys = Array.from({ length: 6 }, (_, i) => `k${i}`);
+    const windows = 10;
+    const expected: string[] = [];
+    for (let w = 0; w < windows; w++) {
+      // Window w holds (w % 3) + 1 records of each key, sent in event-time order as JSON strings.
+      const records = keys.flatMap((key) => Array.from({ length: (w % 3) + 1 }, (_, j) => ({ key, value: JSON.stringify({ t: t0 + w * 1000 + j * 10 }) })));
+      await h.feed(platform, graph, 'in', records);
+      for (const key of keys) expected.push(`${key}@${w}=${(w % 3) + 1}`);
+      // The node's partitions move to other isolates with their pending windows, and back.
+      if (w === 3 || w === 6) {
+        const replicas = w === 3 ? { min: 2, max: 2 } : { min: 1, max: 1 };
+        expect((await putGraph(platform, graph, { ...spec, nodes: [{ ...spec.nodes[0], replicas }] })).status).toBe(201);
+        await waitFor(async () => (await json(platform.app.request(`/v1/graphs/${graph}`))).status.nodes.n.replicas === replicas.min, 30_000, `${replicas.min} replicas`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // Event time far past the last window closes it (the idle timeout covers a partition no key reached).
+    await h.feed(platform, graph, 'in', keys.map((key) => ({ key, value: JSON.stringify({ t: t0 + 20_000 }) })));
+    const shown = (got: unknown[]) => (got as Array<{ key: string; start: number; value: number }>).map((w) => `${w.key}@${(w.start - t0) / 1000}=${w.value}`).sort();
+    await waitFor(async () => (await h.sink(platform, graph)).length >= expected.length, 60_000, `${expected.length} windows`).catch(async (error) => {
+      const { status } = await json(platform.app.request(`/v1/graphs/${graph}`));
+      throw new Error(`${error.message}: sink ${JSON.stringify(shown(await h.sink(platform, graph)))}; node ${JSON.stringify(status.nodes.n)}`);
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(shown(await h.sink(platform, graph))).toEqual(expected.sort());
+    await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
+  }, 120_000);
+
+  it('at-least-once: a node whose timers fire loses no state update across a redeploy', async () => {
+    const fn = randomName('ticking');
+    // Counts every record; the first of each key sets a timer that emits a tick.
+    const code = `export default {
+      async process(r, env, ctx) {
+        const stored = await env.STATE.get('n');
+        const n = (stored === null ? 0 : Number(await stored.text())) + 1;
+        await env.STATE.put('n', String(n));
+        if (n === 1) ctx.timers.set('tick', Date.now() + 20);
+        ctx.emit(n, { key: 'n' });
+      },
+      onTimer(timer, env, ctx) { ctx.emit('tick', { key: 'n' }); },
+    };`;
+    expect((await deploy(platform, fn, code)).status).toBe(201);
+    const { graph, spec } = await launch(fn, 'at-least-once');
+    const counts = async () => ((await h.sink(platform, graph)) as unknown[]).filter((v): v is number => typeof v === 'number');
+    const round = async (from: number) => {
+      await h.feed(platform, graph, 'in', Array.from({ length: 5 }, (_, i) => ({ key: 'n', value: String(from + i) })));
+      await waitFor(async () => Math.max(0, ...(await counts())) >= from + 4, 30_000, `the count to reach ${from + 4}`).catch(async (error) => {
+        throw new Error(`${error.message}: sink ${JSON.stringify(await h.sink(platform, graph))}`);
+      });
+    };
+    await round(1);
+    await waitFor(async () => (await h.sink(platform, graph)).includes('tick'), 30_000, 'the tick');
+    await round(6);
+    // Restarted: the state it resumes from must hold every update, the timer's batch's included.
+    expect((await putGraph(platform, graph, spec)).status).toBe(201);
+    await round(11);
     await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' });
   }, 120_000);
 

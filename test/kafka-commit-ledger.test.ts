@@ -36,7 +36,7 @@ async function fenced(work: () => Promise<unknown>): Promise<TributaryError | nu
   }
 }
 
-const at = (offset: number) => ({ offset, metadata: null });
+const at = (offset: number, metadata: string | null = null) => ({ offset, metadata });
 
 describe('KafkaCommitLedger owners', () => {
   it("a zombie's stage after the new owner claimed is refused with ERR_KAFKA_FENCED and changes nothing", async () => {
@@ -46,7 +46,7 @@ describe('KafkaCommitLedger owners', () => {
     await store.stage('g/n', 0, 't', 10, entry('live'), live);
     const error = await fenced(() => store.stage('g/n', 0, 't', 12, entry('zombie'), zombie));
     expect(error?.code).toBe('ERR_KAFKA_FENCED');
-    expect(await store.pendingEnd('g/n', 0, 't')).toBe(10);
+    expect((await store.pending('g/n', 0, 't'))?.end).toBe(10);
     await store.promote('g/n', 0, 't');
     expect(value()).toBe('live');
   });
@@ -76,8 +76,8 @@ describe('KafkaCommitLedger recovery', () => {
   it('promotes staged entries of a committed transaction', async () => {
     open();
     const owner = await store.claim('g/n', 0, 't');
-    await store.stage('g/n', 0, 't', 7, entry('v'), owner);
-    await store.recover('g/n', 0, 't', at(7));
+    const txn = await store.stage('g/n', 0, 't', 7, entry('v'), owner);
+    await store.recover('g/n', 0, 't', at(7, txn));
     expect(value()).toBe('v');
     expect(await store.applied('g/n', 0, 't')).toBe(7);
     expect(await store.pendingTopics('g/n', 0)).toEqual([]);
@@ -90,7 +90,7 @@ describe('KafkaCommitLedger recovery', () => {
     expect(await store.pendingTopics('g/n', 0)).toEqual(['t']);
     await store.recover('g/n', 0, 't', at(4));
     expect(value()).toBe(null);
-    expect(await store.pendingEnd('g/n', 0, 't')).toBe(null);
+    expect(await store.pending('g/n', 0, 't')).toBe(null);
   });
 
   it('applies an at-least-once batch once: a replay ending at or below the applied offset changes nothing', async () => {
@@ -99,5 +99,36 @@ describe('KafkaCommitLedger recovery', () => {
     await store.apply('g/n', 0, 't', 5, entry('replayed'));
     expect(value()).toBe('first');
     expect(await store.applied('g/n', 0, 't')).toBe(5);
+  });
+
+  it('tells a committed transaction of timers from an aborted one by its token, though both end where the one before did', async () => {
+    open();
+    const owner = await store.claim('g/n', 0, 't');
+    const first = await store.stage('g/n', 0, 't', 5, entry('records'), owner);
+    await store.promote('g/n', 0, 't');
+    // Timers fired after it: no input read, so the same end offset.
+    const timers = await store.stage('g/n', 0, 't', 5, entry('timers'), owner);
+    expect(timers).not.toBe(first);
+    await store.recover('g/n', 0, 't', at(5, first));
+    expect(value(), 'aborted: Kafka still shows the transaction before it').toBe('records');
+    const again = await store.stage('g/n', 0, 't', 5, entry('timers'), owner);
+    await store.recover('g/n', 0, 't', at(5, again));
+    expect(value(), 'committed: its token is the committed metadata').toBe('timers');
+    expect(await store.applied('g/n', 0, 't')).toBe(5);
+  });
+
+  it('promotes a transaction of timers, and applies an at-least-once batch of them, though they end at the applied offset', async () => {
+    open();
+    const owner = await store.claim('g/n', 0, 't');
+    await store.stage('g/n', 0, 't', 5, entry('records'), owner);
+    await store.promote('g/n', 0, 't');
+    await store.stage('g/n', 0, 't', 5, entry('timers'), owner);
+    await store.promote('g/n', 0, 't');
+    expect(value()).toBe('timers');
+    await store.apply('g/n', 0, 't', null, entry('timers again'));
+    expect(value()).toBe('timers again');
+    expect(await store.applied('g/n', 0, 't'), 'a unit without input moves no offset').toBe(5);
+    await store.apply('g/n', 0, 't', 5, entry('a redelivered batch'));
+    expect(value()).toBe('timers again');
   });
 });

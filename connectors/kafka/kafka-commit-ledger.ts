@@ -3,20 +3,23 @@
  * (`log.db`, the `state` table the embedded StateStore reads), for a platform without a bucket.
  * Per (namespace, input topic, input partition):
  *
- *   1. stage    the transaction's sealed entries, with the offset `end` it commits, in
- *               `kafka_state_pending` (one row per input partition), before the Kafka commit;
- *   2. commit   the Kafka transaction: outputs + the group's offset `end`;
+ *   1. stage    the transaction's sealed entries, with the offset `end` it commits and a fresh
+ *               token, in `kafka_state_pending` (one row per input partition), before the Kafka commit;
+ *   2. commit   the Kafka transaction: outputs + the group's offset `end`, the token as its metadata;
  *   3. promote  write the staged entries to `state` and record `end` in `kafka_state_applied`,
- *               in one SQLite transaction.
+ *               in one SQLite transaction that deletes the row.
  *
  * A crash between 2 and 3 leaves a staged row behind. Whoever owns the partition next first
  * fences the old producer (InitProducerId completes or aborts its transaction), then reads the
- * committed offset C and calls {@link recover}: staged entries with `end <= C` belong to a
- * committed transaction and are promoted; others to an aborted one and are dropped. The state
- * is then exactly the state as of C, which is what the replay from C reads.
+ * committed offset and metadata and calls {@link recover}: a row whose token the metadata
+ * carries belongs to the committed transaction and is promoted; any other to an aborted one and
+ * is dropped. (The offset cannot tell: a transaction of timers reads no input, so it commits the
+ * offset the transaction before it did.) The state is then exactly the state as of the committed
+ * offset, which is what the replay from it reads.
  *
- * Applying is idempotent: entries of a batch ending at or below the applied offset are skipped,
- * so promoting twice, or an at-least-once replay of a batch already applied, changes nothing.
+ * Promoting twice changes nothing (the row goes with the first). At-least-once applies are
+ * idempotent: entries of a batch ending at or below the applied offset are skipped, so a replay
+ * of a batch already applied changes nothing; a batch of timers (no end) always applies.
  *
  * Owners. Every activation of a partition claims it with a fresh owner token ({@link claim}), and
  * only the current owner can stage: a zombie (a previous owner still running, its producer fenced)
@@ -35,7 +38,13 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { deserialize, serialize } from 'node:v8';
 import { TributaryError } from '../../runtime/errors.ts';
 import type { CommitSet } from '../transport.ts';
-import type { CommittedOffset, KafkaStateLedger } from './kafka-state-ledger.ts';
+import type { CommittedOffset, KafkaStateLedger, PendingTransaction } from './kafka-state-ledger.ts';
+
+interface PendingRow {
+  end_offset: number;
+  writes: Uint8Array;
+  txn: string | null;
+}
 
 /** What a StateStore sealed: rows of the `state` table. */
 export type SealedEntries = CommitSet['state'];
@@ -57,8 +66,11 @@ export class KafkaCommitLedger implements KafkaStateLedger {
         ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, owner TEXT NOT NULL,
         PRIMARY KEY (ns, partition, topic)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS kafka_state_pending (
-        ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, end_offset INTEGER NOT NULL, writes BLOB NOT NULL,
+        ns TEXT NOT NULL, partition INTEGER NOT NULL, topic TEXT NOT NULL, end_offset INTEGER NOT NULL, writes BLOB NOT NULL, txn TEXT,
         PRIMARY KEY (ns, partition, topic)) WITHOUT ROWID;`);
+    // A log.db from before transaction tokens: its rows keep a null token (recovered by offset).
+    const columns = this.db.prepare('PRAGMA table_info(kafka_state_pending)').all() as Array<{ name: string }>;
+    if (!columns.some((c) => c.name === 'txn')) this.db.exec('ALTER TABLE kafka_state_pending ADD COLUMN txn TEXT');
     // Every write here gates a Kafka effect: a stage precedes the transaction that commits the
     // offset, an at-least-once apply precedes the offset commit. On this connection only, each
     // commit is fsynced (synchronous=FULL), so a power loss cannot drop state Kafka already
@@ -67,10 +79,10 @@ export class KafkaCommitLedger implements KafkaStateLedger {
     this.stmt = {
       applied: this.db.prepare('SELECT next FROM kafka_state_applied WHERE ns = ? AND partition = ? AND topic = ?'),
       setApplied: this.db.prepare('INSERT INTO kafka_state_applied (ns, partition, topic, next) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, topic) DO UPDATE SET next = excluded.next'),
-      pending: this.db.prepare('SELECT end_offset, writes FROM kafka_state_pending WHERE ns = ? AND partition = ? AND topic = ?'),
+      pending: this.db.prepare('SELECT end_offset, writes, txn FROM kafka_state_pending WHERE ns = ? AND partition = ? AND topic = ?'),
       pendingTopics: this.db.prepare('SELECT topic FROM kafka_state_pending WHERE ns = ? AND partition = ?'),
       stage: this.db.prepare(
-        'INSERT OR REPLACE INTO kafka_state_pending (ns, partition, topic, end_offset, writes) SELECT ?, ?, ?, ?, ? WHERE (SELECT owner FROM kafka_state_owner WHERE ns = ? AND partition = ? AND topic = ?) = ?',
+        'INSERT OR REPLACE INTO kafka_state_pending (ns, partition, topic, end_offset, writes, txn) SELECT ?, ?, ?, ?, ?, ? WHERE (SELECT owner FROM kafka_state_owner WHERE ns = ? AND partition = ? AND topic = ?) = ?',
       ),
       claim: this.db.prepare('INSERT INTO kafka_state_owner (ns, partition, topic, owner) VALUES (?, ?, ?, ?) ON CONFLICT (ns, partition, topic) DO UPDATE SET owner = excluded.owner'),
       unstage: this.db.prepare('DELETE FROM kafka_state_pending WHERE ns = ? AND partition = ? AND topic = ?'),
@@ -89,9 +101,9 @@ export class KafkaCommitLedger implements KafkaStateLedger {
     return this.appliedNow(ns, partition, topic);
   }
 
-  async pendingEnd(ns: string, partition: number, topic: string): Promise<number | null> {
-    const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
-    return row ? Number(row.end_offset) : null;
+  async pending(ns: string, partition: number, topic: string): Promise<PendingTransaction | null> {
+    const row = this.stmt.pending.get(ns, partition, topic) as PendingRow | undefined;
+    return row ? { end: Number(row.end_offset), txn: row.txn } : null;
   }
 
   async pendingTopics(ns: string, partition: number): Promise<string[]> {
@@ -99,29 +111,40 @@ export class KafkaCommitLedger implements KafkaStateLedger {
   }
 
   async recover(ns: string, partition: number, topic: string, committed: CommittedOffset): Promise<void> {
-    const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number } | undefined;
+    const row = this.stmt.pending.get(ns, partition, topic) as PendingRow | undefined;
     if (!row) return;
-    if (committed.offset >= Number(row.end_offset)) return this.promote(ns, partition, topic);
+    const end = Number(row.end_offset);
+    // A later offset than the row's can only follow its commit; a row without a token is an old log.db's.
+    const committedIt = row.txn === null ? committed.offset >= end : committed.metadata === row.txn || committed.offset > end;
+    if (committedIt) return this.promote(ns, partition, topic);
     this.stmt.unstage.run(ns, partition, topic);
   }
 
-  async stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string): Promise<null> {
-    const { changes } = this.stmt.stage.run(ns, partition, topic, end, serialize(entries), ns, partition, topic, owner);
+  /** `txn`: the token to stage under (a caller whose metadata names something of its own); by default a fresh one. */
+  async stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string, txn = `tributary-txn:${randomUUID()}`): Promise<string> {
+    const { changes } = this.stmt.stage.run(ns, partition, topic, end, serialize(entries), txn, ns, partition, topic, owner);
     if (Number(changes) === 0) throw new TributaryError('ERR_KAFKA_FENCED', `partition ${partition} of '${topic}' has a newer owner`);
-    return null;
+    return txn;
   }
 
   async promote(ns: string, partition: number, topic: string): Promise<void> {
     this.transaction(() => {
-      const row = this.stmt.pending.get(ns, partition, topic) as { end_offset: number; writes: Uint8Array } | undefined;
+      const row = this.stmt.pending.get(ns, partition, topic) as PendingRow | undefined;
       if (!row) return;
-      this.applyLocked(ns, partition, topic, Number(row.end_offset), deserialize(row.writes) as SealedEntries);
+      // Applied whatever its end: a transaction of timers ends where the one before it did.
+      this.write(deserialize(row.writes) as SealedEntries);
+      this.stmt.setApplied.run(ns, partition, topic, Math.max(Number(row.end_offset), this.appliedNow(ns, partition, topic)));
       this.stmt.unstage.run(ns, partition, topic);
     });
   }
 
-  async apply(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): Promise<void> {
-    this.transaction(() => this.applyLocked(ns, partition, topic, end, entries));
+  async apply(ns: string, partition: number, topic: string, end: number | null, entries: SealedEntries): Promise<void> {
+    this.transaction(() => {
+      if (end === null) return this.write(entries);
+      if (end <= this.appliedNow(ns, partition, topic)) return;
+      this.write(entries);
+      this.stmt.setApplied.run(ns, partition, topic, end);
+    });
   }
 
   deleteNamespace(prefix: string): void {
@@ -139,15 +162,13 @@ export class KafkaCommitLedger implements KafkaStateLedger {
     return row ? Number(row.next) : -1;
   }
 
-  private applyLocked(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): void {
-    if (end <= this.appliedNow(ns, partition, topic)) return;
+  private write(entries: SealedEntries): void {
     for (const entry of entries) {
       for (const write of entry.writes) {
         if (write.value === null) this.stmt.delete.run(entry.namespace, entry.partition, write.key);
         else this.stmt.put.run(entry.namespace, entry.partition, write.key, write.value);
       }
     }
-    this.stmt.setApplied.run(ns, partition, topic, end);
   }
 
   private transaction<T>(work: () => T): T {

@@ -429,11 +429,13 @@ export class KafkaPartitionLog implements EdgePartitionLog {
     const read = () => edge.broker.committedEntry(edge.group, edge.topic, this.partition);
     let committed = await read();
     const applied = await ledger.applied(namespace, this.partition, edge.topic);
-    const pending = await ledger.pendingEnd(namespace, this.partition, edge.topic);
-    for (let i = 0; pending !== null && Math.max(committed.offset, applied) < pending && i < STABLE_OFFSET_RETRIES; i++) {
+    const pending = await ledger.pending(namespace, this.partition, edge.topic);
+    // A transaction of timers ends where the one before it did: until its token shows, an offset equal to its end may be the older one.
+    const unsettled = () => pending !== null && committed.metadata !== pending.txn && Math.max(committed.offset, applied) <= pending.end;
+    for (let i = 0; unsettled() && i < STABLE_OFFSET_RETRIES; i++) {
       await new Promise((resolve) => setTimeout(resolve, STABLE_OFFSET_WAIT_MS));
       const again = await read();
-      if (again.offset > committed.offset) committed = again;
+      if (again.offset > committed.offset || (pending !== null && again.metadata === pending.txn)) committed = again;
     }
     await ledger.recover(namespace, this.partition, edge.topic, committed);
     return Math.max(committed.offset, applied);
@@ -582,7 +584,8 @@ export class KafkaPartitionLog implements EdgePartitionLog {
   private async applyState(unit: EdgeCommit): Promise<void> {
     if (!unit.state) return;
     const { ledger, namespace } = this.options;
-    await ledger.apply(namespace, this.partition, this.topic, unit.through ?? Number.MAX_SAFE_INTEGER, unit.state.seal());
+    // A unit of timers reads no input: it has no end to skip a redelivery by.
+    await ledger.apply(namespace, this.partition, this.topic, unit.through ?? null, unit.state.seal());
     unit.state.committed();
   }
 

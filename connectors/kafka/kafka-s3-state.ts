@@ -40,7 +40,7 @@ import { decodeStaged, encodeStaged, liveNamespacePrefix, readLive, writeLive } 
 import type { StagedState, StateBatch, StateStore } from '../state/state-store.ts';
 import type { StateWrite } from '../transport.ts';
 import type { KafkaCommitLedger, SealedEntries } from './kafka-commit-ledger.ts';
-import type { CommittedOffset, KafkaStateLedger } from './kafka-state-ledger.ts';
+import type { CommittedOffset, KafkaStateLedger, PendingTransaction } from './kafka-state-ledger.ts';
 
 const SCOPE = 'kafka';
 /** Longest a stage, snapshot or recovery waits for the state partition's publish in flight. */
@@ -131,11 +131,14 @@ export class KafkaS3State implements KafkaStateLedger {
     return Math.max(await this.local.applied(ns, partition, topic), (await this.marker(ns, partition, topic))?.end ?? -1);
   }
 
-  async pendingEnd(ns: string, partition: number, topic: string): Promise<number | null> {
-    const ends = (await this.bucket.list(txnPrefix(ns, partition, topic))).map(endOf);
-    const local = await this.local.pendingEnd(ns, partition, topic);
-    if (local !== null) ends.push(local);
-    return ends.length === 0 ? null : Math.max(...ends);
+  async pending(ns: string, partition: number, topic: string): Promise<PendingTransaction | null> {
+    // This process's row, else the latest txn object (staged by another process); the latest of their ends.
+    let latest: PendingTransaction | null = await this.local.pending(ns, partition, topic);
+    for (const name of await this.bucket.list(txnPrefix(ns, partition, topic))) {
+      const end = endOf(name);
+      if (latest === null || end > latest.end) latest = { end, txn: latest?.txn ?? name };
+    }
+    return latest;
   }
 
   async pendingTopics(ns: string, partition: number): Promise<string[]> {
@@ -162,13 +165,14 @@ export class KafkaS3State implements KafkaStateLedger {
     });
   }
 
-  async stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string): Promise<string | null> {
+  async stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string): Promise<string> {
     // The previous transaction's publish first (one unpublished transaction at most); it throws if that failed.
     await this.published(ns, partition);
-    await this.local.stage(ns, partition, topic, end, [], owner);
-    const writes = mergeWrites(entries);
-    if (writes.length === 0) return null;
+    // The txn object's name is the transaction's token (a transaction without writes puts none).
     const name = `${txnPrefix(ns, partition, topic)}${String(end).padStart(20, '0')}-${this.salt}${(++this.count).toString(36)}.json`;
+    await this.local.stage(ns, partition, topic, end, [], owner, name);
+    const writes = mergeWrites(entries);
+    if (writes.length === 0) return name;
     await this.bucket.put(name, encodeStaged(ns, partition, 0, writes), 'application/json');
     this.staged.set(inputId(ns, partition, topic), { name, end, writes });
     return name;
@@ -195,14 +199,14 @@ export class KafkaS3State implements KafkaStateLedger {
     void this.track(ns, partition, publish).catch(NOTHING_TO_DO);
   }
 
-  async apply(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): Promise<void> {
+  async apply(ns: string, partition: number, topic: string, end: number | null, entries: SealedEntries): Promise<void> {
     await this.published(ns, partition);
     // In the state partition's publish order, whichever input edge applies.
     await this.track(ns, partition, async () => {
-      if (end <= (await this.local.applied(ns, partition, topic))) return;
+      if (end !== null && end <= (await this.local.applied(ns, partition, topic))) return;
       const writes = mergeWrites(entries);
       if (writes.length > 0) await writeLive(this.bucket, SCOPE, ns, partition, new Map(writes.map((w) => [w.key, w.value])));
-      await this.local.apply(ns, partition, topic, end, []);
+      if (end !== null) await this.local.apply(ns, partition, topic, end, []);
     });
   }
 

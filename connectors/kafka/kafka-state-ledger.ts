@@ -32,20 +32,35 @@ export interface KafkaStateLedger {
   claim(ns: string, partition: number, topic: string): Promise<string>;
   /** The end offset of the last transaction (or batch) whose writes were applied, or -1. */
   applied(ns: string, partition: number, topic: string): Promise<number>;
-  /** The end offset of a staged transaction not yet resolved, or null. */
-  pendingEnd(ns: string, partition: number, topic: string): Promise<number | null>;
+  /**
+   * The staged transaction not yet resolved: its end offset and the token its offset commit
+   * carries as metadata (null for a row staged before tokens existed), or null when none is.
+   */
+  pending(ns: string, partition: number, topic: string): Promise<PendingTransaction | null>;
   /** Input topics with a staged transaction not yet resolved on a state partition. */
   pendingTopics(ns: string, partition: number): Promise<string[]>;
-  /** Resolves what a previous owner staged, once `committed` was read after fencing it. */
+  /**
+   * Resolves what a previous owner staged, once `committed` was read after fencing it: the staged
+   * transaction committed when the committed metadata is its token. (Its end offset alone cannot
+   * tell: a transaction of timers consumes no input, so it ends where the one before it did.)
+   */
   recover(ns: string, partition: number, topic: string, committed: CommittedOffset): Promise<void>;
   /**
    * Exactly-once, before the Kafka commit: keeps the entries aside until the commit decides.
-   * Returns the metadata the offset commit must carry (null: none). Throws ERR_KAFKA_FENCED,
+   * Returns the token the offset commit must carry as its metadata. Throws ERR_KAFKA_FENCED,
    * staging nothing, when `owner` is no longer the partition's owner.
    */
-  stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string): Promise<string | null>;
+  stage(ns: string, partition: number, topic: string, end: number, entries: SealedEntries, owner: string): Promise<string>;
   /** Exactly-once, after the Kafka commit: the staged entries become the state. */
   promote(ns: string, partition: number, topic: string): Promise<void>;
-  /** At-most/at-least-once: applies a batch's entries unless one ending at or after `end` was applied. */
-  apply(ns: string, partition: number, topic: string, end: number, entries: SealedEntries): Promise<void>;
+  /**
+   * At-most/at-least-once: applies a batch's entries unless one ending at or after `end` was
+   * applied; `end` null (a batch of timers, which reads no input) applies them in any case.
+   */
+  apply(ns: string, partition: number, topic: string, end: number | null, entries: SealedEntries): Promise<void>;
+}
+
+export interface PendingTransaction {
+  end: number;
+  txn: string | null;
 }
