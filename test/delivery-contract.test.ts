@@ -30,6 +30,26 @@ const COUNTER = `export default { async process(r, env, ctx) {
   ctx.emit(n, { key: 'n' });
 } };`;
 
+/**
+ * Counts the records of each key in state; emits `<key>:<count>`. Also counts them under
+ * `pending:<key>`, flushed as `{key, flushed}` by a processing-time timer 1.5 s after the first (pending while partitions move).
+ */
+const FLUSHING_KEY_COUNTER = `export default {
+  async process(r, env, ctx) {
+    const stored = await env.STATE.get(r.key);
+    const n = (stored === null ? 0 : Number(await stored.text())) + 1;
+    await env.STATE.put(r.key, String(n));
+    const pending = Number((await (await env.STATE.get('pending:' + r.key))?.text()) ?? 0) + 1;
+    await env.STATE.put('pending:' + r.key, String(pending));
+    if (ctx.timers.get(r.key) === null) ctx.timers.set(r.key, Date.now() + 1500);
+    ctx.emit(r.key + ':' + n, { key: r.key });
+  },
+  async onTimer(timer, env, ctx) {
+    ctx.emit({ key: timer.key, flushed: Number(await (await env.STATE.get('pending:' + timer.key)).text()) }, { key: timer.key });
+    await env.STATE.delete('pending:' + timer.key);
+  },
+};`;
+
 /** Counts the records of each key in state; emits `<key>:<count>`. */
 const KEY_COUNTER = `export default { async process(r, env, ctx) {
   const stored = await env.STATE.get(r.key);
@@ -284,9 +304,9 @@ function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded
 
   if (transport === 'kafka' && state === 's3') {
     for (const sources of [['in'], ['left', 'right']]) {
-      it(`exactly-once: two processes sharing the consumer groups and the bucket hand partitions over with their state (${sources.length} input edges)`, async () => {
+      it(`exactly-once: two processes sharing the consumer groups and the bucket hand partitions over with their state and timers (${sources.length} input edges)`, async () => {
         const fn = randomName('keycounter');
-        expect((await deploy(platform, fn, KEY_COUNTER)).status).toBe(201);
+        expect((await deploy(platform, fn, FLUSHING_KEY_COUNTER)).status).toBe(201);
         const { graph } = await launch(fn, 'exactly-once', sources);
         const keys = Array.from({ length: 8 }, (_, i) => `k${i}`);
         const sent = new Map(keys.map((k) => [k, 0]));
@@ -296,7 +316,12 @@ function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded
             for (const key of keys) sent.set(key, sent.get(key)! + 5);
           }
           const total = [...sent.values()].reduce((a, b) => a + b, 0);
-          await waitFor(async () => (await h.sink(platform, graph)).length >= total, 60_000, `${total} counts`);
+          await waitFor(async () => (await h.sink(platform, graph)).filter((v) => typeof v === 'string').length >= total, 60_000, `${total} counts`);
+        };
+        const flushed = async () => {
+          const sums = new Map(keys.map((k) => [k, 0]));
+          for (const v of (await h.sink(platform, graph)) as Array<{ key: string; flushed: number }>) if (typeof v === 'object') sums.set(v.key, sums.get(v.key)! + v.flushed);
+          return sums;
         };
         /** The input partitions `p` owns, per input edge. */
         const owned = (p: TestPlatform) =>
@@ -320,7 +345,10 @@ function contract(transport: EdgeTransport, state: 'embedded' | 's3' = 'embedded
         }
         await feedRound();
         await new Promise((r) => setTimeout(r, 500));
-        const got = (await h.sink(platform, graph)) as string[];
+        await waitFor(async () => [...(await flushed()).values()].reduce((a, b) => a + b, 0) >= [...sent.values()].reduce((a, b) => a + b, 0), 30_000, 'every count flushed');
+        await new Promise((r) => setTimeout(r, 300));
+        expect(Object.fromEntries(await flushed()), 'the flushes, per key: every record once').toEqual(Object.fromEntries(sent));
+        const got = ((await h.sink(platform, graph)) as unknown[]).filter((v): v is string => typeof v === 'string');
         for (const key of keys) {
           const counts = got.filter((v) => v.startsWith(`${key}:`)).map((v) => Number(v.slice(key.length + 1))).sort((a, b) => a - b);
           expect(counts.join(','), `counts of ${key}`).toBe(Array.from({ length: sent.get(key)! }, (_, i) => i + 1).join(','));

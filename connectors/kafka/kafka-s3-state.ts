@@ -27,10 +27,14 @@
  * requireStable) stay in the local {@link KafkaCommitLedger}; transactions without writes touch
  * nothing else, so a stateless node costs no S3 request.
  *
+ * A previous owner still running may be publishing the committed transaction right then (a
+ * rebalance hands the partition over as soon as it committed): the new owner waits, up to
+ * PREVIOUS_PUBLISH_WAIT_MS, for the marker to name it before publishing it itself, so that the
+ * previous owner's late writes of those keys cannot land over the new owner's next transaction.
+ *
  * Limit: S3 has no multi-key compare-and-set, so nothing fences a publish. A previous owner whose
- * publish of its last transaction is still running when the new owner has already published a
- * later one (a pause longer than a rebalance, an open and a commit interval) can overwrite those
- * later values with its older ones.
+ * publish takes longer than that wait (a pause longer than a rebalance and the wait) can still
+ * overwrite the new owner's later values with its older ones.
  */
 import { randomBytes } from 'node:crypto';
 import { Backoff } from '../../runtime/backoff.ts';
@@ -46,6 +50,9 @@ const SCOPE = 'kafka';
 /** Longest a stage, snapshot or recovery waits for the state partition's publish in flight. */
 const PUBLISH_WAIT_MS = 5000;
 const NOTHING_TO_DO = () => {};
+/** Longest a new owner waits for the previous one's publish of the transaction Kafka committed (it may be dead). */
+const PREVIOUS_PUBLISH_WAIT_MS = 2000;
+const MARKER_POLL_MS = 50;
 
 const txnRoot = (prefix: string) => `state/${SCOPE}/txn/${prefix}`;
 const txnPrefix = (ns: string, partition: number, topic?: string) => `${txnRoot(ns)}/${partition}/${topic === undefined ? '' : `${topic}/`}`;
@@ -157,7 +164,7 @@ export class KafkaS3State implements KafkaStateLedger {
       // The metadata names this partition's txn object only if this ledger wrote it (a group of
       // the user's may carry other metadata).
       const named = committed.metadata !== null && names.includes(committed.metadata) ? committed.metadata : null;
-      if (named !== null && (await this.marker(ns, partition, topic))?.txn !== named) {
+      if (named !== null && !(await this.markerNames(ns, partition, topic, named, PREVIOUS_PUBLISH_WAIT_MS))) {
         const body = await this.bucket.get(named);
         if (body !== null) await this.publish(ns, partition, topic, endOf(named), named, decodeStaged(body));
       }
@@ -215,6 +222,16 @@ export class KafkaS3State implements KafkaStateLedger {
   private async marker(ns: string, partition: number, topic: string): Promise<Marker | null> {
     const body = await this.bucket.get(markerKey(ns, partition, topic));
     return body === null ? null : (JSON.parse(new TextDecoder().decode(body)) as Marker);
+  }
+
+  /** Whether the marker names `txn` (its publish is done: the marker follows the live keys), waiting up to `waitMs` for it. */
+  private async markerNames(ns: string, partition: number, topic: string, txn: string, waitMs: number): Promise<boolean> {
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      if ((await this.marker(ns, partition, topic))?.txn === txn) return true;
+      if (Date.now() >= deadline || this.closing.signal.aborted) return false;
+      await new Promise((resolve) => setTimeout(resolve, MARKER_POLL_MS));
+    }
   }
 
   /** Live keys, then the marker, then the txn object: each step idempotent, so redoing it after a crash is safe. */
