@@ -181,6 +181,13 @@ export class GraphService {
     for (const sink of graph.spec.sinks) {
       if (sink.type === 'log') this.log.setRetention(runtime.topology.sinkTopic(sink.id), sink.retention ?? null);
     }
+    // Source edges keep what was consumed, for replay (a seek), before their consumers start.
+    for (const source of graph.spec.sources) {
+      if (source.type !== 'http') continue;
+      for (const route of runtime.topology.outputs(source.id)) {
+        if (runtime.topology.kindOf(route.edge.to) === 'node') this.log.keepConsumed(route.topic, source.retention ?? {});
+      }
+    }
     try {
       runtime.start();
     } catch (error) {
