@@ -18,13 +18,18 @@ const COUNT = `export default {
     ctx.emit({ word: record.key, count }, { key: record.key });
   },
 };`;
+/** The same count, 10 ms per record: it falls behind the stage before it. */
+const SLOW_COUNT = COUNT.replace('async process(record, env, ctx) {', 'async process(record, env, ctx) {\n    await new Promise((r) => setTimeout(r, 10));');
+/** The count, 3 s on the record 'slow': longer than the 2 s a pause waits for a running batch. */
+const STALL_COUNT = COUNT.replace('async process(record, env, ctx) {', "async process(record, env, ctx) {\n    if (record.value === 'slow') await new Promise((r) => setTimeout(r, 3000));");
 const UPPER = `export default { process(record, env, ctx) { ctx.emit(record.value, { key: record.key }); } };`;
 const WINDOW = `import { tumbling } from 'tributary:windows';
 export default tumbling(1000, { init: () => 0, add: (n) => n + 1 });`;
 
 beforeAll(async () => {
   platform = await withPlatform({ hosts: 1, warmSlots: 1 });
-  for (const [name, code] of [['replay-count', COUNT], ['replay-pass', UPPER], ['replay-window', WINDOW]]) {
+  expect((await deploy(platform, 'replay-stall-count', STALL_COUNT, '?timeoutMs=10000')).status).toBe(201);
+  for (const [name, code] of [['replay-count', COUNT], ['replay-pass', UPPER], ['replay-window', WINDOW], ['replay-slow-count', SLOW_COUNT]]) {
     const put = await deploy(platform, name, code);
     expect(put.status, JSON.stringify(put.body)).toBe(201);
   }
@@ -109,6 +114,58 @@ describe('seek on the embedded log', () => {
     expect(replayed).toEqual(first.map((r) => `${r.value.word}:${r.value.count}`).sort());
   });
 
+  it('with resetState, records queued downstream at the seek are skipped: they are derived again', async () => {
+    const spec = countGraph();
+    spec.nodes[1].function = 'replay-slow-count';
+    await put('r-queued', spec);
+    const input: Array<{ key: string; value: number }> = [];
+    for (let i = 0; i < 5; i++) {
+      const chunk = words(20, i);
+      input.push(...chunk);
+      await ingest('r-queued', chunk);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const res = await seek('r-queued', { offset: 0, resetState: true });
+    const body = await json(res);
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    // count was behind: what pass had queued for it was skipped, not counted on top of the replay.
+    const skipped = body.reset.skipped.find((s: any) => s.from === 'pass' && s.to === 'count');
+    expect(skipped.partitions.reduce((n: number, p: any) => n + (p.to - p.from), 0)).toBeGreaterThan(0);
+    await drained('r-queued');
+    const all = await sink('r-queued');
+    const lastPerWord = finalCounts(all);
+    expect(lastPerWord).toEqual(expected(input));
+  });
+
+  it('a batch still running at the seek is abandoned: it never commits after the offsets moved', async () => {
+    await put('r-stall', {
+      nodes: [{ id: 'count', function: 'replay-stall-count' }],
+      sources: [{ id: 'in', type: 'http' }],
+      sinks: [{ id: 'out', type: 'log' }],
+      edges: [
+        { from: 'in', to: 'count', delivery: 'exactly-once', partitionBy: 'key', partitions: 1 },
+        { from: 'count', to: 'out', delivery: 'exactly-once' },
+      ],
+    });
+    const input = [...words(5, 4), { key: 'w9', value: 'slow' }];
+    await ingest('r-stall', input.slice(0, 5));
+    await drained('r-stall');
+    await ingest('r-stall', input.slice(5));
+    await new Promise((r) => setTimeout(r, 300)); // the slow batch is running
+    const res = await seek('r-stall', { offset: 0, resetState: true });
+    const body = await json(res);
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body.edges[0].partitions).toEqual([{ partition: 0, from: 5, to: 0, earliest: 0, head: 6 }]);
+    await drained('r-stall');
+    await new Promise((r) => setTimeout(r, 1500)); // the abandoned call has ended by now
+    const all = await sink('r-stall');
+    // 5 of the first pass, 6 of the replay: the abandoned batch added nothing.
+    expect(all).toHaveLength(11);
+    expect(finalCounts(all, 5)).toEqual(expected(input));
+    const { status } = await json(platform.app.request('/v1/graphs/r-stall'));
+    expect(status.edges[0].partitions[0].committed).toBe(6);
+  });
+
   it('without resetState the state is kept: replayed records are counted again (double counting)', async () => {
     await put('r-keep', countGraph());
     const input = words(20, 1);
@@ -179,6 +236,11 @@ describe('seek on the embedded log', () => {
     // Timers and the watermark were reset with the state: the windows close again, once each.
     expect(all).toHaveLength(6);
     expect(windows(all.slice(3))).toEqual(windows(first));
+    // The window still open, [2000, 3000), holds the replayed record once (kept state would hold it twice).
+    await ingest('r-window', [{ key: 'a', value: { ts: t0 + 5000 } }]);
+    const closed = await waitFor(async () => ((await sink('r-window')).length >= 7 ? sink('r-window') : null), 15_000, 'the open window');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(windows(closed.slice(6))).toEqual(['a[2000,3000)=1']);
   });
 
   it('keeps a source edge only as long as its retention says', async () => {
