@@ -253,7 +253,10 @@ describe('source edges kept for replay (keepConsumed): by age and size, never un
     f.log.keepConsumed(EDGE, { maxBytes: batchBytes * 4 });
     fill(EDGE, 7);
     expect(f.batchRows(EDGE)).toBe(8); // nothing consumed: over its size, still kept whole
-    commitOffset('g/b', EDGE, 80);
+    commitOffset('g/b', EDGE, 20);
+    fill(EDGE, 1);
+    expect(f.batchRows(EDGE)).toBe(7); // only the two consumed batches may go
+    commitOffset('g/b', EDGE, 90);
     fill(EDGE, 1);
     expect(f.batchRows(EDGE)).toBeLessThanOrEqual(4);
     expect(f.log.start(EDGE, 0)).toBeGreaterThan(0);
