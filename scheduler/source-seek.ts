@@ -56,6 +56,11 @@ export interface SeekResult {
   source: string;
   resetState: boolean;
   edges: Array<{ node: string; topic: string; transport: 'embedded' | 'kafka'; partitions: PartitionSeek[] }>;
+  /**
+   * Where each sink's log (log and S3 sinks: partition 0) or Kafka topic (per partition) stood
+   * when the graph paused: the replay's outputs are appended from these offsets on.
+   */
+  sinks: Record<string, { heads: number[] }>;
   /** With resetState: the nodes whose state was deleted, and the edges between them moved to their heads. */
   reset: { nodes: string[]; skipped: Array<{ from: string; to: string; partitions: Array<{ partition: number; from: number; to: number }> }> };
 }
@@ -217,15 +222,17 @@ export function seekEmbedded(log: SeekableLog, topology: Topology, plan: SeekPla
     }
     log.commit(set);
   }
-  return result(plan, edges, skipped);
+  const sinks = Object.fromEntries(topology.spec.sinks.filter((sink) => sink.type !== 'kafka').map((sink) => [sink.id, { heads: [log.head(topology.sinkTopic(sink.id), 0)] }]));
+  return result(plan, edges, skipped, sinks);
 }
 
-function result(plan: SeekPlan, edges: SeekResult['edges'], skipped: Array<{ from: string; to: string; partitions: Array<{ partition: number; from: number; to: number }> }>): SeekResult {
+function result(plan: SeekPlan, edges: SeekResult['edges'], skipped: Array<{ from: string; to: string; partitions: Array<{ partition: number; from: number; to: number }> }>, sinks: SeekResult['sinks']): SeekResult {
   return {
     graph: plan.graph,
     source: plan.source,
     resetState: plan.request.resetState,
     edges,
+    sinks,
     reset: { nodes: plan.resetNodes, skipped: skipped.map(({ from, to, partitions }) => ({ from, to, partitions })) },
   };
 }
@@ -286,9 +293,15 @@ export async function seekKafka(options: KafkaSeekOptions, topology: Topology, p
     const rewound = [...edges.map((e) => ({ ns: topology.stateNamespace(e.node), topic: e.topic, partitions: e.partitions.map((p) => p.partition) })), ...skipped.map((s) => ({ ns: topology.stateNamespace(s.to), topic: s.topic, partitions: s.partitions.map((p) => p.partition) }))];
     options.ledger.rewind(rewound, plan.resetNodes.map((node) => topology.stateNamespace(node)));
   }
+  const sinks: SeekResult['sinks'] = {};
+  for (const sink of spec.sinks.filter((s) => s.type === 'kafka')) {
+    const into = spec.edges.find((e) => e.to === sink.id)!;
+    sinks[sink.id] = { heads: await options.broker(edgeBrokers(spec, into)).highWatermarks(topology.topicOf(into)) };
+  }
   return result(
     plan,
     edges.map(({ node, topic, transport, partitions }) => ({ node, topic, transport, partitions })),
     skipped,
+    sinks,
   );
 }

@@ -105,6 +105,7 @@ describe('seek on the embedded log', () => {
     expect(body.edges[0].partitions.map((p: any) => p.to)).toEqual([0, 0]);
     expect(body.edges[0].partitions.reduce((s: number, p: any) => s + p.from, 0)).toBe(40);
     expect(body.reset.nodes).toEqual(['pass', 'count']);
+    expect(body.sinks).toEqual({ out: { heads: [40] } }); // the replay's outputs start there
     await drained('r-reset');
     const all = await waitFor(async () => ((await sink('r-reset')).length >= 80 ? sink('r-reset') : null), 15_000, 'replayed results');
     expect(all).toHaveLength(80);
