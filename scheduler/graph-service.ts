@@ -136,13 +136,16 @@ export class GraphService {
     this.guard.report(where, { graph: name }, cause);
   }
 
-  /** Stops the graph's autoscaler and runtime (after their in-flight batches commit). */
-  private async halt(name: string, deleting = false): Promise<void> {
+  /**
+   * Stops the graph's autoscaler and runtime (after their in-flight batches commit). With
+   * `keepServing` the stopped runtime stays in place for ingest until the next launch replaces it.
+   */
+  private async halt(name: string, deleting = false, keepServing = false): Promise<void> {
     this.autoscalers.get(name)?.stop();
     this.autoscalers.delete(name);
     // Left in place while it stops: ingest still appends to its log, which the next runtime reads.
     await this.runtimes.get(name)?.stop({ deleting });
-    this.runtimes.delete(name);
+    if (!keepServing) this.runtimes.delete(name);
     // After the runtime: its last batches are in the sink logs the next publisher starts from.
     await this.s3Sinks.stop(name);
   }
@@ -431,13 +434,15 @@ export class GraphService {
       const plan = planSeek(runtime.topology, source, request);
       const seekOnce = (apply: boolean) => this.applySeek(runtime.topology, plan, apply);
       await seekOnce(false); // refuses out-of-range offsets while the graph still runs
-      await this.halt(name);
+      // Ingest goes on into the stopped runtime's log meanwhile: it lands after the moved offsets.
+      await this.halt(name, false, true);
       try {
         return await seekOnce(true);
       } finally {
         try {
           this.launch(stored);
         } catch (error) {
+          this.runtimes.delete(name);
           this.degrade(name, 'graph.launch', error);
         }
       }

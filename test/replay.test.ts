@@ -138,7 +138,7 @@ describe('seek on the embedded log', () => {
     expect(lastPerWord).toEqual(expected(input));
   });
 
-  it('a batch still running at the seek is abandoned: it never commits after the offsets moved', async () => {
+  it('a batch still running at the seek is abandoned: it never commits after the offsets moved; ingest goes on meanwhile', async () => {
     await put('r-stall', {
       nodes: [{ id: 'count', function: 'replay-stall-count' }],
       sources: [{ id: 'in', type: 'http' }],
@@ -153,18 +153,23 @@ describe('seek on the embedded log', () => {
     await drained('r-stall');
     await ingest('r-stall', input.slice(5));
     await new Promise((r) => setTimeout(r, 300)); // the slow batch is running
-    const res = await seek('r-stall', { offset: 0, resetState: true });
+    const seeking = seek('r-stall', { offset: 0, resetState: true });
+    // Ingest goes on while the graph pauses for the seek (2 s here, waiting for the slow batch).
+    await new Promise((r) => setTimeout(r, 500));
+    const during = { key: 'w8', value: 'during' };
+    await ingest('r-stall', [during]);
+    const res = await seeking;
     const body = await json(res);
     expect(res.status, JSON.stringify(body)).toBe(200);
-    expect(body.edges[0].partitions).toEqual([{ partition: 0, from: 5, to: 0, earliest: 0, head: 6 }]);
+    expect(body.edges[0].partitions).toEqual([{ partition: 0, from: 5, to: 0, earliest: 0, head: 7 }]);
     await drained('r-stall');
     await new Promise((r) => setTimeout(r, 1500)); // the abandoned call has ended by now
     const all = await sink('r-stall');
-    // 5 of the first pass, 6 of the replay: the abandoned batch added nothing.
-    expect(all).toHaveLength(11);
-    expect(finalCounts(all, 5)).toEqual(expected(input));
+    // 5 of the first pass, 7 of the replay: the abandoned batch added nothing.
+    expect(all).toHaveLength(12);
+    expect(finalCounts(all, 5)).toEqual(expected([...input, during]));
     const { status } = await json(platform.app.request('/v1/graphs/r-stall'));
-    expect(status.edges[0].partitions[0].committed).toBe(6);
+    expect(status.edges[0].partitions[0].committed).toBe(7);
   });
 
   it('without resetState the state is kept: replayed records are counted again (double counting)', async () => {
