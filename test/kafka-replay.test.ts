@@ -8,17 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVICE_START_TIMEOUT_MS, ensureService } from '../scripts/services.ts';
 import { createTopic, inputProducer, randomName, readCommitted } from './fixtures/kafka.ts';
 import { deploy, json, waitFor, withPlatform } from './fixtures/platform.ts';
+import { functionSource } from './fixtures/wordcount.ts';
 
 type TestPlatform = Awaited<ReturnType<typeof withPlatform>>;
 
-const COUNT = `export default {
-  async process(record, env, ctx) {
-    const stored = await env.STATE.get(record.key);
-    const count = (stored === null ? 0 : Number(await stored.text())) + 1;
-    await env.STATE.put(record.key, String(count));
-    ctx.emit({ word: record.key, count }, { key: record.key });
-  },
-};`;
+/** The keyed count of WordCount's second stage: emits {word, count} per record, count in env.STATE. */
+const COUNT = functionSource('wordcount-count');
 
 let platform: TestPlatform;
 beforeAll(() => ensureService('kafka'), SERVICE_START_TIMEOUT_MS);

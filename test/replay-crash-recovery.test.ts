@@ -4,23 +4,14 @@
  * while it reprocesses. The sink records the replay appended hold, for every word, the counts
  * 1..n exactly once — the first pass's results again, once per input offset.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir, waitFor } from './fixtures/platform.ts';
 import { ServerProcess } from './fixtures/server-process.ts';
+import { corpus, expectExactCounts, expectedCounts, functionSource, totalWords, wordCountGraph } from './fixtures/wordcount.ts';
 
-const ROOT = join(import.meta.dirname, '..');
 const LINES = 10_000;
 const CHUNK = 500;
 const KILLS = 6;
-const VOCABULARY = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot', 'golf', 'hotel', 'india', 'juliet', 'kilo', 'lima'];
-
-function corpus(): string[] {
-  let seed = 7;
-  const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
-  return Array.from({ length: LINES }, () => Array.from({ length: 3 + (next() % 3) }, () => VOCABULARY[next() % VOCABULARY.length]).join(' '));
-}
 
 async function call(server: ServerProcess, path: string, init?: RequestInit): Promise<Response | null> {
   try {
@@ -29,6 +20,14 @@ async function call(server: ServerProcess, path: string, init?: RequestInit): Pr
   } catch {
     return null; // down: killed
   }
+}
+
+/** A GET answered with JSON, retried while connections die with the processes killed. */
+async function getJson<T>(server: ServerProcess, path: string): Promise<T> {
+  return waitFor(async () => {
+    const res = await call(server, path);
+    return res?.ok ? ((await res.json()) as T) : null;
+  }, 60_000, `GET ${path}`);
 }
 
 async function drained(server: ServerProcess): Promise<void> {
@@ -43,7 +42,7 @@ async function drained(server: ServerProcess): Promise<void> {
 async function sinkFrom(server: ServerProcess, from: number): Promise<Array<{ word: string; count: number }>> {
   const out: Array<{ word: string; count: number }> = [];
   for (let at = from; ; ) {
-    const { records } = (await (await fetch(`${server.url}/v1/graphs/wc/sinks/counts?from=${at}&limit=10000`)).json()) as { records: Array<{ offset: number; value: { word: string; count: number } }> };
+    const { records } = await getJson<{ records: Array<{ offset: number; value: { word: string; count: number } }> }>(server, `/v1/graphs/wc/sinks/counts?from=${at}&limit=10000`);
     if (records.length === 0) return out;
     for (const [i, r] of records.entries()) {
       expect(r.offset).toBe(at + i);
@@ -53,33 +52,24 @@ async function sinkFrom(server: ServerProcess, from: number): Promise<Array<{ wo
   }
 }
 
-function byWord(sink: Array<{ word: string; count: number }>): Map<string, number[]> {
-  const map = new Map<string, number[]>();
-  for (const { word, count } of sink) map.set(word, [...(map.get(word) ?? []), count]);
-  return map;
-}
-
 describe('replay under kill -9', () => {
   it('exactly-once: the replay appends counts 1..n once per word, n exact, across platform and host kills', async () => {
     const server = new ServerProcess(tempDir(), ['--hosts', '1']);
     try {
       await server.start();
       for (const name of ['wordcount-split', 'wordcount-count']) {
-        const res = await call(server, `/v1/functions/${name}`, { method: 'PUT', headers: { 'content-type': 'application/javascript' }, body: readFileSync(join(ROOT, 'functions', `${name}.js`), 'utf8') });
+        const res = await call(server, `/v1/functions/${name}`, { method: 'PUT', headers: { 'content-type': 'application/javascript' }, body: functionSource(name) });
         expect(res?.status).toBe(201);
       }
-      const graph = readFileSync(join(ROOT, 'functions', 'wordcount.graph.json'), 'utf8');
-      expect((await call(server, '/v1/graphs/wc', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: graph }))?.status).toBe(201);
-      const lines = corpus();
+      expect((await call(server, '/v1/graphs/wc', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(wordCountGraph()) }))?.status).toBe(201);
+      const lines = corpus(LINES, 7);
       for (let i = 0; i < lines.length; i += CHUNK) {
         const res = await call(server, '/v1/graphs/wc/sources/lines', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(lines.slice(i, i + CHUNK).map((value) => ({ value }))) });
         expect(res?.status).toBe(202);
       }
       await drained(server);
       const firstPass = await sinkFrom(server, 0);
-      const expected = new Map<string, number>();
-      for (const line of lines) for (const word of line.split(' ')) expected.set(word, (expected.get(word) ?? 0) + 1);
-      expect(firstPass.length).toBe([...expected.values()].reduce((a, b) => a + b, 0));
+      expect(firstPass.length).toBe(totalWords(lines));
 
       const seek = await call(server, '/v1/graphs/wc/sources/lines/seek', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ offset: 0, resetState: true }) });
       const body = (await seek!.json()) as { edges: Array<{ partitions: Array<{ from: number; to: number }> }> };
@@ -103,11 +93,8 @@ describe('replay under kill -9', () => {
       }
       expect(killedMidway, 'kills while the replay was still running').toBeGreaterThanOrEqual(3);
       await drained(server);
-      const replay = await sinkFrom(server, firstPass.length);
-      const seen = byWord(replay);
-      expect(new Set(seen.keys())).toEqual(new Set(expected.keys()));
-      for (const [word, n] of expected) expect(seen.get(word), word).toEqual(Array.from({ length: n }, (_, i) => i + 1));
-      const deadLetters = (await (await fetch(`${server.url}/v1/graphs/wc/nodes/count/dead-letters`)).json()) as { records: unknown[] };
+      expectExactCounts(await sinkFrom(server, firstPass.length), expectedCounts(lines));
+      const deadLetters = await getJson<{ records: unknown[] }>(server, '/v1/graphs/wc/nodes/count/dead-letters');
       expect(deadLetters.records).toHaveLength(0);
     } finally {
       await server.stop();

@@ -6,18 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deploy, json, waitFor, withPlatform } from './fixtures/platform.ts';
+import { functionSource } from './fixtures/wordcount.ts';
 
 type TestPlatform = Awaited<ReturnType<typeof withPlatform>>;
 let platform: TestPlatform;
 
-const COUNT = `export default {
-  async process(record, env, ctx) {
-    const stored = await env.STATE.get(record.key);
-    const count = (stored === null ? 0 : Number(await stored.text())) + 1;
-    await env.STATE.put(record.key, String(count));
-    ctx.emit({ word: record.key, count }, { key: record.key });
-  },
-};`;
+/** The keyed count of WordCount's second stage: emits {word, count} per record, count in env.STATE. */
+const COUNT = functionSource('wordcount-count');
 /** The same count, 10 ms per record: it falls behind the stage before it. */
 const SLOW_COUNT = COUNT.replace('async process(record, env, ctx) {', 'async process(record, env, ctx) {\n    await new Promise((r) => setTimeout(r, 10));');
 /** The count, 3 s on the record 'slow': longer than the 2 s a pause waits for a running batch. */
