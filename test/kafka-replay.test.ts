@@ -112,4 +112,39 @@ describe('seek on a Kafka source', () => {
     expect(body.error.partitions[0]).toMatchObject({ node: 'count', partition: 0, offset: 10_000, earliest: 0 });
     expect((await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' })).status).toBe(204);
   }, 120_000);
+
+  it('a group another process still consumes is refused with ERR_SEEK_CONFLICT; the graph runs on', async () => {
+    const graph = randomName('kconflict');
+    const input = randomName('kconflict-in');
+    await createTopic(input, 2);
+    const spec = JSON.stringify({
+      nodes: [{ id: 'count', function: 'kcount' }],
+      sources: [{ id: 'in', type: 'kafka', topic: input }],
+      sinks: [{ id: 'out', type: 'kafka', topic: randomName('kconflict-out') }],
+      edges: [
+        { from: 'in', to: 'count', delivery: 'exactly-once', commitIntervalMs: 20 },
+        { from: 'count', to: 'out', delivery: 'exactly-once' },
+      ],
+    });
+    // A second platform (another process, as far as the brokers see) runs the same graph: a member of the same group.
+    const other = await withPlatform({ hosts: 1, warmSlots: 1 });
+    try {
+      expect((await deploy(other, 'kcount', COUNT)).status).toBe(201);
+      for (const p of [platform, other]) {
+        const res = await p.app.request(`/v1/graphs/${graph}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: spec });
+        expect(res.status, await res.clone().text()).toBe(201);
+      }
+      await waitFor(async () => (await json(platform.app.request(`/v1/graphs/${graph}`))).status.state === 'running', 30_000, 'running');
+      const res = await seek(graph, { offset: 0 });
+      const body = await json(res);
+      expect(res.status, JSON.stringify(body)).toBe(409);
+      expect(body.error.code).toBe('ERR_SEEK_CONFLICT');
+      expect(body.error.message).toMatch(/another process consumes it/);
+      // Resumed: the graph is back (a new runtime) and consumes.
+      await waitFor(async () => (await json(platform.app.request(`/v1/graphs/${graph}`))).status.state === 'running', 30_000, 'running again');
+    } finally {
+      await other.cleanup();
+    }
+    expect((await platform.app.request(`/v1/graphs/${graph}`, { method: 'DELETE' })).status).toBe(204);
+  }, 120_000);
 });
