@@ -18,13 +18,18 @@ const SLOW_COUNT = COUNT.replace('async process(record, env, ctx) {', 'async pro
 /** The count, 3 s on the record 'slow': longer than the 2 s a pause waits for a running batch. */
 const STALL_COUNT = COUNT.replace('async process(record, env, ctx) {', "async process(record, env, ctx) {\n    if (record.value === 'slow') await new Promise((r) => setTimeout(r, 3000));");
 const UPPER = `export default { process(record, env, ctx) { ctx.emit(record.value, { key: record.key }); } };`;
+/** A processing-time timer per record, 1.5 s ahead, keyed by when it was set: one per record and pass. */
+const REMIND = `export default {
+  process(record, env, ctx) { ctx.timers.set(record.key + '@' + Date.now(), Date.now() + 1500); },
+  onTimer(timer, env, ctx) { ctx.emit({ key: timer.key.split('@')[0] }); },
+};`;
 const WINDOW = `import { tumbling } from 'tributary:windows';
 export default tumbling(1000, { init: () => 0, add: (n) => n + 1 });`;
 
 beforeAll(async () => {
   platform = await withPlatform({ hosts: 1, warmSlots: 1 });
   expect((await deploy(platform, 'replay-stall-count', STALL_COUNT, '?timeoutMs=10000')).status).toBe(201);
-  for (const [name, code] of [['replay-count', COUNT], ['replay-pass', UPPER], ['replay-window', WINDOW], ['replay-slow-count', SLOW_COUNT]]) {
+  for (const [name, code] of [['replay-count', COUNT], ['replay-pass', UPPER], ['replay-window', WINDOW], ['replay-remind', REMIND], ['replay-slow-count', SLOW_COUNT]]) {
     const put = await deploy(platform, name, code);
     expect(put.status, JSON.stringify(put.body)).toBe(201);
   }
@@ -242,6 +247,26 @@ describe('seek on the embedded log', () => {
     const closed = await waitFor(async () => ((await sink('r-window')).length >= 7 ? sink('r-window') : null), 15_000, 'the open window');
     await new Promise((r) => setTimeout(r, 300));
     expect(windows(closed.slice(6))).toEqual(['a[2000,3000)=1']);
+  });
+
+  it('timers pending at a seek with resetState are deleted: each record timer fires once, in the replay', async () => {
+    await put('r-timers', {
+      nodes: [{ id: 'remind', function: 'replay-remind' }],
+      sources: [{ id: 'in', type: 'http' }],
+      sinks: [{ id: 'out', type: 'log' }],
+      edges: [
+        { from: 'in', to: 'remind', delivery: 'exactly-once', partitions: 1 },
+        { from: 'remind', to: 'out', delivery: 'exactly-once' },
+      ],
+    });
+    await ingest('r-timers', ['a', 'b', 'c', 'd'].map((key) => ({ key, value: 1 })));
+    await waitFor(async () => (await json(platform.app.request('/v1/graphs/r-timers'))).status.nodes.remind.timers.partitions > 0, 10_000, 'timers set');
+    const res = await seek('r-timers', { offset: 0, resetState: true });
+    expect(res.status, await res.clone().text()).toBe(200);
+    await waitFor(async () => (await sink('r-timers')).length >= 4, 10_000, 'the replay timers');
+    await new Promise((r) => setTimeout(r, 2000)); // the first pass's timers were due by now, had they survived
+    const fired = await sink('r-timers');
+    expect(fired.map((r) => r.value.key).sort()).toEqual(['a', 'b', 'c', 'd']);
   });
 
   it('keeps a source edge only as long as its retention says', async () => {
