@@ -26,7 +26,8 @@ import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { KafkaCleanup, type KafkaCleanupOutcome } from './kafka/kafka-cleanup.ts';
 import type { GraphError } from './graph-faults.ts';
 import { S3Sinks, type S3SinksOptions } from './s3-sinks.ts';
-import { parseSeekRequest, planSeek, seekEmbedded, seekKafka, type SeekPlan, type SeekResult } from './source-seek.ts';
+import { parseSeekRequest, planSeek, seekEmbedded, type SeekPlan, type SeekResult } from './source-seek.ts';
+import { seekKafka } from './kafka/kafka-seek.ts';
 
 export interface GraphServiceOptions {
   maxBatchRecords?: number;

@@ -11,7 +11,7 @@
  *
  *   embedded  the groups' offsets, the skipped edges' offsets and the reset nodes' state
  *             deletions are ONE SQLite transaction: a kill -9 leaves the seek done or not at all.
- *   Kafka     the brokers set the groups' offsets (the groups are empty once the graph halted),
+ *   Kafka     (kafka/kafka-seek.ts) the brokers set the groups' offsets (the groups are empty once the graph halted),
  *             then one transaction of the commit ledger forgets the offsets it applied and
  *             deletes the reset nodes' state. A crash between the two resumes where the graph was
  *             (the ledger's applied offsets win over lower committed ones): repeat the seek.
@@ -21,12 +21,10 @@
  * derived from the history being replayed and will be derived again. Their inputs from elsewhere
  * (another source) keep their offsets.
  */
-import type { Broker } from '../connectors/broker.ts';
-import type { KafkaCommitLedger } from '../connectors/kafka/kafka-commit-ledger.ts';
 import type { CommitSet, StateWrite } from '../connectors/transport.ts';
 import { TributaryError } from '../runtime/errors.ts';
 import type { EdgeSpec } from './graph-spec.ts';
-import { edgeBrokers, isKafkaEdge, kafkaGroupOf } from './kafka/kafka-topics.ts';
+import { isKafkaEdge } from './kafka/kafka-topics.ts';
 import type { Topology } from './topology.ts';
 
 /** Where a seek moves each partition: one offset for all, offsets of some partitions, or a time. */
@@ -148,14 +146,14 @@ export function planSeek(topology: Topology, source: string, request: SeekReques
 }
 
 /** The target of one partition, or null when the request leaves it alone (a map not naming it). */
-function targetOf(target: SeekTarget, partition: number, atTime: () => number): number | null {
+export function targetOf(target: SeekTarget, partition: number, atTime: () => number): number | null {
   if (target.kind === 'offset') return target.offset;
   if (target.kind === 'offsets') return target.offsets.get(partition) ?? null;
   return atTime();
 }
 
 /** Refuses offsets outside what the edge keeps (no clamping: a replay of less than asked would pass unnoticed). */
-function checkRanges(plan: SeekPlan, edges: SeekResult['edges'], partitionsOf: Map<string, number>): void {
+export function checkRanges(plan: SeekPlan, edges: SeekResult['edges'], partitionsOf: Map<string, number>): void {
   const { target } = plan.request;
   if (target.kind === 'offsets') {
     for (const edge of edges) {
@@ -223,10 +221,10 @@ export function seekEmbedded(log: SeekableLog, topology: Topology, plan: SeekPla
     log.commit(set);
   }
   const sinks = Object.fromEntries(topology.spec.sinks.filter((sink) => sink.type !== 'kafka').map((sink) => [sink.id, { heads: [log.head(topology.sinkTopic(sink.id), 0)] }]));
-  return result(plan, edges, skipped, sinks);
+  return seekResult(plan, edges, skipped, sinks);
 }
 
-function result(plan: SeekPlan, edges: SeekResult['edges'], skipped: Array<{ from: string; to: string; partitions: Array<{ partition: number; from: number; to: number }> }>, sinks: SeekResult['sinks']): SeekResult {
+export function seekResult(plan: SeekPlan, edges: SeekResult['edges'], skipped: Array<{ from: string; to: string; partitions: Array<{ partition: number; from: number; to: number }> }>, sinks: SeekResult['sinks']): SeekResult {
   return {
     graph: plan.graph,
     source: plan.source,
@@ -235,73 +233,4 @@ function result(plan: SeekPlan, edges: SeekResult['edges'], skipped: Array<{ fro
     sinks,
     reset: { nodes: plan.resetNodes, skipped: skipped.map(({ from, to, partitions }) => ({ from, to, partitions })) },
   };
-}
-
-export interface KafkaSeekOptions {
-  broker(brokers: string[] | undefined): Broker;
-  ledger: KafkaCommitLedger;
-}
-
-/**
- * The seek on Kafka edges: offsets per partition from the brokers (the group's committed offset,
- * raised to what the ledger applied: where `open` would resume), checked against the low and
- * high watermarks; with `apply`, the groups' offsets set (the graph halted: the groups are
- * empty), then the ledger rewound and the reset nodes' state deleted in one transaction.
- */
-export async function seekKafka(options: KafkaSeekOptions, topology: Topology, plan: SeekPlan, apply: boolean): Promise<SeekResult> {
-  const { spec, graph } = topology;
-  const partitionsOf = new Map<string, number>();
-  const positions = async (edge: EdgeSpec, topic: string, broker: Broker) => {
-    const [committed, low, high] = await Promise.all([broker.committed(kafkaGroupOf(graph, spec, edge), topic), broker.lowWatermarks(topic), broker.highWatermarks(topic)]);
-    const namespace = topology.stateNamespace(edge.to);
-    return Promise.all(
-      high.map(async (head, p) => {
-        const resumed = Math.max(committed[p] ?? -1, await options.ledger.applied(namespace, p, topic));
-        return { partition: p, from: resumed >= 0 ? resumed : (low[p] ?? 0), earliest: low[p] ?? 0, head };
-      }),
-    );
-  };
-  const edges = await Promise.all(
-    plan.edges.map(async (edge) => {
-      const topic = topology.topicOf(edge);
-      const broker = options.broker(edgeBrokers(spec, edge));
-      const at = plan.request.target.kind === 'timestamp' ? await broker.offsetsAtTime(topic, plan.request.target.at) : [];
-      const current = await positions(edge, topic, broker);
-      partitionsOf.set(topic, current.length);
-      const partitions: PartitionSeek[] = [];
-      for (const position of current) {
-        // A time before the first record kept finds the first record kept (ListOffsets answers so).
-        const to = targetOf(plan.request.target, position.partition, () => Math.max(at[position.partition] ?? position.head, position.earliest));
-        if (to !== null) partitions.push({ ...position, to });
-      }
-      return { node: edge.to, topic, transport: 'kafka' as const, partitions, group: kafkaGroupOf(graph, spec, edge), broker };
-    }),
-  );
-  checkRanges(plan, edges, partitionsOf);
-  const skipped = await Promise.all(
-    plan.skipEdges.map(async (edge) => {
-      const topic = topology.topicOf(edge);
-      const broker = options.broker(edgeBrokers(spec, edge));
-      const partitions = (await positions(edge, topic, broker)).map((p) => ({ partition: p.partition, from: p.from, to: p.head }));
-      return { from: edge.from, to: edge.to, topic, group: kafkaGroupOf(graph, spec, edge), broker, partitions };
-    }),
-  );
-  if (apply) {
-    for (const edge of [...edges, ...skipped]) {
-      if (edge.partitions.length > 0) await edge.broker.setCommitted(edge.group, edge.topic, edge.partitions.map((p) => ({ partition: p.partition, offset: p.to })));
-    }
-    const rewound = [...edges.map((e) => ({ ns: topology.stateNamespace(e.node), topic: e.topic, partitions: e.partitions.map((p) => p.partition) })), ...skipped.map((s) => ({ ns: topology.stateNamespace(s.to), topic: s.topic, partitions: s.partitions.map((p) => p.partition) }))];
-    options.ledger.rewind(rewound, plan.resetNodes.map((node) => topology.stateNamespace(node)));
-  }
-  const sinks: SeekResult['sinks'] = {};
-  for (const sink of spec.sinks.filter((s) => s.type === 'kafka')) {
-    const into = spec.edges.find((e) => e.to === sink.id)!;
-    sinks[sink.id] = { heads: await options.broker(edgeBrokers(spec, into)).highWatermarks(topology.topicOf(into)) };
-  }
-  return result(
-    plan,
-    edges.map(({ node, topic, transport, partitions }) => ({ node, topic, transport, partitions })),
-    skipped,
-    sinks,
-  );
 }
