@@ -20,6 +20,11 @@ export async function getJson<T>(options: ClientOptions, path: string): Promise<
   return (await (await request(options, 'GET', path)).json()) as T;
 }
 
+/** POST a JSON body, answered with JSON. */
+export async function postJson<T>(options: ClientOptions, path: string, body: unknown): Promise<T> {
+  return (await (await request(options, 'POST', path, { body: JSON.stringify(body), contentType: 'application/json' })).json()) as T;
+}
+
 export async function request(options: ClientOptions, method: string, path: string, init: { body?: string | Uint8Array; contentType?: string; headers?: Record<string, string> } = {}): Promise<Response> {
   const headers: Record<string, string> = { ...init.headers };
   if (options.token && !path.startsWith('/v1/invoke/')) headers.authorization = `Bearer ${options.token}`;

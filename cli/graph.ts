@@ -1,12 +1,12 @@
 /**
- * `tributary graph <subcommand>`: apply, ls, status, rm, ingest, tail, dead-letters — the
+ * `tributary graph <subcommand>`: apply, ls, status, rm, ingest, seek, tail, dead-letters — the
  * /v1/graphs API from the terminal. Read commands print tables, or the API's JSON with --json.
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ApiError, getJson, request } from './client.ts';
+import { ApiError, getJson, postJson, request } from './client.ts';
 import { client, common, intFlag, need, reading, UsageError, type Command, type CommandGroup, type Values } from './command.ts';
 import { num, printable, short, table } from './table.ts';
 
@@ -294,6 +294,57 @@ const ingest: Command = {
   },
 };
 
+interface SeekAnswer {
+  edges: Array<{ node: string; topic: string; partitions: Array<{ partition: number; from: number; to: number; earliest: number; head: number }> }>;
+  reset: { nodes: string[]; skipped: Array<{ from: string; to: string; partitions: Array<{ partition: number; from: number; to: number }> }> };
+}
+
+/** `--offset 5` (every partition) or `--offset 0=5,2=7` (those partitions). */
+export function parseOffsetFlag(text: string): number | Record<string, number> {
+  if (/^(0|[1-9][0-9]*)$/.test(text)) return Number(text);
+  const map: Record<string, number> = {};
+  for (const part of text.split(',')) {
+    const match = /^(0|[1-9][0-9]*)=(0|[1-9][0-9]*)$/.exec(part.trim());
+    if (!match) throw new UsageError(`--offset must be N or PARTITION=N[,PARTITION=N…], got '${text.slice(0, 40)}'`);
+    map[match[1]] = Number(match[2]);
+  }
+  return map;
+}
+
+/** `--timestamp` as ms since the epoch or an ISO 8601 date. */
+export function parseTimestampFlag(text: string): number {
+  const at = /^[0-9]+$/.test(text) ? Number(text) : Date.parse(text);
+  if (!Number.isFinite(at) || at < 0) throw new UsageError(`--timestamp must be ms since the epoch or an ISO 8601 date, got '${text.slice(0, 40)}'`);
+  return at;
+}
+
+const seek: Command = {
+  usage: 'tributary graph seek <name> <source> (--offset N | --offset P=N,… | --timestamp ISO|ms) [--node NODE] [--reset-state] [--json]',
+  summary: "replay: rewind a source's consumers to an offset or a time (--reset-state: reset the state of every node downstream first)",
+  options: { ...reading, offset: { type: 'string' }, timestamp: { type: 'string' }, node: { type: 'string' }, 'reset-state': { type: 'boolean', default: false } },
+  async run({ values, positionals }) {
+    const name = need(positionals, 0, 'name');
+    const source = need(positionals, 1, 'source');
+    const offset = typeof values.offset === 'string' ? values.offset : undefined;
+    const timestamp = typeof values.timestamp === 'string' ? values.timestamp : undefined;
+    if ((offset === undefined) === (timestamp === undefined)) throw new UsageError('give exactly one of --offset and --timestamp');
+    const body = {
+      ...(offset !== undefined ? { offset: parseOffsetFlag(offset) } : { timestamp: parseTimestampFlag(timestamp!) }),
+      resetState: Boolean(values['reset-state']),
+      ...(typeof values.node === 'string' && { node: values.node }),
+    };
+    const answer = await postJson<SeekAnswer>(client(values), `/v1/graphs/${enc(name)}/sources/${enc(source)}/seek`, body);
+    if (values.json) return json(answer);
+    const rows = answer.edges.flatMap((e) => e.partitions.map((p) => [`${source} -> ${e.node}`, p.partition, p.from, p.to, p.from - p.to, `${p.earliest}-${p.head}`]));
+    console.log(table(['EDGE', 'PARTITION', 'FROM', 'TO', 'REPLAYS', 'KEPT'], rows));
+    if (answer.reset.nodes.length > 0) {
+      console.log(`state reset: ${answer.reset.nodes.join(', ')}`);
+      const skipped = answer.reset.skipped.map((s) => `${s.from} -> ${s.to}: ${s.partitions.reduce((n, p) => n + p.to - p.from, 0)}`);
+      if (skipped.length > 0) console.log(`queued records skipped (derived again by the replay): ${skipped.join('; ')}`);
+    }
+  },
+};
+
 function printRecord(r: StoredRecord, asJson: boolean): void {
   if (asJson) console.log(JSON.stringify(r));
   else console.log(`${r.offset}\t${new Date(r.timestamp).toISOString()}\t${printable(r.key ?? '-')}\t${short(r.value, 2000)}`);
@@ -364,6 +415,6 @@ const deadLetters: Command = {
 };
 
 export const graphCommands: CommandGroup = {
-  summary: 'process graphs: apply, ls, status, rm, ingest, tail, dead-letters',
-  subcommands: { apply, ls, status, rm, ingest, tail, 'dead-letters': deadLetters },
+  summary: 'process graphs: apply, ls, status, rm, ingest, seek, tail, dead-letters',
+  subcommands: { apply, ls, status, rm, ingest, seek, tail, 'dead-letters': deadLetters },
 };

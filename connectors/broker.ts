@@ -111,6 +111,17 @@ export interface Broker {
   highWatermarks(topic: string): Promise<number[]>;
   /** The earliest offset still in the log, per partition: where a group without a committed offset starts. */
   lowWatermarks(topic: string): Promise<number[]>;
+  /**
+   * Per partition, the first offset whose record timestamp is at or after `at` (ms since the
+   * epoch: the producer's CreateTime, or the broker's LogAppendTime as the topic says); the high
+   * watermark where no record is that recent (ListOffsets, KIP-79).
+   */
+  offsetsAtTime(topic: string, at: number): Promise<number[]>;
+  /**
+   * Sets the group's committed offsets of the partitions named (a seek). The group must have no
+   * members: ERR_SEEK_CONFLICT when some are still in it (another process consuming it).
+   */
+  setCommitted(group: string, topic: string, offsets: Array<{ partition: number; offset: number }>): Promise<void>;
   /** Up to `limit` committed records of a partition from `from`, for the HTTP API and tests. */
   read(topic: string, partition: number, from: number, limit: number): Promise<StoredRecord[]>;
   consumer(options: GroupConsumerOptions): GroupConsumer;

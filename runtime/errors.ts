@@ -107,6 +107,10 @@ export const ERROR_CODES = {
    * `connectors/kafka/kafka-errors.ts`.
    */
   ERR_KAFKA_UNAVAILABLE: { status: 503, kind: 'system', retriable: true, handling: 'retry' },
+  /** A seek refused: an offset below the first one the source edge still keeps, or above its head (`details.partitions` says each one's range). */
+  ERR_OFFSET_OUT_OF_RANGE: { status: 400, kind: 'user', retriable: false, handling: 'never' },
+  /** A seek of a Kafka edge whose consumer group still has members in another process: the brokers refuse to move its offsets. */
+  ERR_SEEK_CONFLICT: { status: 409, kind: 'user', retriable: true, handling: 'retry' },
   /**
    * A transactional producer was fenced: a newer producer with the same transactionalId (the new
    * owner of the input partition) exists. Its transaction is aborted; the new owner redoes it.

@@ -26,6 +26,8 @@ import type { KafkaRuntimeOptions } from './kafka/kafka-graph.ts';
 import { KafkaCleanup, type KafkaCleanupOutcome } from './kafka/kafka-cleanup.ts';
 import type { GraphError } from './graph-faults.ts';
 import { S3Sinks, type S3SinksOptions } from './s3-sinks.ts';
+import { parseSeekRequest, planSeek, seekEmbedded, type SeekPlan, type SeekResult } from './source-seek.ts';
+import { seekKafka } from './kafka/kafka-seek.ts';
 
 export interface GraphServiceOptions {
   maxBatchRecords?: number;
@@ -135,13 +137,16 @@ export class GraphService {
     this.guard.report(where, { graph: name }, cause);
   }
 
-  /** Stops the graph's autoscaler and runtime (after their in-flight batches commit). */
-  private async halt(name: string, deleting = false): Promise<void> {
+  /**
+   * Stops the graph's autoscaler and runtime (after their in-flight batches commit). With
+   * `keepServing` the stopped runtime stays in place for ingest until the next launch replaces it.
+   */
+  private async halt(name: string, deleting = false, keepServing = false): Promise<void> {
     this.autoscalers.get(name)?.stop();
     this.autoscalers.delete(name);
     // Left in place while it stops: ingest still appends to its log, which the next runtime reads.
     await this.runtimes.get(name)?.stop({ deleting });
-    this.runtimes.delete(name);
+    if (!keepServing) this.runtimes.delete(name);
     // After the runtime: its last batches are in the sink logs the next publisher starts from.
     await this.s3Sinks.stop(name);
   }
@@ -180,6 +185,13 @@ export class GraphService {
     this.log.setRetention(Topology.prefix(graph.name), graph.spec.retention ?? null);
     for (const sink of graph.spec.sinks) {
       if (sink.type === 'log') this.log.setRetention(runtime.topology.sinkTopic(sink.id), sink.retention ?? null);
+    }
+    // Source edges keep what was consumed, for replay (a seek), before their consumers start.
+    for (const source of graph.spec.sources) {
+      if (source.type !== 'http') continue;
+      for (const route of runtime.topology.outputs(source.id)) {
+        if (runtime.topology.kindOf(route.edge.to) === 'node') this.log.keepConsumed(route.topic, source.retention ?? {});
+      }
     }
     try {
       runtime.start();
@@ -402,6 +414,53 @@ export class GraphService {
 
   autoscaler(name: string): Autoscaler | undefined {
     return this.autoscalers.get(name);
+  }
+
+  /**
+   * Rewinds (or fast-forwards) the consumers of a source's edges to an offset or a time, and with
+   * `resetState` deletes the state of every node downstream (scheduler/source-seek.ts). The graph
+   * pauses as for a redeploy: its running batches commit (or are abandoned uncommitted after
+   * 2 s), the offsets and state change, and a new runtime resumes from them. A refused seek
+   * (bad body, offset out of range) is refused before anything pauses.
+   *
+   * @example await graphs.seek('wc', 'lines', { timestamp: Date.now() - 3600_000, resetState: true })
+   */
+  seek(name: string, source: string, body: unknown): Promise<SeekResult> {
+    const request = parseSeekRequest(body);
+    return this.serialize(name, async () => {
+      const stored = this.store.get(name);
+      if (!stored) throw new TributaryError('ERR_NOT_FOUND', `no graph named '${name}'`);
+      const runtime = this.runtime(name);
+      if (runtime.lifecycle.state === 'deleting') throw new TributaryError('ERR_UNAVAILABLE', `graph '${name}' is being deleted`);
+      const plan = planSeek(runtime.topology, source, request);
+      const seekOnce = (apply: boolean) => this.applySeek(runtime.topology, plan, apply);
+      await seekOnce(false); // refuses out-of-range offsets while the graph still runs
+      // Ingest goes on into the stopped runtime's log meanwhile: it lands after the moved offsets.
+      await this.halt(name, false, true);
+      try {
+        return await seekOnce(true);
+      } finally {
+        try {
+          this.launch(stored);
+        } catch (error) {
+          this.runtimes.delete(name);
+          this.degrade(name, 'graph.launch', error);
+        }
+      }
+    });
+  }
+
+  private applySeek(topology: Topology, plan: SeekPlan, apply: boolean): Promise<SeekResult> {
+    if (!plan.kafka) {
+      if (plan.resetNodes.length > 0 && this.stateStore.kind !== 'embedded') {
+        throw new TributaryError('ERR_BAD_REQUEST', 'seek: resetState needs the embedded state store; state in S3 (--s3-bucket) cannot be reset yet');
+      }
+      return Promise.resolve(seekEmbedded(this.log, topology, plan, apply));
+    }
+    const kafka = this.options.kafka;
+    if (!kafka) throw new TributaryError('ERR_INTERNAL', 'graph has Kafka edges but the platform has no Kafka configuration');
+    if (kafka.s3State) throw new TributaryError('ERR_BAD_REQUEST', 'seek: Kafka edges whose state is in S3 (--s3-bucket) cannot be sought yet');
+    return seekKafka({ broker: (brokers) => kafka.pool.get(brokers), ledger: kafka.ledger }, topology, plan, apply);
   }
 
   ingest(name: string, source: string, records: IngestRecord[], idempotencyKey?: string) {

@@ -53,7 +53,13 @@ export interface EventTimeSpec {
   idleTimeoutMs?: number;
 }
 
-export type SourceSpec = ({ id: string; type: 'http' } | KafkaSourceSpec) & { eventTime?: EventTimeSpec };
+/**
+ * An HTTP source's records stay on its edges after they are consumed, for replay (a seek,
+ * docs/replay.md): `retention` per edge partition, oldest first, by age since the append and by
+ * bytes (default 24 h and 256 MiB; `{"maxAgeMs": 0}` keeps nothing consumed). A Kafka source's
+ * retention is its topic's, set on the brokers.
+ */
+export type SourceSpec = ({ id: string; type: 'http'; retention?: Retention } | KafkaSourceSpec) & { eventTime?: EventTimeSpec };
 
 /** Records of an existing Kafka topic (created with the edge's `partitions` if missing). */
 export interface KafkaSourceSpec {
@@ -206,8 +212,10 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
   sources.forEach((source, i) => {
     declare(source, `$.sources[${i}]`, 'source');
     checkEventTime(source.eventTime, `$.sources[${i}].eventTime`, problem);
-    if (source.type === 'kafka') checkKafkaSource(source, `$.sources[${i}]`, problem);
-    else if (source.type !== 'http') problem(`$.sources[${i}].type`, `unsupported source type '${shown(source.type)}' (supported: http, kafka)`);
+    if (source.type === 'kafka') {
+      checkKafkaSource(source, `$.sources[${i}]`, problem);
+      if (source.retention !== undefined) problem(`$.sources[${i}].retention`, "a Kafka source's records are kept as its topic's retention says (set on the brokers)");
+    } else if (source.type !== 'http') problem(`$.sources[${i}].type`, `unsupported source type '${shown(source.type)}' (supported: http, kafka)`);
   });
   sinks.forEach((sink, i) => {
     declare(sink, `$.sinks[${i}]`, 'sink');
@@ -278,6 +286,7 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
   checkScaleToZero(input.scaleToZeroAfterMs, '$.scaleToZeroAfterMs', problem);
   checkRetention(input.retention, '$.retention', problem);
   sinks.forEach((s, i) => checkRetention(s.retention, `$.sinks[${i}].retention`, problem));
+  sources.forEach((s, i) => s.type !== 'kafka' && checkRetention(s.retention, `$.sources[${i}].retention`, problem));
 
   if (problems.length > 0) throw invalidGraph(problems);
   // Only the fields the platform reads are kept: nothing else of the input is stored.
@@ -292,7 +301,7 @@ export function validateGraph(input: unknown, functionExists: (name: string) => 
     sources: sources.map((s): SourceSpec => ({
       ...(s.type === 'kafka'
         ? { id: s.id as string, type: 'kafka' as const, topic: s.topic as string, ...(s.group !== undefined ? { group: s.group as string } : {}), ...kafkaBrokers(s.brokers) }
-        : { id: s.id as string, type: 'http' as const }),
+        : { id: s.id as string, type: 'http' as const, ...(isObject(s.retention) ? { retention: retentionOf(s.retention) } : {}) }),
       ...(isObject(s.eventTime) ? { eventTime: eventTimeOf(s.eventTime) } : {}),
     })),
     sinks: sinks.map((s): SinkSpec =>

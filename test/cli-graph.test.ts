@@ -178,6 +178,27 @@ describe('tributary graph', () => {
     expect(asJson.logs[0]).toMatchObject({ level: 'log', version: 1 });
   }, 90_000);
 
+  it('seek rewinds a source: the sink gets the results again; bad flags are usage errors', async () => {
+    const before = JSON.parse((await cli(['graph', 'status', 'pipe', '--json', '--sample-ms', '0'])).stdout).status.sinks.out.records as number;
+    const seek = await cli(['graph', 'seek', 'pipe', 'in', '--offset', '0']);
+    expect(seek.code, seek.stderr).toBe(0);
+    expect(seek.stdout).toMatch(/^EDGE\s+PARTITION\s+FROM\s+TO\s+REPLAYS\s+KEPT\n/);
+    expect(seek.stdout).toMatch(/^in -> shout\s+0\s+\d+\s+0\s+\d+\s+0-\d+$/m);
+    const replayed = [...seek.stdout.matchAll(/^in -> shout\s+\d+\s+\d+\s+0\s+(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(replayed).toBeGreaterThan(0);
+    await waitFor(async () => JSON.parse((await cli(['graph', 'status', 'pipe', '--json', '--sample-ms', '0'])).stdout).status.sinks.out.records > before, 30_000, 'replayed records in the sink');
+    const byTime = JSON.parse((await cli(['graph', 'seek', 'pipe', 'in', '--timestamp', new Date(Date.now() + 60_000).toISOString(), '--reset-state', '--json'])).stdout);
+    expect(byTime).toMatchObject({ source: 'in', resetState: true, reset: { nodes: ['shout'] } });
+    for (const p of byTime.edges[0].partitions) expect(p.to).toBe(p.head); // nothing that recent: to the head
+    const both = await cli(['graph', 'seek', 'pipe', 'in', '--offset', '0', '--timestamp', '0']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/exactly one of --offset and --timestamp/);
+    expect((await cli(['graph', 'seek', 'pipe', 'in', '--offset', 'x=1'])).code).toBe(2);
+    const range = await cli(['graph', 'seek', 'pipe', 'in', '--offset', '0=999']);
+    expect(range.code).toBe(1);
+    expect(range.stderr).toMatch(/^tributary: ERR_OFFSET_OUT_OF_RANGE: seek: partition 0 of in -> shout: 999 is outside \[0, \d+\]/);
+  }, 90_000);
+
   it('rm deletes the graph; status then fails with its code and exit 1', async () => {
     const rm = await cli(['graph', 'rm', 'pipe']);
     expect(rm.code, rm.stderr).toBe(0);
@@ -188,7 +209,7 @@ describe('tributary graph', () => {
   }, 60_000);
 
   it('help, usage errors (exit 2) and a missing token (exit 1)', async () => {
-    for (const sub of ['apply', 'ls', 'status', 'rm', 'ingest', 'tail', 'dead-letters']) {
+    for (const sub of ['apply', 'ls', 'status', 'rm', 'ingest', 'seek', 'tail', 'dead-letters']) {
       const help = await cli(['graph', sub, '--help']);
       expect(help.code, sub).toBe(0);
       expect(help.stdout).toMatch(new RegExp(`^usage: tributary graph ${sub}`));

@@ -61,6 +61,37 @@ describe('graph retention', () => {
     expect(await firstKept('kept-all')).toBe(0);
   });
 
+  it("a source's retention: invalid values and Kafka sources refused with their paths", async () => {
+    const bad = spec();
+    bad.sources = [{ id: 'in', type: 'http', retention: { maxBytes: -5 } } as never];
+    let res = await put('bad-source-retention', bad);
+    expect(res.status).toBe(400);
+    expect((await json(res)).error.problems.map((p: { path: string }) => p.path)).toContain('$.sources[0].retention');
+    res = await put('kafka-source-retention', {
+      nodes: [{ id: 'n', function: 'echo' }],
+      sources: [{ id: 'in', type: 'kafka', topic: 'retained', retention: { maxAgeMs: 1000 } }],
+      sinks: [{ id: 'out', type: 'kafka', topic: 'retained-out' }],
+      edges: [
+        { from: 'in', to: 'n', delivery: 'at-least-once' },
+        { from: 'n', to: 'out', delivery: 'at-least-once' },
+      ],
+    });
+    expect(res.status).toBe(400);
+    const problem = (await json(res)).error.problems.find((p: { path: string }) => p.path === '$.sources[0].retention');
+    expect(problem.message).toMatch(/topic's retention/);
+  });
+
+  it("a source edge keeps consumed records as its source's retention says", async () => {
+    expect((await put('kept-source', spec({}, {}))).status).toBe(201);
+    const edge = 'kept-source/e/in->n';
+    expect(platform.log.retentionOf(edge)).toEqual({ maxAgeMs: 24 * 3600_000, maxBytes: 256 * 1024 ** 2 });
+    const custom = spec();
+    custom.sources = [{ id: 'in', type: 'http', retention: { maxAgeMs: 5000 } } as never];
+    expect((await put('kept-source', custom)).status).toBe(201);
+    expect(platform.log.retentionOf(edge)).toEqual({ maxAgeMs: 5000, maxBytes: 256 * 1024 ** 2 });
+    expect(platform.log.retentionOf('kept-source/sink/out')!.maxBytes).toBe(1024 ** 3);
+  });
+
   it('an invalid retention is refused with its path', async () => {
     const res = await put('bad-retention', spec({ retention: { maxAgeMs: -1 } }, { retention: 'forever' }));
     expect(res.status).toBe(400);

@@ -229,6 +229,72 @@ describe('sinks and dead letters: retention by age and by size', () => {
   });
 });
 
+describe('source edges kept for replay (keepConsumed): by age and size, never unconsumed', () => {
+  it('keeps consumed batches until they are too old, then deletes only consumed ones', () => {
+    f = openLog();
+    f.log.ensureTopic(EDGE, 1);
+    f.log.keepConsumed(EDGE, { maxAgeMs: 1000 });
+    fill(EDGE, 5);
+    consume('g/b', EDGE, 30);
+    expect(f.batchRows(EDGE)).toBe(5); // consumed, but young: kept for a seek
+    f.clock.now += 1001;
+    f.log.maintain();
+    expect(f.batchRows(EDGE)).toBe(2); // the three consumed ones went, the unconsumed stay however old
+    expect(f.log.start(EDGE, 0)).toBe(30);
+    consume('g/b', EDGE, 50);
+    expect(f.batchRows(EDGE)).toBe(0);
+  });
+
+  it('deletes the oldest consumed batches past maxBytes, at the append', () => {
+    f = openLog();
+    f.log.ensureTopic(EDGE, 1);
+    fill(EDGE, 1);
+    const batchBytes = f.query<{ b: number }>('SELECT bytes AS b FROM batches WHERE topic = ?', EDGE)[0].b;
+    f.log.keepConsumed(EDGE, { maxBytes: batchBytes * 4 });
+    fill(EDGE, 7);
+    expect(f.batchRows(EDGE)).toBe(8); // nothing consumed: over its size, still kept whole
+    commitOffset('g/b', EDGE, 20);
+    fill(EDGE, 1);
+    expect(f.batchRows(EDGE)).toBe(7); // only the two consumed batches may go
+    commitOffset('g/b', EDGE, 90);
+    fill(EDGE, 1);
+    expect(f.batchRows(EDGE)).toBeLessThanOrEqual(4);
+    expect(f.log.start(EDGE, 0)).toBeGreaterThan(0);
+  });
+
+  it('defaults to 24 h and 256 MiB; an unregistered edge is truncated once consumed', () => {
+    f = openLog();
+    f.log.ensureTopic(EDGE, 1);
+    f.log.ensureTopic('g/e/x->y', 1);
+    f.log.keepConsumed(EDGE, {});
+    expect(f.log.retentionOf(EDGE)).toEqual({ maxAgeMs: DAY_MS, maxBytes: 256 * 1024 ** 2 });
+    fill(EDGE, 3);
+    fill('g/e/x->y', 3);
+    consume('g/b', EDGE, 30);
+    consume('g/y', 'g/e/x->y', 30);
+    expect(f.batchRows(EDGE)).toBe(3);
+    expect(f.batchRows('g/e/x->y')).toBe(0);
+    f.log.keepConsumed(EDGE, null);
+    f.log.maintain();
+    consume('g/b', EDGE, 30);
+    expect(f.batchRows(EDGE)).toBe(0);
+  });
+
+  it('finds the first offset appended at or after a time', () => {
+    f = openLog();
+    f.log.ensureTopic(EDGE, 1);
+    f.log.keepConsumed(EDGE, {});
+    const t0 = f.clock.now;
+    fill(EDGE, 2);
+    f.clock.now += 100;
+    fill(EDGE, 2);
+    expect(f.log.offsetAtTime(EDGE, 0, t0)).toBe(0);
+    expect(f.log.offsetAtTime(EDGE, 0, t0 + 1)).toBe(20);
+    expect(f.log.offsetAtTime(EDGE, 0, t0 + 100)).toBe(20);
+    expect(f.log.offsetAtTime(EDGE, 0, t0 + 101)).toBe(40); // none that recent: the head
+  });
+});
+
 describe('databases written before retention', () => {
   function oldDatabase(dir: string) {
     const db = new DatabaseSync(join(dir, 'log.db'));

@@ -82,6 +82,14 @@ export function graphRoutes(graphs: GraphService, body: BodyLimits): Hono {
     return c.json({ accepted, duplicate }, 202);
   });
 
+  // Replay: rewind the source's consumers to an offset or a time, optionally resetting downstream state (docs/replay.md).
+  app.post('/:name/sources/:id/seek', async (c) => {
+    const name = c.req.param('name');
+    graphs.runtime(name); // an unknown graph is a 404 before its body is read
+    const request = parseJson(await readText(c.req.raw, body), { maxDepth: 4, what: 'seek request' });
+    return c.json(await graphs.seek(name, c.req.param('id'), request));
+  });
+
   app.get('/:name/sinks/:id', async (c) => {
     const from = integerParam(c.req.query('from'), 'from', { fallback: 0, min: 0, max: Number.MAX_SAFE_INTEGER });
     const limit = integerParam(c.req.query('limit'), 'limit', { fallback: 100, min: 0, max: MAX_READ });

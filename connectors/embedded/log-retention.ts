@@ -10,6 +10,12 @@
  *   batch's append; the size rule always keeps a partition's newest batch, and once a partition
  *   is over its limit it deletes down to 15/16 of it (deletions come in chunks, not one per append).
  *
+ * - Source edges (the topics an HTTP source appends to, registered by `SqliteLog.keepConsumed`):
+ *   kept for replay (`POST /v1/graphs/{name}/sources/{id}/seek`, docs/replay.md) by age and by
+ *   size like sinks, but never a batch some group has not committed past: a batch goes once it
+ *   is consumed AND (too old OR the partition is over its size). Unconsumed records are bounded
+ *   by ingest's backpressure instead.
+ *
  * Defaults below; `SqliteLog.setRetention(prefix, limits)` overrides them for the sink and
  * dead-letter topics under a prefix (graph-level settings), the longest matching prefix winning.
  */
@@ -24,6 +30,13 @@ export interface RetentionLimits {
 /** 7 days and 1 GiB per sink or dead-letter partition. */
 export const DEFAULT_RETENTION: RetentionLimits = { maxAgeMs: 7 * 24 * 3600_000, maxBytes: 1024 * 1024 * 1024 };
 
+/**
+ * 24 hours and 256 MiB per source-edge partition: enough to replay a day after a bad deploy, small
+ * next to a sink's 1 GiB because every consumed record of every source is kept (a source's own
+ * `retention` changes it; `{"maxAgeMs": 0}` deletes consumed batches at the next maintenance step).
+ */
+export const DEFAULT_SOURCE_RETENTION: RetentionLimits = { maxAgeMs: 24 * 3600_000, maxBytes: 256 * 1024 * 1024 };
+
 const RETAINED_TOPIC = /^[^/]+\/(sink|dlq)\//;
 
 /** Sink and dead-letter topics: retained by age and size rather than by consumers. */
@@ -35,6 +48,8 @@ export function isRetainedTopic(topic: string): boolean {
 export class RetentionRules {
   private readonly defaults: RetentionLimits;
   private readonly overrides = new Map<string, RetentionLimits>();
+  /** Edge topics whose consumed batches are kept for replay, with their limits (exact topic names). */
+  private readonly kept = new Map<string, RetentionLimits>();
   /** Resolved limits per topic, cleared whenever the overrides change. */
   private readonly resolved = new Map<string, RetentionLimits>();
 
@@ -48,13 +63,33 @@ export class RetentionRules {
     else this.overrides.set(prefix, { maxAgeMs: limits.maxAgeMs ?? this.defaults.maxAgeMs, maxBytes: limits.maxBytes ?? this.defaults.maxBytes });
   }
 
+  /** Keeps the consumed batches of edge topic `topic` under `limits` (unset ones from DEFAULT_SOURCE_RETENTION); null: truncated once consumed again. */
+  keepConsumed(topic: string, limits: Partial<RetentionLimits> | null): void {
+    this.resolved.clear();
+    if (limits === null) this.kept.delete(topic);
+    else this.kept.set(topic, { maxAgeMs: limits.maxAgeMs ?? DEFAULT_SOURCE_RETENTION.maxAgeMs, maxBytes: limits.maxBytes ?? DEFAULT_SOURCE_RETENTION.maxBytes });
+  }
+
+  /** An edge topic whose consumed batches are kept by age and size (a source edge). */
+  keepsConsumed(topic: string): boolean {
+    return this.kept.has(topic);
+  }
+
+  /** Topics registered with {@link keepConsumed}. */
+  keptTopics(): IterableIterator<string> {
+    return this.kept.keys();
+  }
+
   /** Drops the overrides of prefixes starting with `prefix` (a deleted graph's). */
   forget(prefix: string): void {
     this.resolved.clear();
     for (const key of [...this.overrides.keys()]) if (key.startsWith(prefix)) this.overrides.delete(key);
+    for (const key of [...this.kept.keys()]) if (key.startsWith(prefix)) this.kept.delete(key);
   }
 
   of(topic: string): RetentionLimits {
+    const kept = this.kept.get(topic);
+    if (kept !== undefined) return kept;
     const cached = this.resolved.get(topic);
     if (cached !== undefined) return cached;
     let best: string | null = null;

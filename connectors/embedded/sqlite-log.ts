@@ -17,7 +17,8 @@
  *   effect — an ingest's 202, a Kafka offset, an S3 publish.
  *
  * Retention (connectors/embedded/log-retention.ts): batches every consumer group has committed
- * past are deleted inside the offset commits themselves — every 16th commit of a partition, in
+ * past are deleted inside the offset commits themselves (source edges registered with
+ * `keepConsumed` instead keep them by age and size, for replay) — every 16th commit of a partition, in
  * its transaction, at most 256 batches, found by an index range (O(batches deleted)) — sinks and
  * dead letters are kept by age and size (checked at every append to them), and idempotency keys
  * expire after `idempotencyTtlMs`. A maintenance step (one unref'd timer for the whole log, every
@@ -185,6 +186,7 @@ export class SqliteLog implements Transport {
           SELECT base FROM batches WHERE topic = ?1 AND partition = ?2 AND base < ?3 AND base + count <= ?3 ORDER BY base LIMIT ?4)
         RETURNING base + count AS end, coalesce(bytes, length(payload)) AS bytes`),
       oldestBatches: this.db.prepare('SELECT base, count, coalesce(bytes, length(payload)) AS bytes, appended_at FROM batches WHERE topic = ? AND partition = ? ORDER BY base LIMIT ?'),
+      firstAppendedAt: this.db.prepare('SELECT base FROM batches WHERE topic = ? AND partition = ? AND appended_at >= ? ORDER BY base LIMIT 1'),
       deleteBelow: this.db.prepare('DELETE FROM batches WHERE topic = ? AND partition = ? AND base < ?'),
       partitionBytes: this.db.prepare('SELECT coalesce(SUM(coalesce(bytes, length(payload))), 0) AS bytes FROM batches WHERE topic = ? AND partition = ?'),
       claimKey: this.db.prepare('INSERT INTO idempotency (key, committed_at) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET committed_at = excluded.committed_at WHERE idempotency.committed_at <= ?3'),
@@ -336,7 +338,7 @@ export class SqliteLog implements Transport {
       const base = effects.heads.get(id) ?? this.head(topic, partition);
       const encoded: EncodedRecord[] = append.records.map((r) => [r.key, r.value, r.timestamp, r.headers]);
       const payload = serialize(encoded);
-      if (isRetainedTopic(topic)) {
+      if (this.retained(topic)) {
         effects.storedBytes.set(id, (effects.storedBytes.get(id) ?? this.storedBytesOf(topic, partition)) + payload.length);
         retained.add(id);
       }
@@ -374,9 +376,16 @@ export class SqliteLog implements Transport {
     }
   }
 
+  /** Kept by age and size: sinks and dead letters, and source edges kept for replay. */
+  private retained(topic: string): boolean {
+    return isRetainedTopic(topic) || this.retention.keepsConsumed(topic);
+  }
+
   /** Deletes batches of partition `id` every group committed past, `limit` rows at most. */
   private deleteConsumed(id: string, limit: number, effects: Effects): void {
     const [topic, partition] = splitId(id);
+    // A source edge keeps what was consumed for replay: its age and size rule decide (applyRetention).
+    if (this.retention.keepsConsumed(topic)) return;
     const low = (this.stmt.minCommitted.get(topic, partition) as { low: number | null }).low;
     if (low === null) return; // no group has committed here: nothing is known to be consumed
     const deleted = this.stmt.deleteConsumed.all(topic, partition, low, limit) as Array<{ end: number; bytes: number }>;
@@ -391,10 +400,19 @@ export class SqliteLog implements Transport {
     if (deleted.length === limit) effects.unfinished.add(id);
   }
 
-  /** Age and size retention of a sink or dead-letter partition, oldest batches first. */
+  /**
+   * Age and size retention of a sink, dead-letter or kept source-edge partition, oldest batches
+   * first; a source edge's never past what every group has committed (nothing unconsumed goes).
+   */
   private applyRetention(id: string, now: number, effects: Effects): void {
     const [topic, partition] = splitId(id);
     const { maxAgeMs, maxBytes } = this.retention.of(topic);
+    let consumed = Infinity;
+    if (this.retention.keepsConsumed(topic)) {
+      const low = (this.stmt.minCommitted.get(topic, partition) as { low: number | null }).low;
+      if (low === null) return; // no group has committed here: nothing is known to be consumed
+      consumed = Number(low);
+    }
     const head = effects.heads.get(id) ?? this.head(topic, partition);
     const expired = now - maxAgeMs;
     // Unknown (not appended to by this process, limits unchanged): within its size limit already.
@@ -410,7 +428,7 @@ export class SqliteLog implements Transport {
       const tooOld = Number(row.appended_at) <= expired;
       // The size rule keeps the newest batch; the age rule does not.
       const tooBig = stored! - bytes > target && end < head;
-      if (!tooOld && !tooBig) break;
+      if ((!tooOld && !tooBig) || end > consumed) break;
       cut = end;
       bytes += Number(row.bytes);
       count++;
@@ -477,7 +495,7 @@ export class SqliteLog implements Transport {
       this.truncationPending.clear();
       if (this.truncateConsumed) for (const id of pending) this.deleteConsumed(id, TRUNCATE_ROWS_PER_STEP, effects);
       for (const [topic, partitions] of this.topicPartitions) {
-        if (!isRetainedTopic(topic)) continue;
+        if (!this.retained(topic)) continue;
         for (let partition = 0; partition < partitions; partition++) {
           const id = partitionId(topic, partition);
           if (this.head(topic, partition) === this.start(topic, partition)) continue;
@@ -522,9 +540,31 @@ export class SqliteLog implements Transport {
     }
   }
 
-  /** The age and size limits a topic is kept under (sinks and dead letters; other topics are kept until consumed). */
+  /**
+   * Keeps the consumed batches of an edge topic (a source edge) for replay, by age and size
+   * (`limits`' unset fields: 24 h, 256 MiB per partition), never deleting a batch some group has
+   * not committed past; `null` returns it to truncation once consumed. Held in memory: the graph
+   * service registers its source edges at every launch, before their consumers start.
+   */
+  keepConsumed(topic: string, limits: Partial<RetentionLimits> | null): void {
+    this.retention.keepConsumed(topic, limits);
+    const partitions = this.topicPartitions.get(topic) ?? 0;
+    for (let p = 0; p < partitions; p++) this.sizeChecks.add(partitionId(topic, p));
+  }
+
+  /** The age and size limits a topic is kept under (sinks, dead letters, kept source edges; other topics are kept until consumed). */
   retentionOf(topic: string): RetentionLimits | null {
-    return isRetainedTopic(topic) ? this.retention.of(topic) : null;
+    return this.retained(topic) ? this.retention.of(topic) : null;
+  }
+
+  /**
+   * The first offset of a partition appended at or after `at` (ms since the epoch, the batch's
+   * append time), at or above the first offset kept; the head when none was. Batch granularity:
+   * the records of one append share its time.
+   */
+  offsetAtTime(topic: string, partition: number, at: number): number {
+    const row = this.stmt.firstAppendedAt.get(topic, partition, at) as { base: number } | undefined;
+    return row === undefined ? this.head(topic, partition) : Math.max(Number(row.base), this.start(topic, partition));
   }
 
   /** Appends in their own transaction (ingest, at-least-once outputs). */

@@ -147,6 +147,26 @@ export class KafkaCommitLedger implements KafkaStateLedger {
     });
   }
 
+  /**
+   * After a seek (the groups' offsets set while no process consumed them), in one transaction:
+   * forgets what was applied and staged for the partitions `rewound` — the group's new committed
+   * offset is then where `open` resumes, and replayed batches are applied again — and deletes the
+   * state and ledger rows of exactly the namespaces `reset` (their state reset: timers and
+   * watermarks are state rows too).
+   */
+  rewind(rewound: Array<{ ns: string; topic: string; partitions: number[] }>, reset: string[]): void {
+    this.transaction(() => {
+      for (const { ns, topic, partitions } of rewound) {
+        for (const partition of partitions) {
+          for (const table of ['kafka_state_applied', 'kafka_state_pending']) this.db.prepare(`DELETE FROM ${table} WHERE ns = ? AND partition = ? AND topic = ?`).run(ns, partition, topic);
+        }
+      }
+      for (const ns of reset) {
+        for (const table of ['kafka_state_applied', 'kafka_state_pending', 'kafka_state_owner', 'state']) this.db.prepare(`DELETE FROM ${table} WHERE ns = ?`).run(ns);
+      }
+    });
+  }
+
   deleteNamespace(prefix: string): void {
     this.db.prepare('DELETE FROM kafka_state_applied WHERE substr(ns, 1, ?) = ?').run(prefix.length, prefix);
     this.db.prepare('DELETE FROM kafka_state_pending WHERE substr(ns, 1, ?) = ?').run(prefix.length, prefix);

@@ -29,7 +29,7 @@ import type {
 import type { StoredRecord } from '../transport.ts';
 import { decodeRecord, encodeRecord, type FetchedMessage } from './codec.ts';
 import { isConcurrentTransactions, translateKafkaError } from './kafka-errors.ts';
-import type { TributaryError } from '../../runtime/errors.ts';
+import { TributaryError } from '../../runtime/errors.ts';
 import { MAX_BATCH_INPUT_BYTES } from '../../runtime/limits.ts';
 
 const { Kafka, logLevel, Partitioners } = kafkajs;
@@ -241,6 +241,38 @@ export class KafkaJsBroker implements Broker {
       const out: number[] = [];
       for (const { partition, low } of await admin.fetchTopicOffsets(topic)) out[partition] = Number(low);
       return Array.from(out, (o) => o ?? 0);
+    });
+  }
+
+  async offsetsAtTime(topic: string, at: number): Promise<number[]> {
+    const heads = await this.highWatermarks(topic);
+    return this.withAdmin(`finding offsets of topic '${topic}' at ${new Date(at).toISOString()}`, async (admin) => {
+      const out = heads.slice();
+      for (const { partition, offset } of await admin.fetchTopicOffsetsByTimestamp(topic, at)) {
+        const found = Number(offset);
+        if (found >= 0) out[partition] = found; // -1: no record that recent, the head stays
+      }
+      return out;
+    });
+  }
+
+  /**
+   * A group whose last member just left may still be settling (PreparingRebalance): it is asked
+   * again for up to ~3 s before the seek is refused as a conflict.
+   */
+  async setCommitted(group: string, topic: string, offsets: Array<{ partition: number; offset: number }>): Promise<void> {
+    await this.withAdmin(`setting offsets of group '${group}' on '${topic}'`, async (admin) => {
+      for (let attempt = 0; ; attempt++) {
+        const { groups } = await admin.describeGroups([group]);
+        const described = groups.find((g) => g.groupId === group);
+        const busy = described !== undefined && described.members.length > 0;
+        if (!busy && (described === undefined || described.state === 'Empty' || described.state === 'Dead')) break;
+        if (attempt >= 30) {
+          throw new TributaryError('ERR_SEEK_CONFLICT', `consumer group '${group}' has ${described?.members.length ?? 0} members (${described?.state}): another process consumes it; stop it before seeking`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await admin.setOffsets({ groupId: group, topic, partitions: offsets.map(({ partition, offset }) => ({ partition, offset: String(offset) })) });
     });
   }
 
