@@ -479,7 +479,7 @@ export class GraphRuntime {
         partitions++;
       }
     }
-    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs, commitDelayMs };
+    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs, batchOverheadMs: stats.batchOverheadMs, recordMarginalMs: stats.recordMarginalMs, commitDelayMs };
   }
 
   /** Measured sojourn (ms) by Little's law: queued records over the arrival rate, plus a batch. */

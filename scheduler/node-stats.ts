@@ -14,10 +14,27 @@ export class NodeStats {
    * commit cost) like a 1000-record one and overstate the per-record cost under light load.
    */
   recordMs = 0;
+  /**
+   * What a batch costs whatever its size, ms: the intercept of batch time over records (decayed
+   * least squares over the same batches), i.e. dispatch, the isolate round trip and the commit.
+   * The latency model's floor: a batch's own size is not one, since batches grow with the backlog
+   * (a worker reads what piled up while its last batch ran) and shrink again with more replicas.
+   * When batch sizes have not varied enough to tell intercept from slope, the mean batch time less
+   * one record's share (exact for batches of one record).
+   */
+  batchOverheadMs = 0;
+  /**
+   * What one more record adds to a batch, ms: the slope of the same fit (recordMs when the fit
+   * cannot tell). Below recordMs when a fixed per-batch cost (a host round trip, waiting for the
+   * host's other isolates) is amortised over the batch: what a replica spends per record as
+   * batches grow with load, the latency model's service time. DS2's useful time stays recordMs.
+   */
+  recordMarginalMs = 0;
   lastError: string | null = null;
   lastErrorAt: number | null = null;
   private weightedMs = 0;
   private weightedRecords = 0;
+  private fit = { w: 0, n: 0, t: 0, nn: 0, nt: 0 };
 
   recordBatch(records: number, elapsedMs: number): void {
     const alpha = 0.2;
@@ -27,6 +44,21 @@ export class NodeStats {
     this.weightedMs = this.weightedMs * (1 - alpha) + elapsedMs;
     this.weightedRecords = this.weightedRecords * (1 - alpha) + Math.max(1, records);
     this.recordMs = this.weightedMs / this.weightedRecords;
+    const n = Math.max(1, records);
+    const f = this.fit;
+    f.w = f.w * (1 - alpha) + 1;
+    f.n = f.n * (1 - alpha) + n;
+    f.t = f.t * (1 - alpha) + elapsedMs;
+    f.nn = f.nn * (1 - alpha) + n * n;
+    f.nt = f.nt * (1 - alpha) + n * elapsedMs;
+    const spread = f.w * f.nn - f.n * f.n;
+    const fallback = Math.max(0, this.batchMs - this.recordMs);
+    // Batch sizes must differ by about a record (relative variance ≥ 1) for the slope to mean anything.
+    const slope = spread < f.w * f.w ? NaN : (f.w * f.nt - f.n * f.t) / spread;
+    const intercept = (f.t - slope * f.n) / f.w;
+    const fits = slope > 0 && slope <= this.recordMs && intercept >= 0;
+    this.batchOverheadMs = fits ? Math.min(intercept, this.batchMs) : fallback;
+    this.recordMarginalMs = fits ? slope : this.recordMs;
   }
 
   recordError(message: string): void {

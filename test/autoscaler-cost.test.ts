@@ -84,6 +84,22 @@ describe('scaling cost', () => {
     expect(decisions[0].unreachable).toMatch(/on this machine.*cores/);
   });
 
+  it('counts a batch overhead and the record\'s own service as the floor, not a batch grown by a backlog', () => {
+    // Batches of ~200 records (800 ms) after a step, but a batch costs 3 ms plus 4 ms a record.
+    const grown = node({ arrivalRate: 300, recordServiceS: 0.004, batchServiceS: 0.8, queueDepth: 100 });
+    const [unmeasured] = policy.decide({ nodes: [grown], paths: [['n']], slo: { latencyMs: 500, percentile: 99 }, cores: 2 });
+    expect(unmeasured.unreachable).toMatch(/batch time/);
+    const [measured] = policy.decide({ nodes: [{ ...grown, batchOverheadS: 0.003 }], paths: [['n']], slo: { latencyMs: 500, percentile: 99 }, cores: 2 });
+    expect(measured.unreachable).toBeUndefined();
+    expect(measured.replicas).toBe(2); // 1.2 cores of demand
+  });
+
+  it('scales every node that cannot keep up, not only the one an infinite critical path happens to name', () => {
+    const nodes = [node({ id: 'a', arrivalRate: 1500 }), node({ id: 'b', arrivalRate: 1500 }), node({ id: 'c', arrivalRate: 1500 })];
+    const decisions = policy.decide({ nodes, paths: [['a', 'b', 'c']], slo, cores: 4 });
+    for (const d of decisions) expect(d.replicas, d.node).toBeGreaterThanOrEqual(2);
+  });
+
   it('without scaling cost (the ablation) its decisions are not cost-aware', () => {
     const [decision] = new ModelPolicy({ weighScalingCost: false }).decide({ nodes: [node({ arrivalRate: 900 })], paths: [['n']], slo, cores: 8 });
     expect(decision.costAware).toBe(false);

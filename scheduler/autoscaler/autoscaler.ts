@@ -156,6 +156,8 @@ export class Autoscaler {
         arrivalRate: memory.arrivalRate,
         recordServiceS: signals.recordMs / 1000,
         batchServiceS: signals.batchMs / 1000,
+        batchOverheadS: signals.batchOverheadMs / 1000,
+        marginalServiceS: signals.recordMarginalMs / 1000,
         commitDelayS: signals.commitDelayMs / 1000,
         partitions: signals.partitions,
         replicas: runtime.replicaCount(node.id),

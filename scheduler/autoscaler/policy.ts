@@ -135,7 +135,8 @@ export class ModelPolicy implements ScalingPolicy {
   decide(input: ScalingInput): ScalingDecision[] {
     const costAware = this.costAware;
     const options: ModelOptions = { cores: input.cores, percentile: input.slo?.percentile ?? 99 };
-    const demand = (node: NodeInput): NodeInput => ({ ...node, arrivalRate: demandRate(node, input.slo ? input.slo.latencyMs / 1000 : null) });
+    // The model's view of a node: its demand, served at the marginal cost per record when measured.
+    const demand = (node: NodeInput): NodeInput => ({ ...node, arrivalRate: demandRate(node, input.slo ? input.slo.latencyMs / 1000 : null), recordServiceS: node.marginalServiceS ?? node.recordServiceS });
     const byId = new Map(input.nodes.map((n) => [n.id, demand(n)]));
     const replicas = new Map<string, number>();
     const fixed = new Map<string, ScalingDecision>();
@@ -150,7 +151,7 @@ export class ModelPolicy implements ScalingPolicy {
 
     const slo = input.slo;
     const dag = input.dag ?? Dag.fromPaths(input.paths);
-    const floor = slo ? endToEndLatency(dag, (id) => (byId.has(id) && !fixed.has(id) ? nodeFloor(byId.get(id)!) + byId.get(id)!.recordServiceS : 0)) : null;
+    const floor = slo ? endToEndLatency(dag, (id) => (byId.has(id) && !fixed.has(id) ? unqueuedLatency(byId.get(id)!) : 0)) : null;
     if (!slo || (floor && floor.latencyS > slo.latencyMs / 1000)) {
       const unreachable =
         slo && floor ? `SLO ${slo.latencyMs} ms unreachable: batch time and exactly-once commit delay on the critical path (${floor.criticalPath.join(' → ')}) already take ${ms(floor.latencyS)} ms before any queueing` : undefined;
@@ -188,8 +189,11 @@ export class ModelPolicy implements ScalingPolicy {
       let best: { id: string; gain: number; after: number } | null = null;
       const bounds = new Set<string>();
       let saturated = false;
+      // With a node that cannot keep up, every such node is a candidate: the longest path through
+      // infinite weights names one of them, not necessarily the one a replica would fix.
+      const candidates = latencyS === Infinity ? input.nodes.map((n) => n.id).filter((id) => latency.get(id) === Infinity) : criticalPath;
       if (step < MAX_POLICY_STEPS) {
-        for (const id of criticalPath) {
+        for (const id of candidates) {
           const node = byId.get(id);
           if (!node || fixed.has(id)) continue;
           const count = replicas.get(id)!;
@@ -215,7 +219,7 @@ export class ModelPolicy implements ScalingPolicy {
         const machine = bounds.has('cores') || bounds.has('memory');
         const why = step < MAX_POLICY_STEPS ? `no further replica adds capacity (bound by ${[...bounds].join(', ') || 'the model'})` : `stopped after ${MAX_POLICY_STEPS} replicas added in one decision`;
         unreachable = `SLO ${slo.latencyMs} ms unreachable${machine ? ' on this machine' : ''}: predicted ${ms(latencyS)} ms and ${why}`;
-        for (const id of criticalPath) if (byId.has(id) && !fixed.has(id)) reasons.set(id, unreachable);
+        for (const id of new Set([...criticalPath, ...candidates])) if (byId.has(id) && !fixed.has(id)) reasons.set(id, unreachable);
         break;
       }
       replicas.set(best.id, replicas.get(best.id)! + 1);
@@ -240,7 +244,7 @@ export class ModelPolicy implements ScalingPolicy {
         reason = `holding ${node.replicas}: measured p${slo.percentile} ${ms(input.measuredMs! / 1000)} ms < SLO/2 and ${node.replicas} keep up (model wants ${n}: ${reason})`;
         n = node.replicas;
       }
-      const canWaitMs = canWaitAt(given, effectiveServers(given.replicas, given, options), targetS) * 1000;
+      const canWaitMs = canWaitAt({ ...given, recordServiceS: node.recordServiceS }, effectiveServers(given.replicas, given, options), targetS) * 1000;
       return { node: node.id, replicas: n, reason, predictedMs: ms(latencyOf(node.id)), currentMs: now, ...(unreachable ? { unreachable } : {}), costAware, canWaitMs };
     });
   }
@@ -256,6 +260,12 @@ export class ModelPolicy implements ScalingPolicy {
 export function demandRate(node: NodeInput, sloS: number | null): number {
   if (sloS === null || sloS <= 0) return node.arrivalRate;
   return Math.max(node.arrivalRate, node.queueDepth / sloS);
+}
+
+/** A record's latency through `node` without any queue (s): the floor, with its own service in it. */
+function unqueuedLatency(node: NodeInput): number {
+  // nodeFloor counts the record's service when it has the batch overhead; the mean batch time may not.
+  return nodeFloor(node) + (node.batchOverheadS === undefined ? node.recordServiceS : 0);
 }
 
 /**
