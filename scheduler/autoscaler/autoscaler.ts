@@ -158,6 +158,7 @@ export class Autoscaler {
         batchServiceS: signals.batchMs / 1000,
         batchOverheadS: signals.batchOverheadMs / 1000,
         marginalServiceS: signals.recordMarginalMs / 1000,
+        ...(signals.recordCpuMs !== null ? { recordCpuS: signals.recordCpuMs / 1000 } : {}),
         commitDelayS: signals.commitDelayMs / 1000,
         partitions: signals.partitions,
         replicas: runtime.replicaCount(node.id),

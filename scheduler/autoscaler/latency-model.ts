@@ -25,6 +25,14 @@ export interface NodeSignals {
    * make every record pay the whole trip and ask for replicas that batching already makes unneeded.
    */
   marginalServiceS?: number;
+  /**
+   * The isolate's CPU time per record (s; NodeStats.recordCpuMs), when hosts report it. The
+   * latency model's servers are cores (effective replicas ≤ cores), so this is its service time
+   * first: wall-clock service stretches on a busy machine and would ask for replicas that the
+   * same starved cores cannot run. A node whose records wait on I/O inside the isolate is sized on
+   * its CPU; its backlog (ScalingInput demand) scales it when that is not enough.
+   */
+  recordCpuS?: number;
   /** Mean wall time of a batch (s): dispatch, isolate, commit. */
   batchServiceS: number;
   /**

@@ -135,8 +135,8 @@ export class ModelPolicy implements ScalingPolicy {
   decide(input: ScalingInput): ScalingDecision[] {
     const costAware = this.costAware;
     const options: ModelOptions = { cores: input.cores, percentile: input.slo?.percentile ?? 99 };
-    // The model's view of a node: its demand, served at the marginal cost per record when measured.
-    const demand = (node: NodeInput): NodeInput => ({ ...node, arrivalRate: demandRate(node, input.slo ? input.slo.latencyMs / 1000 : null), recordServiceS: node.marginalServiceS ?? node.recordServiceS });
+    // The model's view of a node: its demand, served at its CPU time per record (else the marginal wall time) when measured.
+    const demand = (node: NodeInput): NodeInput => ({ ...node, arrivalRate: demandRate(node, input.slo ? input.slo.latencyMs / 1000 : null), recordServiceS: node.recordCpuS ?? node.marginalServiceS ?? node.recordServiceS });
     const byId = new Map(input.nodes.map((n) => [n.id, demand(n)]));
     const replicas = new Map<string, number>();
     const fixed = new Map<string, ScalingDecision>();
@@ -159,7 +159,9 @@ export class ModelPolicy implements ScalingPolicy {
         if (fixed.has(given.id)) return fixed.get(given.id)!;
         const node = byId.get(given.id)!;
         const busy = node.arrivalRate * node.recordServiceS;
-        let wanted = Math.min(node.max, Math.max(replicas.get(node.id)!, Math.ceil(busy / 0.7)));
+        // Replicas past the input partitions or the cores add no capacity (effectiveServers).
+        const useful = Math.max(replicas.get(node.id)!, Math.min(node.partitions, input.cores));
+        let wanted = Math.min(node.max, useful, Math.max(replicas.get(node.id)!, Math.ceil(busy / 0.7)));
         wanted = memory.cap(node, replicas.get(node.id)!, wanted);
         const sized = `${wanted} replica(s) keep utilisation ≤ 70% (load ${busy.toFixed(2)})`;
         return {
@@ -238,7 +240,7 @@ export class ModelPolicy implements ScalingPolicy {
       const rate = draining ? `demand ${node.arrivalRate.toFixed(1)}/s (a backlog of ${given.queueDepth} served within the SLO; arrivals ${given.arrivalRate.toFixed(1)}/s)` : `λ=${node.arrivalRate.toFixed(1)}/s`;
       let reason =
         reasons.get(node.id) ??
-        `fewest replicas meeting p${slo.percentile} ≤ ${slo.latencyMs} ms: predicted end-to-end ${ms(latencyS)} ms at ${rate}, service ${(node.recordServiceS * 1000).toFixed(3)} ms/record`;
+        `fewest replicas meeting p${slo.percentile} ≤ ${slo.latencyMs} ms: predicted end-to-end ${ms(latencyS)} ms at ${rate}, service ${(node.recordServiceS * 1000).toFixed(3)} ms/record (${given.recordCpuS !== undefined ? 'isolate CPU' : 'wall'})`;
       const now = current(node);
       if (roomy && !draining && n > node.replicas && node.replicas > 0 && now !== null) {
         reason = `holding ${node.replicas}: measured p${slo.percentile} ${ms(input.measuredMs! / 1000)} ms < SLO/2 and ${node.replicas} keep up (model wants ${n}: ${reason})`;
