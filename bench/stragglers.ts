@@ -4,24 +4,29 @@
  *
  *   in → work (3 replicas, 6 partitions by key, exactly-once) → out
  *
- * `work` burns 1 ms per record; the first of its isolates to load in each graph asks a role server
- * in this process and is told to be slow (SLOW_MS per record, a replica on a host under
- * contention, say); every other isolate, recycled ones included, is told to be healthy. One host
+ * The first of `work`'s isolates to load in each graph asks a role server in this process and is
+ * told to be slow (SLOW_MS of CPU work per record on a quiet machine: an isolate with a
+ * deoptimised function or a bloated heap, say); every other isolate, recycled ones included, is
+ * told to be healthy (HEALTHY_MS). One host
  * per replica, so a slow replica does not slow its siblings' hosts.
  *
  * Baseline: the same graph with mitigation off (GraphRuntime.mitigateStragglers = false): the slow
- * replica keeps its partitions. Mitigated: detection (3x the median of its siblings over 5
- * batches), steering its batches to healthy replicas, recycling under a new instance tag (5 s
- * cooldown). Reported: p50/p99/worst end-to-end latency over the run and after the first 5 s,
+ * replica keeps its partitions. Mitigated: detection (isolate CPU time per record over 3x the
+ * median of its siblings', over 5 batches), steering its batches to healthy replicas, recycling
+ * under a new instance tag (5 s cooldown). Detection reads CPU time, not wall time: on a loaded
+ * machine healthy replicas wait for a core and look slow by the clock (BENCH_STRAGGLER_HOGS=n runs
+ * n busy processes beside both graphs to make the machine so; `recycled` above 1 per slow replica
+ * would be healthy replicas recycled). Reported: p50/p99/worst end-to-end latency over the run and after the first 5 s,
  * steered batches, recyclings, the gain per record each recycling expected next to what it got,
  * and records lost or repeated (exactly-once: 0 and 0).
  *
  * BENCH_TIME_SCALE scales the run (default 1: 20 s per graph at RATE records/s).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPlatform } from '../api/platform.ts';
 import { percentile, printJson, printTable, round } from './report.ts';
@@ -35,6 +40,10 @@ const SLOW_MS = Number(process.env.BENCH_STRAGGLER_SLOW_MS ?? 3.5);
 const HEALTHY_MS = 0.3;
 const MAX_BATCH = 4;
 const KEYS = 48;
+const HOGS = Number(process.env.BENCH_STRAGGLER_HOGS ?? 0);
+const loadAverage = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+/** Busy processes that make the machine a loaded one (killed by pid at the end). */
+const hogs: ChildProcess[] = Array.from({ length: HOGS }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
 
 const loads = new Map<string, number>();
 const roles = createServer((req, res) => {
@@ -46,13 +55,17 @@ const roles = createServer((req, res) => {
 await new Promise<void>((resolve) => roles.listen(0, '127.0.0.1', resolve));
 const port = (roles.address() as AddressInfo).port;
 
+/** Iterations of the work loop per ms of CPU (≈ 2.5 ms per million on this machine when quiet). */
+const ITERATIONS_PER_MS = 400_000;
+// CPU work, not a wait on the clock: detection compares isolate CPU time, and a clock-bound wait
+// takes less CPU the busier the machine.
 const work = (graph: string) => `let role = null;
+const spin = (n) => { let x = 0; for (let i = 0; i < n; i++) x = (x + Math.sqrt(i)) * 0.999; return x; };
 export default {
   async process(r, env, ctx) {
     role ??= fetch('http://127.0.0.1:${port}/role?graph=${graph}').then((res) => res.text());
-    const end = performance.now() + ((await role) === 'slow' ? ${SLOW_MS} : ${HEALTHY_MS});
-    while (performance.now() < end) {}
-    ctx.emit(r.value, { key: r.key });
+    const work = spin((await role) === 'slow' ? ${Math.round(SLOW_MS * ITERATIONS_PER_MS)} : ${Math.round(HEALTHY_MS * ITERATIONS_PER_MS)});
+    ctx.emit({ ...r.value, work: work > 0 }, { key: r.key });
   },
 };`;
 
@@ -114,6 +127,7 @@ async function run(mitigation: boolean) {
     'got gain ms/rec': status.events.map((e) => e.gotGainMsPerRecord ?? '?').join(' ') || '-',
     lost: sent - unique.size,
     repeated: ids.length - unique.size,
+    'load avg': loadAverage(),
     events: status.events,
   };
 }
@@ -121,11 +135,12 @@ async function run(mitigation: boolean) {
 try {
   const results = [await run(false), await run(true)];
   printTable(
-    `Stragglers: in → work (3 replicas, one told at load to take ${SLOW_MS} ms/record, the others ${HEALTHY_MS} ms; batches ≤ ${MAX_BATCH}) → out, ${RATE} records/s for ${SECONDS} s per graph; mitigation off vs on in the same run`,
+    `Stragglers: in → work (3 replicas, one told at load to take ${SLOW_MS} ms/record, the others ${HEALTHY_MS} ms; batches ≤ ${MAX_BATCH}) → out, ${RATE} records/s for ${SECONDS} s per graph, ${HOGS} busy processes beside; mitigation off vs on in the same run (detection on isolate CPU time per record)`,
     results.map(({ events: _events, ...row }) => row),
   );
-  printJson('stragglers', { rate: RATE, slowMs: SLOW_MS, seconds: SECONDS, results });
+  printJson('stragglers', { rate: RATE, slowMs: SLOW_MS, seconds: SECONDS, hogs: HOGS, results });
 } finally {
+  for (const hog of hogs) hog.kill();
   await platform.close();
   roles.close();
   rmSync(dataDir, { recursive: true, force: true });

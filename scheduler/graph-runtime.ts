@@ -163,7 +163,7 @@ export class GraphRuntime {
       process: (batch: WireBatch, tag: string) => this.options.process(node, batch, tag),
       replicaFor: (partition: number) => this.replicaFor(node, partition),
       wake: () => this.wake(node.id),
-      replicaDone: (replica: number, records: number, elapsedMs: number) => this.replicaDone(node, replica, records, elapsedMs),
+      replicaDone: (replica: number, records: number, elapsedMs: number, cpuMs?: number) => this.replicaDone(node, replica, records, elapsedMs, cpuMs),
       instanceTag: (replica: number) => this.instanceTag(node.id, replica),
       epochs: this.statePartitions(node),
       timers: new TimerSchedule(),
@@ -349,9 +349,12 @@ export class GraphRuntime {
     return chosen;
   }
 
-  private replicaDone(node: NodeSpec, replica: number, records: number, elapsedMs: number): void {
+  private replicaDone(node: NodeSpec, replica: number, records: number, elapsedMs: number, cpuMs?: number): void {
     const detector = this.stragglers.get(node.id)!;
-    detector.end(replica, elapsedMs / Math.max(1, records));
+    // Isolate CPU time, not wall time: on a busy machine a healthy replica's batch waits for a
+    // core and looks slow by the clock; only its own CPU time says its isolate is the slow one.
+    detector.end(replica, (cpuMs ?? elapsedMs) / Math.max(1, records), records);
+    if (cpuMs !== undefined) this.stats.get(node.id)!.recordCpu(records, cpuMs);
     const probe = this.costProbes.get(`${node.id}#${replica}`);
     if (probe) {
       this.costProbes.delete(`${node.id}#${replica}`);
@@ -479,7 +482,7 @@ export class GraphRuntime {
         partitions++;
       }
     }
-    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs, commitDelayMs };
+    return { inputHeads, partitions, queueDepth, processed: stats.processed, recordMs: stats.recordMs, batchMs: stats.batchMs, batchOverheadMs: stats.batchOverheadMs, recordMarginalMs: stats.recordMarginalMs, recordCpuMs: stats.recordCpuMs, commitDelayMs };
   }
 
   /** Measured sojourn (ms) by Little's law: queued records over the arrival rate, plus a batch. */

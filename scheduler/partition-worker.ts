@@ -85,7 +85,8 @@ export interface TaskContext {
   /** The instance tag replica `replica` runs under now (a recycled replica gets a new one). */
   instanceTag(replica: number): string;
   /** Reports a batch's service on a replica (straggler detection). */
-  replicaDone(replica: number, records: number, elapsedMs: number): void;
+  /** `cpuMs`: the batch's isolate CPU time, as the host reported it (straggler detection). */
+  replicaDone(replica: number, records: number, elapsedMs: number, cpuMs?: number): void;
   epochs: StatePartitions;
   /** When each state partition's next timer is due, shared by the node's workers. */
   timers: TimerSchedule;
@@ -370,7 +371,7 @@ export class PartitionWorker {
     this.advance(records.length, end);
     stats.failed += deadLetters.length;
     if (forwarded !== undefined) this.broadcast = Math.max(this.broadcast, forwarded);
-    stats.recordBatch(records.length - (timed?.markers.size ?? 0), performance.now() - started);
+    stats.recordBatch(records.length - (timed?.markers.size ?? 0), performance.now() - started, result.coldStart === true);
     this.backoff.reset();
   }
 
@@ -468,7 +469,7 @@ export class PartitionWorker {
       result = await this.ctx.process({ ...batch, state: { ...state, snapshot } }, tag);
       if (result.needState) throw new TributaryError('ERR_INTERNAL', 'replica refused the state snapshot');
     }
-    if (records.length > 0) this.ctx.replicaDone(replica, records.length, performance.now() - dispatched - loadMs);
+    if (records.length > 0) this.ctx.replicaDone(replica, records.length, performance.now() - dispatched - loadMs, result.cpuMs);
     return result;
   }
 

@@ -1,6 +1,6 @@
 /** Scaling cost (ski rental), the measured-latency hold, the commit-delay floor and resources in the latency model's decisions. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelPolicy, type NodeInput } from '../scheduler/autoscaler/policy.ts';
+import { ModelPolicy, demandRate, type NodeInput } from '../scheduler/autoscaler/policy.ts';
 import { ScalingCost, holdScaleUp, scaleDownWaitMs } from '../scheduler/autoscaler/scaling-cost.ts';
 import { nodeInput } from './fixtures/node-input.ts';
 import { deploy, json, waitFor, withPlatform } from './fixtures/platform.ts';
@@ -26,14 +26,17 @@ describe('scaling cost', () => {
 
   it('holds a scale-up back on a burst shorter than a replica round trip, and explains it', () => {
     const cost = { addMs: 1500, removeMs: 500, adds: 3, removes: 3 };
-    const held = holdScaleUp({ cost, wantedForMs: 1000, keepsUp: true });
-    expect(held).toMatch(/1500 ms to add.*500 ms to remove.*lasted 1000 ms.*ski rental/);
+    const intervalMs = 1000;
+    const held = holdScaleUp({ cost, wantedForMs: 1000, canWaitMs: Infinity, intervalMs });
+    expect(held).toMatch(/1500 ms to add.*500 ms to remove.*lasted 1000 ms.*keep up.*ski rental/);
     // Once the load has lasted as long as the change costs, it pays: scale.
-    expect(holdScaleUp({ cost, wantedForMs: 2000, keepsUp: true })).toBeNull();
-    // A node that cannot keep up scales at once, whatever the cost.
-    expect(holdScaleUp({ cost, wantedForMs: 0, keepsUp: false })).toBeNull();
+    expect(holdScaleUp({ cost, wantedForMs: 2000, canWaitMs: Infinity, intervalMs })).toBeNull();
+    // A node falling behind may wait while its backlog stays within the SLO until the next decision...
+    expect(holdScaleUp({ cost, wantedForMs: 1000, canWaitMs: 1500, intervalMs })).toMatch(/backlog stays within the SLO for ~1500 ms/);
+    // ...and scales at once when it would not, whatever the cost.
+    expect(holdScaleUp({ cost, wantedForMs: 0, canWaitMs: 500, intervalMs })).toBeNull();
     // Nothing measured yet: nothing to weigh.
-    expect(holdScaleUp({ cost: { addMs: null, removeMs: null, adds: 0, removes: 0 }, wantedForMs: 0, keepsUp: true })).toBeNull();
+    expect(holdScaleUp({ cost: { addMs: null, removeMs: null, adds: 0, removes: 0 }, wantedForMs: 0, canWaitMs: Infinity, intervalMs })).toBeNull();
   });
 
   it('stretches the scale-down wait to the round-trip cost when it exceeds the stable window', () => {
@@ -47,6 +50,59 @@ describe('scaling cost', () => {
     expect(decision.currentMs).not.toBeNull(); // one replica keeps up at ρ = 0.9
     const [overloaded] = policy.decide({ nodes: [node({ arrivalRate: 1500 })], paths: [['n']], slo, cores: 8 });
     expect(overloaded.currentMs).toBeNull();
+  });
+
+  it('says how long a node can stay at its count before its backlog outlasts the SLO', () => {
+    const [keepsUp] = policy.decide({ nodes: [node({ arrivalRate: 900, queueDepth: 10 })], paths: [['n']], slo, cores: 8 });
+    expect(keepsUp.canWaitMs).toBe(Infinity);
+    // 1100/s on 1000/s of capacity, 40 waiting: the 100 records one SLO serves are gone in 0.6 s.
+    const [behind] = policy.decide({ nodes: [node({ arrivalRate: 1100, queueDepth: 40 })], paths: [['n']], slo, cores: 8 });
+    expect(behind.canWaitMs).toBeCloseTo(600, 5);
+    const [late] = policy.decide({ nodes: [node({ arrivalRate: 1100, queueDepth: 150 })], paths: [['n']], slo, cores: 8 });
+    expect(late.canWaitMs).toBe(0);
+  });
+
+  it('sizes a step in one decision: demand is the arrival rate or the rate that serves the backlog within the SLO', () => {
+    const sloS = slo.latencyMs / 1000;
+    expect(demandRate(node({ arrivalRate: 500, queueDepth: 10 }), sloS)).toBe(500);
+    expect(demandRate(node({ arrivalRate: 500, queueDepth: 200 }), sloS)).toBe(2000);
+    // Right after a step to 3000/s at 1 ms per record, with a backlog the step left behind: the
+    // first decision asks for the count that serves it, and at steady state (backlog gone) the
+    // model asks for no fewer than the arrivals alone need, so the next decision holds.
+    const [step] = policy.decide({ nodes: [node({ arrivalRate: 3000, queueDepth: 400 })], paths: [['n']], slo, cores: 8 });
+    const [steady] = policy.decide({ nodes: [node({ arrivalRate: 3000, queueDepth: 30, replicas: step.replicas })], paths: [['n']], slo, cores: 8 });
+    expect(step.replicas).toBeGreaterThanOrEqual(5); // 4000 records/s of demand
+    expect(step.reason).toMatch(/backlog of 400/);
+    expect(steady.replicas).toBeLessThanOrEqual(step.replicas);
+    expect(steady.replicas).toBeGreaterThanOrEqual(4);
+  });
+
+  it('stops adding replicas when a node on the critical path cannot keep up at any count the machine allows', () => {
+    const nodes = [node({ id: 'a', arrivalRate: 5000 }), node({ id: 'b', arrivalRate: 500 })];
+    const decisions = policy.decide({ nodes, paths: [['a', 'b']], slo, cores: 2 });
+    expect(decisions.map((d) => d.replicas)).toEqual([2, 1]);
+    expect(decisions[0].unreachable).toMatch(/on this machine.*cores/);
+  });
+
+  it('counts a batch overhead and the record\'s own service as the floor, not a batch grown by a backlog', () => {
+    // Batches of ~200 records (800 ms) after a step, but a batch costs 3 ms plus 4 ms a record.
+    const grown = node({ arrivalRate: 300, recordServiceS: 0.004, batchServiceS: 0.8, queueDepth: 100 });
+    const [unmeasured] = policy.decide({ nodes: [grown], paths: [['n']], slo: { latencyMs: 500, percentile: 99 }, cores: 2 });
+    expect(unmeasured.unreachable).toMatch(/batch time/);
+    const [measured] = policy.decide({ nodes: [{ ...grown, batchOverheadS: 0.003 }], paths: [['n']], slo: { latencyMs: 500, percentile: 99 }, cores: 2 });
+    expect(measured.unreachable).toBeUndefined();
+    expect(measured.replicas).toBe(2); // 1.2 cores of demand
+  });
+
+  it('scales every node that cannot keep up, not only the one an infinite critical path happens to name', () => {
+    const nodes = [node({ id: 'a', arrivalRate: 1500 }), node({ id: 'b', arrivalRate: 1500 }), node({ id: 'c', arrivalRate: 1500 })];
+    const decisions = policy.decide({ nodes, paths: [['a', 'b', 'c']], slo, cores: 4 });
+    for (const d of decisions) expect(d.replicas, d.node).toBeGreaterThanOrEqual(2);
+  });
+
+  it('without scaling cost (the ablation) its decisions are not cost-aware', () => {
+    const [decision] = new ModelPolicy({ weighScalingCost: false }).decide({ nodes: [node({ arrivalRate: 900 })], paths: [['n']], slo, cores: 8 });
+    expect(decision.costAware).toBe(false);
   });
 });
 

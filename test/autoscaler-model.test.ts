@@ -73,7 +73,7 @@ describe('latency-model policy', () => {
 
 describe('straggler detection', () => {
   it('flags a replica far slower than the others and steers to healthy ones', () => {
-    const detector = new StragglerDetector({ factor: 3, minSamples: 3 });
+    const detector = new StragglerDetector({ factor: 3, minSamples: 3, warmupBatches: 1, warmupMs: 0 });
     for (let i = 0; i < 5; i++) {
       detector.end(0, 1);
       detector.end(1, 1.2);
@@ -86,8 +86,28 @@ describe('straggler detection', () => {
     expect(detector.isStraggler(2, 3)).toBe(false);
   });
 
+  it('does not judge a fresh isolate during its warm-up (cold start, JIT tiers)', () => {
+    let now = 0;
+    const detector = new StragglerDetector({ factor: 3, minSamples: 3, warmupBatches: 4, warmupMs: 5000, now: () => now });
+    for (let i = 0; i < 10; i++) {
+      detector.end(0, 1);
+      detector.end(1, 1);
+    }
+    now = 6000;
+    for (let i = 0; i < 10; i++) detector.end(0, 1);
+    detector.reset(1); // recycled: a fresh isolate, slow while V8 warms it up
+    for (let i = 0; i < 10; i++) detector.end(1, 8); // its batches, then its seconds of warm-up
+    expect(detector.samples(1)).toBe(0);
+    now = 12_000;
+    for (let i = 0; i < 3; i++) detector.end(1, 1.1);
+    expect(detector.isStraggler(1, 2)).toBe(false);
+    // A slow one, once warm, is judged: the median of its recent batches, one fast spike or not.
+    for (let i = 0; i < 7; i++) detector.end(1, i === 2 ? 1 : 9);
+    expect(detector.isStraggler(1, 2)).toBe(true);
+  });
+
   it('needs samples and at least two replicas', () => {
-    const detector = new StragglerDetector({ minSamples: 5 });
+    const detector = new StragglerDetector({ minSamples: 5, warmupBatches: 1, warmupMs: 0 });
     detector.end(0, 100);
     detector.end(1, 1);
     expect(detector.isStraggler(0, 2)).toBe(false);

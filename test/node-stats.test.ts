@@ -20,3 +20,20 @@ describe('NodeStats service time per record', () => {
     expect(stats.recordMs).toBeCloseTo(3, 2);
   });
 });
+
+describe('NodeStats batch overhead', () => {
+  it('is the intercept of batch time over records: a backlog that grows batches does not grow it', () => {
+    const stats = new NodeStats();
+    // 3 ms per batch plus 4 ms per record, batches from 1 to 200 records as a backlog builds.
+    for (const n of [1, 2, 1, 5, 20, 60, 120, 200, 150, 3]) stats.recordBatch(n, 3 + 4 * n);
+    expect(stats.batchOverheadMs).toBeCloseTo(3, 5);
+    expect(stats.batchMs).toBeGreaterThan(100);
+  });
+
+  it('falls back to the mean batch time less one record when batch sizes do not vary', () => {
+    const stats = new NodeStats();
+    for (let i = 0; i < 10; i++) stats.recordBatch(1, 7);
+    expect(stats.batchOverheadMs).toBeCloseTo(0, 5); // 7 ms batches of one 7 ms record
+    expect(stats.batchOverheadMs + stats.recordMs).toBeCloseTo(stats.batchMs, 5);
+  });
+});

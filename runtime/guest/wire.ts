@@ -93,6 +93,13 @@ export interface WireBatchResult {
   fired?: WireTimer[];
   /** The partition's earliest due timers of each kind after the batch (null: none); absent for modules without onTimer. */
   nextTimers?: { processing: number | null; event: number | null };
+  /**
+   * CPU time the batch spent in its isolate (ms), stamped by the host after the call (never by
+   * the guest: the host overwrites it). Straggler detection compares replicas on it.
+   */
+  cpuMs?: number;
+  /** The batch ran on an isolate loaded for it (stamped by the host, like cpuMs): its time is a cold start, not service. */
+  coldStart?: true;
 }
 
 export type GuestResult<T> = { ok: true; value: T } | { ok: false; error: GuestError };

@@ -29,7 +29,7 @@ export interface LaneCall<Op extends EntryOp = EntryOp> {
   coldStart: boolean;
   /** Where a streamed response goes (HTTP plane invokes only). */
   sink?: ResponseSink;
-  resolve(outcome: { value: EntryResult<Op>; coldStart: boolean }): void;
+  resolve(outcome: { value: EntryResult<Op>; coldStart: boolean; cpuMs: number }): void;
   reject(error: unknown): void;
 }
 
@@ -160,7 +160,7 @@ export class FunctionLane {
     this.meanCallMs = this.meanCallMs === 0 ? tookMs : this.meanCallMs + DURATION_WEIGHT * (tookMs - this.meanCallMs);
     if (!instance.isUsable || (this.retired && this.queued === 0)) this.remove(instance, true);
     if (ok) {
-      call.resolve({ value: outcome as never, coldStart });
+      call.resolve({ value: outcome as never, coldStart, cpuMs: call.budget!.cpuUsedMs });
     } else if (outcome instanceof SliceExpired) {
       // Its isolate is gone; the call runs again from scratch, asynchronously, before the calls
       // queued behind it. Later calls start asynchronously only if this one was busy on the CPU.

@@ -43,6 +43,8 @@ export interface Ran<Op extends EntryOp> {
   value: EntryResult<Op>;
   /** Whether the call ran on an instance loaded for it (it paid a cold start). */
   coldStart: boolean;
+  /** CPU time the call spent in its isolate (ms), every attempt of it (isolated-vm's cpuTime): unlike its wall time, not stretched when the host waits for a core. */
+  cpuMs: number;
 }
 
 export class IsolatePool implements LaneHost {

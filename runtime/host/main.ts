@@ -30,8 +30,13 @@ async function handle(request: HostRequest, logs: LogLine[], bytes: number): Pro
       return { value: await pool.validate(request.spec, request.code), coldStart: false };
     case 'fetch':
       return pool.run(request.spec, 'fetch', request.request, logs, bytes);
-    case 'process':
-      return pool.run(request.spec, 'process', request.batch, logs, bytes);
+    case 'process': {
+      // The batch's isolate CPU time and whether it paid a cold start ride on its result, stamped
+      // here (what a guest put there is overwritten).
+      const ran = await pool.run(request.spec, 'process', request.batch, logs, bytes);
+      const { coldStart: _guest, ...value } = ran.value;
+      return { value: { ...value, cpuMs: ran.cpuMs, ...(ran.coldStart ? { coldStart: true } : {}) }, coldStart: ran.coldStart };
+    }
     case 'unload':
       pool.unload(request.name, request.exceptKey);
       // A deleted function's cached responses go with it (a new deploy keeps them, as on Workers).

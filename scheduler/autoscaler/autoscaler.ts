@@ -139,7 +139,11 @@ export class Autoscaler {
       }
       const dt = Math.max(0.001, (now - memory.lastAt) / 1000);
       const instant = Math.max(0, signals.inputHeads - memory.lastHeads) / dt;
-      memory.arrivalRate = memory.lastAt === now ? instant : 0.5 * memory.arrivalRate + 0.5 * instant;
+      // Rises are taken whole, falls smoothed: a step shows at its full rate on the first full
+      // interval after it, so the policy sizes for it in one decision instead of chasing an
+      // average that climbs halfway per tick; a dip of one interval does not look like a trough
+      // (scale-downs wait out the stable window anyway).
+      memory.arrivalRate = memory.lastAt === now || instant >= memory.arrivalRate ? instant : 0.5 * memory.arrivalRate + 0.5 * instant;
       const processedNow = Math.max(0, signals.processed - memory.lastProcessed) / dt;
       memory.processedRate = memory.lastAt === now ? processedNow : 0.5 * memory.processedRate + 0.5 * processedNow;
       if (instant > 0 || signals.processed > memory.lastProcessed || signals.queueDepth > 0) memory.lastActivityAt = now;
@@ -152,6 +156,9 @@ export class Autoscaler {
         arrivalRate: memory.arrivalRate,
         recordServiceS: signals.recordMs / 1000,
         batchServiceS: signals.batchMs / 1000,
+        batchOverheadS: signals.batchOverheadMs / 1000,
+        marginalServiceS: signals.recordMarginalMs / 1000,
+        ...(signals.recordCpuMs !== null ? { recordCpuS: signals.recordCpuMs / 1000 } : {}),
         commitDelayS: signals.commitDelayMs / 1000,
         partitions: signals.partitions,
         replicas: runtime.replicaCount(node.id),
@@ -184,7 +191,8 @@ export class Autoscaler {
       if (target > from) {
         // The load asking for more was measured over the interval before this tick.
         const wantedForMs = now - memory.upWantedSince! + this.options.intervalMs;
-        held = decision.costAware && from > 0 ? holdScaleUp({ cost, wantedForMs, keepsUp: decision.currentMs !== null && decision.currentMs !== undefined }) : null;
+        const canWaitMs = decision.canWaitMs ?? (decision.currentMs === null || decision.currentMs === undefined ? 0 : Infinity);
+        held = decision.costAware && from > 0 ? holdScaleUp({ cost, wantedForMs, canWaitMs, intervalMs: this.options.intervalMs }) : null;
         if (held) target = from;
         else action = 'up';
       } else if (target === 0 && from > 0) action = 'zero';

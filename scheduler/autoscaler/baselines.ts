@@ -155,7 +155,9 @@ export class Ds2Policy implements ScalingPolicy {
         target = upstream.reduce((sum, u) => sum + targetIn.get(u)!, 0) * selectivity;
       }
       targetIn.set(id, target);
-      const trueRate = node.recordServiceS > 0 ? 1 / node.recordServiceS : Infinity;
+      // Useful time: the isolate's CPU per record when hosts report it (DS2 instruments the operator's own time), else batch time over records.
+      const useful = node.recordCpuS ?? node.recordServiceS;
+      const trueRate = useful > 0 ? 1 / useful : Infinity;
       let wanted = target === 0 ? (node.queueDepth > 0 ? 1 : 0) : Math.ceil(target / trueRate);
       // DS2 says nothing of idling: to zero after the same idle window as the other policies.
       if (wanted === 0 && (node.min > 0 || node.idleMs < node.scaleToZeroAfterMs)) wanted = node.replicas > 0 ? 1 : 0;

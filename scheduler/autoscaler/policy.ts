@@ -68,6 +68,12 @@ export interface ScalingDecision {
   unreachable?: string;
   /** The policy weighs the cost of scaling (scaling-cost.ts): the autoscaler may hold a change that would not pay. */
   costAware?: boolean;
+  /**
+   * How long the node can stay at its current count before its backlog alone would take longer
+   * than the SLO to serve (ms): Infinity when the current replicas keep up, 0 when it is too late
+   * already. With `costAware`, a scale-up is held only while this outlasts the next decision.
+   */
+  canWaitMs?: number;
 }
 
 export interface ScalingPolicy {
@@ -101,13 +107,37 @@ function idleToZero(node: NodeInput): ScalingDecision | null {
  * - While the measured p-latency is under half the SLO, a node that keeps up at its current count
  *   does not scale up: the prediction (Poisson arrivals) is pessimistic for smooth load, and the
  *   measurement says there is room. A node that cannot keep up scales at once.
+ *
+ * One decision reaches the count a step needs: the model sizes on the demand, which is the
+ * arrival rate or, when a backlog has built up, the rate that drains it within one SLO
+ * ({@link demandRate}) — not on a count that creeps up a replica per decision. And it stops as
+ * soon as a node on the critical path cannot keep up at any count the machine allows: replicas
+ * elsewhere would not make the SLO reachable.
  */
+export interface ModelPolicyOptions {
+  /**
+   * Mark decisions cost-aware (default true): the autoscaler then holds a scale-up the current
+   * replicas can live without until it pays for its measured cost (scaling-cost.ts). false runs
+   * the same model without that rule (the ablation in bench:autoscale).
+   */
+  weighScalingCost?: boolean;
+}
+
 export class ModelPolicy implements ScalingPolicy {
-  readonly name = 'latency-model';
+  readonly name: string;
+  private readonly costAware: boolean;
+
+  constructor(options: ModelPolicyOptions = {}) {
+    this.costAware = options.weighScalingCost ?? true;
+    this.name = this.costAware ? 'latency-model' : 'latency-model-no-cost';
+  }
 
   decide(input: ScalingInput): ScalingDecision[] {
+    const costAware = this.costAware;
     const options: ModelOptions = { cores: input.cores, percentile: input.slo?.percentile ?? 99 };
-    const byId = new Map(input.nodes.map((n) => [n.id, n]));
+    // The model's view of a node: its demand, served at its CPU time per record (else the marginal wall time) when measured.
+    const demand = (node: NodeInput): NodeInput => ({ ...node, arrivalRate: demandRate(node, input.slo ? input.slo.latencyMs / 1000 : null), recordServiceS: node.recordCpuS ?? node.marginalServiceS ?? node.recordServiceS });
+    const byId = new Map(input.nodes.map((n) => [n.id, demand(n)]));
     const replicas = new Map<string, number>();
     const fixed = new Map<string, ScalingDecision>();
     for (const node of input.nodes) {
@@ -117,18 +147,21 @@ export class ModelPolicy implements ScalingPolicy {
       replicas.set(node.id, zero ? 0 : Math.max(node.min, hasWork || node.replicas > 0 ? 1 : 0));
     }
     const memory = new MemoryBudget(input, replicas);
-    const current = (node: NodeInput) => ms(nodeLatency(node.replicas, node, options));
+    const current = (node: NodeInput) => ms(nodeLatency(node.replicas, byId.get(node.id)!, options));
 
     const slo = input.slo;
     const dag = input.dag ?? Dag.fromPaths(input.paths);
-    const floor = slo ? endToEndLatency(dag, (id) => (byId.has(id) && !fixed.has(id) ? nodeFloor(byId.get(id)!) + byId.get(id)!.recordServiceS : 0)) : null;
+    const floor = slo ? endToEndLatency(dag, (id) => (byId.has(id) && !fixed.has(id) ? unqueuedLatency(byId.get(id)!) : 0)) : null;
     if (!slo || (floor && floor.latencyS > slo.latencyMs / 1000)) {
       const unreachable =
         slo && floor ? `SLO ${slo.latencyMs} ms unreachable: batch time and exactly-once commit delay on the critical path (${floor.criticalPath.join(' → ')}) already take ${ms(floor.latencyS)} ms before any queueing` : undefined;
-      return input.nodes.map((node) => {
-        if (fixed.has(node.id)) return fixed.get(node.id)!;
+      return input.nodes.map((given) => {
+        if (fixed.has(given.id)) return fixed.get(given.id)!;
+        const node = byId.get(given.id)!;
         const busy = node.arrivalRate * node.recordServiceS;
-        let wanted = Math.min(node.max, Math.max(replicas.get(node.id)!, Math.ceil(busy / 0.7)));
+        // Replicas past the input partitions or the cores add no capacity (effectiveServers).
+        const useful = Math.max(replicas.get(node.id)!, Math.min(node.partitions, input.cores));
+        let wanted = Math.min(node.max, useful, Math.max(replicas.get(node.id)!, Math.ceil(busy / 0.7)));
         wanted = memory.cap(node, replicas.get(node.id)!, wanted);
         const sized = `${wanted} replica(s) keep utilisation ≤ 70% (load ${busy.toFixed(2)})`;
         return {
@@ -138,7 +171,7 @@ export class ModelPolicy implements ScalingPolicy {
           predictedMs: ms(nodeLatency(wanted, node, options)),
           currentMs: current(node),
           ...(unreachable ? { unreachable } : {}),
-          costAware: true,
+          costAware,
         };
       });
     }
@@ -157,14 +190,23 @@ export class ModelPolicy implements ScalingPolicy {
       if (latencyS <= targetS) break;
       let best: { id: string; gain: number; after: number } | null = null;
       const bounds = new Set<string>();
+      let saturated = false;
+      // With a node that cannot keep up, every such node is a candidate: the longest path through
+      // infinite weights names one of them, not necessarily the one a replica would fix.
+      const candidates = latencyS === Infinity ? input.nodes.map((n) => n.id).filter((id) => latency.get(id) === Infinity) : criticalPath;
       if (step < MAX_POLICY_STEPS) {
-        for (const id of criticalPath) {
+        for (const id of candidates) {
           const node = byId.get(id);
           if (!node || fixed.has(id)) continue;
           const count = replicas.get(id)!;
           const bound = boundOf(count, node, options, memory);
           if (bound !== null) {
             bounds.add(bound);
+            // It cannot keep up at any count allowed: replicas elsewhere leave the path infinite.
+            if (latency.get(id) === Infinity) {
+              saturated = true;
+              break;
+            }
             continue;
           }
           const before = latency.get(id)!;
@@ -174,11 +216,12 @@ export class ModelPolicy implements ScalingPolicy {
           if (gain > 0 && (best === null || gain > best.gain)) best = { id, gain, after };
         }
       }
+      if (saturated) best = null;
       if (best === null) {
         const machine = bounds.has('cores') || bounds.has('memory');
         const why = step < MAX_POLICY_STEPS ? `no further replica adds capacity (bound by ${[...bounds].join(', ') || 'the model'})` : `stopped after ${MAX_POLICY_STEPS} replicas added in one decision`;
         unreachable = `SLO ${slo.latencyMs} ms unreachable${machine ? ' on this machine' : ''}: predicted ${ms(latencyS)} ms and ${why}`;
-        for (const id of criticalPath) if (byId.has(id) && !fixed.has(id)) reasons.set(id, unreachable);
+        for (const id of new Set([...criticalPath, ...candidates])) if (byId.has(id) && !fixed.has(id)) reasons.set(id, unreachable);
         break;
       }
       replicas.set(best.id, replicas.get(best.id)! + 1);
@@ -188,20 +231,58 @@ export class ModelPolicy implements ScalingPolicy {
     }
     const { latencyS } = endToEndLatency(dag, latencyOf);
     const roomy = input.measuredMs !== undefined && input.measuredMs !== null && input.measuredMs < slo.latencyMs / 2;
-    return input.nodes.map((node) => {
-      if (fixed.has(node.id)) return fixed.get(node.id)!;
+    return input.nodes.map((given) => {
+      if (fixed.has(given.id)) return fixed.get(given.id)!;
+      const node = byId.get(given.id)!;
+      // A backlog past λ·SLO has not reached the sink yet: the measured latency does not see it.
+      const draining = node.arrivalRate > given.arrivalRate;
       let n = replicas.get(node.id)!;
+      const rate = draining ? `demand ${node.arrivalRate.toFixed(1)}/s (a backlog of ${given.queueDepth} served within the SLO; arrivals ${given.arrivalRate.toFixed(1)}/s)` : `λ=${node.arrivalRate.toFixed(1)}/s`;
       let reason =
         reasons.get(node.id) ??
-        `fewest replicas meeting p${slo.percentile} ≤ ${slo.latencyMs} ms: predicted end-to-end ${ms(latencyS)} ms at λ=${node.arrivalRate.toFixed(1)}/s, service ${(node.recordServiceS * 1000).toFixed(3)} ms/record`;
+        `fewest replicas meeting p${slo.percentile} ≤ ${slo.latencyMs} ms: predicted end-to-end ${ms(latencyS)} ms at ${rate}, service ${(node.recordServiceS * 1000).toFixed(3)} ms/record (${given.recordCpuS !== undefined ? 'isolate CPU' : 'wall'})`;
       const now = current(node);
-      if (roomy && n > node.replicas && node.replicas > 0 && now !== null) {
+      if (roomy && !draining && n > node.replicas && node.replicas > 0 && now !== null) {
         reason = `holding ${node.replicas}: measured p${slo.percentile} ${ms(input.measuredMs! / 1000)} ms < SLO/2 and ${node.replicas} keep up (model wants ${n}: ${reason})`;
         n = node.replicas;
       }
-      return { node: node.id, replicas: n, reason, predictedMs: ms(latencyOf(node.id)), currentMs: now, ...(unreachable ? { unreachable } : {}), costAware: true };
+      const canWaitMs = canWaitAt({ ...given, recordServiceS: node.recordServiceS }, effectiveServers(given.replicas, given, options), targetS) * 1000;
+      return { node: node.id, replicas: n, reason, predictedMs: ms(latencyOf(node.id)), currentMs: now, ...(unreachable ? { unreachable } : {}), costAware, canWaitMs };
     });
   }
+}
+
+/**
+ * The rate a node must serve (records/s): its arrival rate, or — when more records wait than
+ * Little's law allows a node meeting the SLO to hold (L = λ·W with W ≤ the SLO) — the rate that
+ * serves the backlog within one SLO: max(λ, queue / SLO). A step is then sized in one decision
+ * even while the backlog it left is still there; at steady state the queue is far below λ·SLO and
+ * the demand is the arrival rate. Without an SLO, the arrival rate.
+ */
+export function demandRate(node: NodeInput, sloS: number | null): number {
+  if (sloS === null || sloS <= 0) return node.arrivalRate;
+  return Math.max(node.arrivalRate, node.queueDepth / sloS);
+}
+
+/** A record's latency through `node` without any queue (s): the floor, with its own service in it. */
+function unqueuedLatency(node: NodeInput): number {
+  // nodeFloor counts the record's service when it has the batch overhead; the mean batch time may not.
+  return nodeFloor(node) + (node.batchOverheadS === undefined ? node.recordServiceS : 0);
+}
+
+/**
+ * How long (s) `node` can run on `servers` before its backlog takes longer than `sloS` to serve:
+ * Infinity when they serve faster than records arrive (the backlog shrinks), else the time until
+ * the backlog, growing at λ − capacity, reaches capacity × SLO.
+ */
+function canWaitAt(node: NodeInput, servers: number, sloS: number): number {
+  if (servers <= 0) return 0;
+  if (node.recordServiceS <= 0) return Infinity;
+  const capacity = servers / node.recordServiceS;
+  const budget = capacity * sloS - node.queueDepth;
+  if (budget <= 0) return 0;
+  if (node.arrivalRate <= capacity) return Infinity;
+  return budget / (node.arrivalRate - capacity);
 }
 
 /** Why one more replica of `node` adds nothing, or null when it adds capacity. */

@@ -3,37 +3,75 @@
  * replicas (more than `factor` times the median of the others, over at least `minSamples`
  * batches). The runtime steers batches away from it and recycles its isolate (GraphRuntime).
  *
+ * Service time here is the isolate's CPU time per record (isolated-vm's cpuTime, reported by the
+ * host with each batch), not the batch's wall time: on a loaded machine every replica's batches
+ * wait for a core now and then, and by the clock whichever waited most looks slow — mitigation
+ * then steered and recycled healthy replicas and made the p99 worse. CPU time is what the
+ * isolate itself spent: a replica slow on it is slow wherever it runs, and a fresh isolate (what
+ * recycling gives) is the cure on offer. A replica slow only because its host is starved is
+ * not one: steering would send its partitions to hosts as starved, and recycling keeps the host.
+ *
  * Steering keeps per-key order and delivery: a partition has one batch in flight at a time and
  * commits it before the next is read, so moving its next batch to another replica only changes
  * which isolate runs it; the state partition's epoch is bumped on the move, so the new replica
  * reloads the committed state (the same path as a rescale).
  */
 export interface StragglerOptions {
+  /** How many times its siblings' median a replica's per-record time must exceed (default 3). */
   factor?: number;
+  /** Batches measured before a replica is judged (default 5). */
   minSamples?: number;
+  /**
+   * Batches of a fresh isolate (new, or recycled) not measured at all (default 10): its first pays
+   * the cold start, and the next ones run in V8's interpreter and baseline tiers until the
+   * optimising compiler has seen the code hot — several times the CPU per record of a warm
+   * sibling. Measured, every recycled replica looked like a straggler again.
+   */
+  warmupBatches?: number;
+  /**
+   * And not before it has run this long (default 5000 ms): on a loaded machine V8's optimising
+   * compiler (background threads) falls behind, and fresh isolates were seen at 3x their warm
+   * siblings' CPU per record for seconds after their first ten batches.
+   */
+  warmupMs?: number;
+  /** The clock (tests). */
+  now?: () => number;
 }
 
+/** Batches a replica's typical per-record time is taken over. */
+const RECENT_BATCHES = 9;
+
 interface ReplicaStats {
-  ewmaMs: number;
+  /** The records-weighted median per-record time of its last RECENT_BATCHES batches (ms). */
+  typicalMs: number;
+  recent: Array<{ ms: number; records: number }>;
   samples: number;
   inFlight: number;
-  /** The replica's first batch (its isolate's cold start) is behind it. */
-  warm: boolean;
+  /** Batches of its warm-up still to ignore. */
+  warmup: number;
+  /** When its isolate was first seen (its warm-up ends warmupMs later). */
+  startedAt: number;
 }
 
 export class StragglerDetector {
   private readonly replicas = new Map<number, ReplicaStats>();
   private readonly factor: number;
   private readonly minSamples: number;
+  private readonly warmupBatches: number;
+  private readonly warmupMs: number;
+  private readonly now: () => number;
 
   constructor(options: StragglerOptions = {}) {
     this.factor = options.factor ?? 3;
     this.minSamples = options.minSamples ?? 5;
+    this.warmupBatches = options.warmupBatches ?? 10;
+    this.warmupMs = options.warmupMs ?? 5000;
+    this.now = options.now ?? Date.now;
   }
 
   private stats(replica: number): ReplicaStats {
     let stats = this.replicas.get(replica);
-    if (!stats) this.replicas.set(replica, (stats = { ewmaMs: 0, samples: 0, inFlight: 0, warm: false }));
+    if (!stats) this.replicas.set(replica, (stats = { typicalMs: 0, recent: [], samples: 0, inFlight: 0, warmup: this.warmupBatches, startedAt: this.now() }));
     return stats;
   }
 
@@ -42,18 +80,26 @@ export class StragglerDetector {
   }
 
   /**
-   * Records one batch's per-record service time on `replica`. The first batch of a fresh replica
-   * (new, or recycled) is not counted: its isolate's cold start is the cost of the change
-   * (scaling-cost.ts), not slowness, and would make every new replica look like a straggler.
+   * Records one batch's per-record service time on `replica` (its isolate CPU time; wall time
+   * when the host did not report CPU). The first `warmupBatches` batches of a fresh replica
+   * (new, or recycled) are not counted: its isolate's cold start is the cost of the change
+   * (scaling-cost.ts) and its JIT warm-up is not slowness; either would make every new replica
+   * look like a straggler.
    */
-  end(replica: number, perRecordMs: number): void {
+  end(replica: number, perRecordMs: number, records = 1): void {
     const stats = this.stats(replica);
     stats.inFlight = Math.max(0, stats.inFlight - 1);
-    if (!stats.warm) {
-      stats.warm = true;
+    if (stats.warmup > 0 || this.now() - stats.startedAt < this.warmupMs) {
+      stats.warmup = Math.max(0, stats.warmup - 1);
       return;
     }
-    stats.ewmaMs = stats.samples === 0 ? perRecordMs : stats.ewmaMs * 0.7 + perRecordMs * 0.3;
+    // A median, not a mean: one batch's CPU time can spike several-fold (a GC, a core shared with a
+    // hyperthread sibling) and a mean would flag a healthy replica after a few such batches; a
+    // straggler is slow batch after batch. Weighted by records: a 1-record batch is mostly the
+    // batch's fixed cost, and a replica that got many of them (a quiet partition) is not slow.
+    stats.recent.push({ ms: perRecordMs, records: Math.max(1, records) });
+    if (stats.recent.length > RECENT_BATCHES) stats.recent.shift();
+    stats.typicalMs = weightedMedian(stats.recent);
     stats.samples++;
   }
 
@@ -66,7 +112,7 @@ export class StragglerDetector {
     if (replicaCount < 2 || !stats || stats.samples < this.minSamples) return false;
     const median = this.peersMs(replica, replicaCount);
     if (median === null) return false;
-    return stats.ewmaMs > this.factor * Math.max(median, 0.001);
+    return stats.typicalMs > this.factor * Math.max(median, 0.001);
   }
 
   /** Batches measured on `replica` since it was last reset. */
@@ -74,16 +120,16 @@ export class StragglerDetector {
     return this.replicas.get(replica)?.samples ?? 0;
   }
 
-  /** Weighted mean service time per record on `replica` (ms), null before any batch. */
+  /** Typical service time per record on `replica` (ms: the median of its recent batches), null before any batch. */
   perRecordMs(replica: number): number | null {
     const stats = this.replicas.get(replica);
-    return stats && stats.samples > 0 ? stats.ewmaMs : null;
+    return stats && stats.samples > 0 ? stats.typicalMs : null;
   }
 
   /** Median per-record service time of the replicas other than `replica` with enough samples (ms), null with none. */
   peersMs(replica: number, replicaCount: number): number | null {
     const others: number[] = [];
-    for (const [id, s] of this.replicas) if (id !== replica && id < replicaCount && s.samples >= this.minSamples) others.push(s.ewmaMs);
+    for (const [id, s] of this.replicas) if (id !== replica && id < replicaCount && s.samples >= this.minSamples) others.push(s.typicalMs);
     if (others.length === 0) return null;
     others.sort((a, b) => a - b);
     return others[Math.floor(others.length / 2)];
@@ -106,6 +152,17 @@ export class StragglerDetector {
     const b = candidates[Math.floor(random() * candidates.length)];
     return this.inFlight(a) <= this.inFlight(b) ? a : b;
   }
+}
+
+function weightedMedian(samples: Array<{ ms: number; records: number }>): number {
+  const sorted = [...samples].sort((a, b) => a.ms - b.ms);
+  const half = sorted.reduce((sum, s) => sum + s.records, 0) / 2;
+  let seen = 0;
+  for (const s of sorted) {
+    seen += s.records;
+    if (seen >= half) return s.ms;
+  }
+  return sorted[sorted.length - 1]?.ms ?? 0;
 }
 
 /**
